@@ -12,7 +12,8 @@ Channels are always the last axis.
 from __future__ import annotations
 
 import functools
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -162,23 +163,27 @@ def fit_chroma_to_gamut(lab: Array, iterations: int = 14) -> Array:
     14 halvings leave < 1e-4 of the chroma undecided.
     """
     _check_channels(lab, 3, "Lab")
-    L, ab = lab[..., :1], lab[..., 1:]
-    tol = 1e-6
-
-    def inside(scale: torch.Tensor) -> torch.Tensor:
-        rgb = lab_to_rgb(torch.cat((L, ab * scale), dim=-1))
-        return ((rgb >= -tol) & (rgb <= 1 + tol)).all(dim=-1, keepdim=True)
-
-    ok_full = inside(torch.ones_like(L))
+    flat = lab.reshape(-1, 3)
+    out_of_gamut = ~_in_gamut(flat)
+    if not out_of_gamut.any():
+        return lab
+    # Only the pixels outside the gamut need the search; usually a small fraction of the frame.
+    L, ab = flat[out_of_gamut, :1], flat[out_of_gamut, 1:]
     lo = torch.zeros_like(L)
     hi = torch.ones_like(L)
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        good = inside(mid)
+        good = _in_gamut(torch.cat((L, ab * mid), dim=-1)).unsqueeze(-1)
         lo = torch.where(good, mid, lo)
         hi = torch.where(good, hi, mid)
-    scale = torch.where(ok_full, torch.ones_like(L), lo)
-    return torch.cat((L, ab * scale), dim=-1)
+    fitted = flat.clone()
+    fitted[out_of_gamut, 1:] = ab * lo
+    return fitted.reshape(lab.shape)
+
+
+def _in_gamut(lab: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:
+    rgb = lab_to_rgb(lab)
+    return ((rgb >= -tolerance) & (rgb <= 1 + tolerance)).all(dim=-1)
 
 
 @_numpy_in_numpy_out

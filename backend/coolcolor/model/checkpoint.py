@@ -1,0 +1,239 @@
+"""Checkpoint folders (DESIGN §2): diffusers layout + ``coolcolor.json``.
+
+    unet/  vae/  text_encoder/  tokenizer/  scheduler/  coolcolor.json
+
+Every part is written and read by its own library's ``save_pretrained``/``from_pretrained``, so a
+CoolColor checkpoint is an ordinary diffusers folder that any tool of the field can open; only
+``coolcolor.json`` is ours. Nothing here ever reaches for the network: paths are local folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never turn into a hub lookup
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from coolcolor.errors import CheckpointError
+from coolcolor.model.unet import F_IN_LAYOUT, add_gray_input, has_gray_input
+
+CONFIG_NAME = "coolcolor.json"
+FORMAT_VERSION = 1
+MODEL_PARTS = ("unet", "vae", "text_encoder")
+PARTS = (*MODEL_PARTS, "tokenizer", "scheduler")
+GRAY_LATENT_CONVENTION = "vae.encode(gray as RGB in [-1, 1]).latent_dist.mode() * vae.config.scaling_factor"
+
+
+@dataclass
+class CoolColorConfig:
+    """What ``coolcolor.json`` records beyond the diffusers parts: how to feed the model, and its history."""
+
+    resolution: int
+    format_version: int = FORMAT_VERSION
+    f_in_layout: str = F_IN_LAYOUT
+    gray_latent: str = GRAY_LATENT_CONVENTION
+    recipe: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_file(cls, path: Path) -> CoolColorConfig:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: cannot read coolcolor.json ({exc})") from exc
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path}: coolcolor.json must hold a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CheckpointError(f"{path}: unknown keys in coolcolor.json: {', '.join(unknown)}")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path}: format_version {version!r} is not supported (this build reads {FORMAT_VERSION})"
+            )
+        for key, expected in (("f_in_layout", F_IN_LAYOUT), ("gray_latent", GRAY_LATENT_CONVENTION)):
+            if data.get(key, expected) != expected:
+                raise CheckpointError(f"{path}: {key} {data[key]!r} differs from this build's {expected!r}")
+        resolution = data.get("resolution")
+        if not isinstance(resolution, int) or resolution < 8 or resolution % 8:
+            raise CheckpointError(f"{path}: resolution must be a positive multiple of 8, got {resolution!r}")
+        return cls(**data)
+
+
+@dataclass
+class Components:
+    """The loaded parts of a checkpoint."""
+
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    scheduler: DDIMScheduler
+    config: CoolColorConfig
+
+
+def _weights_present(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+
+
+def missing_parts(path: Path, *, with_coolcolor_json: bool) -> list[str]:
+    """What a checkpoint folder lacks, one readable entry per missing piece."""
+    missing = []
+    for part in MODEL_PARTS:
+        folder = path / part
+        if not (folder / "config.json").is_file():
+            missing.append(f"{part}/config.json")
+        if not _weights_present(folder):
+            missing.append(f"{part}/ weights (*.safetensors or *.bin)")
+    if not any((path / "tokenizer" / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json", "vocab.json")):
+        missing.append("tokenizer/ (tokenizer_config.json, tokenizer.json or vocab.json)")
+    if not (path / "scheduler" / "scheduler_config.json").is_file():
+        missing.append("scheduler/scheduler_config.json")
+    if with_coolcolor_json and not (path / CONFIG_NAME).is_file():
+        missing.append(CONFIG_NAME)
+    return missing
+
+
+def _require_folder(path: str | os.PathLike, what: str, *, with_coolcolor_json: bool) -> Path:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"{what} {folder} is not a folder")
+    missing = missing_parts(folder, with_coolcolor_json=with_coolcolor_json)
+    if missing:
+        raise CheckpointError(f"{what} {folder} is missing: {'; '.join(missing)}")
+    return folder
+
+
+def ddim_scheduler(config: dict[str, Any]) -> DDIMScheduler:
+    """DDIM from any SD scheduler config, with ``clip_sample=False`` (SD latents are not bounded to ±1)."""
+    return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False)
+
+
+def load_components(
+    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> Components:
+    folder = _require_folder(path, "checkpoint", with_coolcolor_json=True)
+    config = CoolColorConfig.from_file(folder / CONFIG_NAME)
+    dtype = dtype or torch.float32
+    try:
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=dtype)
+        vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype)
+        text_encoder = AutoModel.from_pretrained(folder / "text_encoder", dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        scheduler = ddim_scheduler(DDIMScheduler.load_config(folder / "scheduler"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {folder}: cannot load ({exc})") from exc
+    if not has_gray_input(unet):
+        raise CheckpointError(
+            f"checkpoint {folder}: unet takes {unet.config.in_channels} input channels, not "
+            f"{2 * unet.config.out_channels}; it has no F_in (convert SD-1.5 with `coolcolor init --from-sd15`)"
+        )
+    check_compatible(unet, vae, text_encoder, str(folder))
+    for module in (unet, vae, text_encoder):
+        module.to(device).eval().requires_grad_(False)
+    return Components(unet, vae, text_encoder, tokenizer, scheduler, config)
+
+
+def check_compatible(unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: PreTrainedModel, where: str) -> None:
+    """The parts must fit each other: latent channels, text width."""
+    if vae.config.latent_channels != unet.config.out_channels:
+        raise CheckpointError(
+            f"{where}: vae latent_channels {vae.config.latent_channels} != unet out_channels {unet.config.out_channels}"
+        )
+    width = getattr(text_encoder.config, "hidden_size", None)
+    if width != unet.config.cross_attention_dim:
+        raise CheckpointError(
+            f"{where}: text encoder width {width} != unet cross_attention_dim {unet.config.cross_attention_dim}"
+        )
+
+
+def save_components(components: Components, path: str | os.PathLike) -> Path:
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    components.unet.save_pretrained(folder / "unet")
+    components.vae.save_pretrained(folder / "vae")
+    components.text_encoder.save_pretrained(folder / "text_encoder")
+    components.tokenizer.save_pretrained(folder / "tokenizer")
+    components.scheduler.save_pretrained(folder / "scheduler")
+    (folder / CONFIG_NAME).write_text(components.config.to_json(), encoding="utf-8")
+    return folder
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{what}: cannot read {path.name} ({exc})") from exc
+
+
+def check_sd15_layout(sd_dir: str | os.PathLike) -> Path:
+    """Raise ``CheckpointError`` naming what makes ``sd_dir`` not a Stable Diffusion 1.5 diffusers folder."""
+    folder = _require_folder(sd_dir, "SD-1.5 folder", with_coolcolor_json=False)
+    what = f"SD-1.5 folder {folder}"
+    index = folder / "model_index.json"
+    if index.is_file():
+        name = _read_json(index, what).get("_class_name")
+        if name != "StableDiffusionPipeline":
+            raise CheckpointError(f"{what}: model_index.json names {name!r}, not StableDiffusionPipeline")
+    unet = _read_json(folder / "unet" / "config.json", what)
+    if unet.get("_class_name") != "UNet2DConditionModel":
+        raise CheckpointError(f"{what}: unet is {unet.get('_class_name')!r}, not UNet2DConditionModel")
+    if unet.get("in_channels") != 4 or unet.get("out_channels") != 4:
+        raise CheckpointError(
+            f"{what}: unet has in/out channels {unet.get('in_channels')}/{unet.get('out_channels')}, SD-1.5 has 4/4"
+        )
+    vae = _read_json(folder / "vae" / "config.json", what)
+    if vae.get("_class_name") != "AutoencoderKL" or vae.get("latent_channels") != 4:
+        raise CheckpointError(f"{what}: vae must be an AutoencoderKL with 4 latent channels")
+    return folder
+
+
+def init_from_sd15(sd_dir: str | os.PathLike, out_dir: str | os.PathLike, resolution: int = 512) -> Path:
+    """Turn a stock SD-1.5 diffusers folder into an untrained CoolColor checkpoint (zero F_in)."""
+    source = check_sd15_layout(sd_dir)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise CheckpointError(f"output folder {out} exists and is not empty; refusing to overwrite it")
+    try:
+        unet = UNet2DConditionModel.from_pretrained(source / "unet")
+        vae = AutoencoderKL.from_pretrained(source / "vae")
+        text_encoder = AutoModel.from_pretrained(source / "text_encoder")
+        tokenizer = AutoTokenizer.from_pretrained(source / "tokenizer")
+        scheduler = ddim_scheduler(DDIMScheduler.load_config(source / "scheduler"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"SD-1.5 folder {source}: cannot load ({exc})") from exc
+    check_compatible(unet, vae, text_encoder, f"SD-1.5 folder {source}")
+    add_gray_input(unet)
+    config = CoolColorConfig(
+        resolution=resolution,
+        recipe={"state": "untrained", "initialised_from": "stable-diffusion-1.5"},
+        provenance={"source": str(source.resolve())},
+    )
+    return save_components(Components(unet, vae, text_encoder, tokenizer, scheduler, config), out)
+
+
+def weights_hash(*modules: torch.nn.Module) -> str:
+    """sha256 over every parameter and buffer (names, dtypes, shapes, bytes), in a fixed order.
+
+    Identifies the weights regardless of file format or folder, for provenance and result caching.
+    """
+    digest = hashlib.sha256()
+    for index, module in enumerate(modules):
+        for name, tensor in sorted(module.state_dict().items()):
+            t = tensor.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"{index}:{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

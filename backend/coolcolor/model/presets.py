@@ -1,0 +1,143 @@
+"""Model shapes built from code, with no download: the Stable Diffusion 1.5 architecture (for FLOP
+counts on the meta device and SD-shaped test folders) and the ``tiny`` preset (tests, CPU demos).
+
+The tiny UNet keeps SD-1.5's *shape* — four levels, attention in the first three down blocks and the
+last three up blocks — so "the last two up blocks with attention" means the same layers as in SD.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+from coolcolor.model.checkpoint import Components, CoolColorConfig
+from coolcolor.model.unet import add_gray_input, f_in_weight
+
+# Stable Diffusion 1.5 (runwayml/stable-diffusion-v1-5, unet/config.json and vae/config.json).
+SD15_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    norm_num_groups=32,
+)
+SD15_VAE_CONFIG: dict[str, Any] = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    sample_size=512,
+    scaling_factor=0.18215,
+)
+SD15_SCHEDULER_CONFIG: dict[str, Any] = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="epsilon",
+)
+
+TINY_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=SD15_UNET_CONFIG["down_block_types"],
+    up_block_types=SD15_UNET_CONFIG["up_block_types"],
+    block_out_channels=(32, 32, 64, 64),
+    layers_per_block=1,
+    cross_attention_dim=32,
+    attention_head_dim=4,
+    norm_num_groups=8,
+)
+TINY_VAE_CONFIG: dict[str, Any] = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 32),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=64,
+    scaling_factor=1.0,
+)
+TINY_RESOLUTION = 64
+
+# Words the tiny text stack knows: colors with their synonyms, things found in old films, glue words.
+TINY_VOCABULARY = ["a", "an", "the", "and", "with", "of", "on", "in", "under", "over", "near", "by", "at", "to", "is", "are", "its", "their", "some", "two", "three", "this", "that", "red", "crimson", "scarlet", "orange", "amber", "yellow", "golden", "green", "emerald", "olive", "blue", "azure", "navy", "teal", "cyan", "purple", "violet", "lavender", "pink", "magenta", "rose", "brown", "tan", "beige", "chocolate", "white", "ivory", "black", "gray", "grey", "silver", "dark", "light", "pale", "bright", "sky", "ground", "wall", "floor", "grass", "sea", "water", "road", "field", "hill", "tree", "forest", "sun", "cloud", "house", "building", "street", "room", "ball", "circle", "disc", "square", "box", "cube", "triangle", "star", "ring", "car", "hat", "coat", "dress", "shirt", "tie", "man", "woman", "girl", "boy", "face", "hand", "cloth", "wagon", "horse", "flower", "leaf", "stone", "rock", "valley", "mountain", "window", "door", "table", "chair", "cup", "bottle"]
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
+
+
+def word_tokenizer(vocabulary: list[str] = TINY_VOCABULARY, max_length: int = 32) -> PreTrainedTokenizerFast:
+    """A lower-casing word-level tokenizer, built offline; saved and loaded as ``tokenizer.json``."""
+    words = list(SPECIAL_TOKENS) + sorted(set(vocabulary))
+    tokenizer = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        bos_token="[BOS]",
+        eos_token="[EOS]",
+        model_max_length=max_length,
+    )
+
+
+def tiny_components(seed: int = 0) -> Components:
+    """A complete CoolColor model small enough for a 20-step sample of a few 64×64 frames in seconds."""
+    torch.manual_seed(seed)
+    unet = add_gray_input(UNet2DConditionModel(**TINY_UNET_CONFIG))
+    # The tiny preset stands in for a *trained* model: with the paper's zero F_in the UNet would ignore
+    # the gray frame, every frame would follow the same trajectory, and tests could not see the gray
+    # path or the keyframe attention at work. So F_in is random like every other weight here.
+    with torch.no_grad():
+        f_in_weight(unet).normal_(std=float(unet.conv_in.weight[:, :4].std()))
+    vae = AutoencoderKL(**TINY_VAE_CONFIG)
+    tokenizer = word_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=TINY_UNET_CONFIG["cross_attention_dim"],
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=tokenizer.model_max_length,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    for module in (unet, vae, text_encoder):
+        module.eval().requires_grad_(False)
+    config = CoolColorConfig(
+        resolution=TINY_RESOLUTION,
+        recipe={"state": "untrained", "preset": "tiny", "seed": seed},
+        provenance={"built_by": "coolcolor.model.presets.tiny_components"},
+    )
+    return Components(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD15_SCHEDULER_CONFIG), config)
+
+
+def tiny_pipeline(seed: int = 0, device: str | torch.device = "cpu"):
+    """The tiny preset as a ready pipeline (random weights: the colors mean nothing)."""
+    from coolcolor.pipeline import CoolColorPipeline
+
+    return CoolColorPipeline(tiny_components(seed)).to(device)

@@ -1,0 +1,349 @@
+"""The CoolColor sampling pipeline (paper §3.2, §3.4, §3.5): gray frames + prompt → a*, b*.
+
+    gray (N×H×W) ──resize to model size──▶ VAE encode (z_gray) ──┐
+    prompt, negative prompt ──▶ text encoder ──────────────────────┤
+    seeded noise (one draw, shared by every frame of the clip) ─────┴▶ DDIM, 2-way CFG,
+        per step: keyframe pass (stores K/V) ▶ frame batches (read the keyframe's K/V)
+    ──▶ VAE decode ──▶ Lab ──▶ a*, b* upsampled to H×W ──▶ L replaced by the input's ──▶ fit to gamut
+
+Only the text is dropped for guidance (the gray latent is always present), so classifier-free
+guidance is two UNet evaluations per frame and step. Frames are batched by a memory budget; the
+keyframe's K/V of the current step are shared by every batch, so batching does not change results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from coolcolor import color
+from coolcolor.chroma import upsample_ab
+from coolcolor.errors import InputError
+from coolcolor.model.attention import KeyframeAttention, install_keyframe_attention
+from coolcolor.model.checkpoint import Components, load_components, save_components, weights_hash
+from coolcolor.model.unet import merge_gray
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineProgress:
+    """Where a colorization call is: ``phase`` is "encode", "denoise" or "decode"; steps count from 1."""
+
+    phase: str
+    step: int
+    total_steps: int
+
+
+@dataclass
+class ColorizationResult:
+    ab: np.ndarray  # N×H×W×2 float32, CIE a*, b* for the input's own L*, inside the sRGB gamut
+    rgb: np.ndarray  # N×H×W×3 float32 sRGB preview in [0, 1]
+    keyframe: int | None  # index of the keyframe in the input, None if external or not used
+    model_size: tuple[int, int]  # (height, width) the diffusion ran at
+    unet_evaluations: int  # UNet sample passes spent, keyframe passes included
+
+
+ProgressCallback = Callable[[PipelineProgress], None]
+
+
+class CoolColorPipeline:
+    """Holds the model parts; ``pipe(gray, prompt=…)`` colorizes one shot of frames."""
+
+    def __init__(self, components: Components) -> None:
+        self.components = components
+        self.unet = components.unet
+        self.vae = components.vae
+        self.text_encoder = components.text_encoder
+        self.tokenizer = components.tokenizer
+        self.scheduler = components.scheduler
+        self.config = components.config
+        self.keyframe_attention = KeyframeAttention()
+        self.keyframe_layers = install_keyframe_attention(self.unet, self.keyframe_attention)
+
+    # ----------------------------------------------------------------- loading, saving, placement
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> CoolColorPipeline:
+        """Load a checkpoint folder (diffusers layout + coolcolor.json). fp16 by default on CUDA."""
+        if dtype is None:
+            dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+        return cls(load_components(path, device=device, dtype=dtype))
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        save_components(self.components, path)
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> CoolColorPipeline:
+        for module in (self.unet, self.vae, self.text_encoder):
+            module.to(device) if dtype is None else module.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def resolution(self) -> int:
+        """The long side, in pixels, at which the model works."""
+        return self.config.resolution
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @functools.cached_property
+    def model_hash(self) -> str:
+        """Identifies the weights (not the files): provenance in outputs and the daemon's cache key."""
+        return weights_hash(self.unet, self.vae, self.text_encoder)
+
+    # ----------------------------------------------------------------- sizes and batching
+    def model_size(self, height: int, width: int) -> tuple[int, int]:
+        """Working size: long side = ``resolution``, aspect kept, both sides multiples of 8."""
+        multiple = max(8, self.vae_scale_factor)
+        scale = self.resolution / max(height, width)
+        return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (height, width))
+
+    def bytes_per_frame(self, size: tuple[int, int], guidance_ways: int) -> int:
+        """Estimated peak memory of one frame in one UNet call (activations, not weights).
+
+        The up path keeps every down-block output as a skip connection; on top of that the widest level
+        holds a handful of transient tensors (resnet, attention projections, feed-forward ×8). The factor
+        16 was checked against measured peaks of the tiny and SD-1.5 shapes and errs on the high side.
+        """
+        latent_h, latent_w = (side // self.vae_scale_factor for side in size)
+        cfg = self.unet.config
+        skips, widest = 0, 0
+        for level, channels in enumerate(cfg.block_out_channels):
+            tokens = (latent_h >> level) * (latent_w >> level)
+            skips += (cfg.layers_per_block + 1) * tokens * channels
+            widest = max(widest, tokens * channels)
+        element = torch.finfo(self.dtype).bits // 8
+        return guidance_ways * element * (skips + 16 * widest)
+
+    def default_memory_budget(self) -> int:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free * 0.6)
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return int(min(available * 0.25, 8 << 30))
+
+    def frames_per_batch(self, size: tuple[int, int], guidance_ways: int, memory_budget_bytes: int | None) -> int:
+        budget = self.default_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+        return max(1, budget // self.bytes_per_frame(size, guidance_ways))
+
+    # ----------------------------------------------------------------- model stages
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """Text embedding (1×tokens×width). An empty prompt is the unconditional embedding."""
+        max_length = min(
+            self.tokenizer.model_max_length,
+            getattr(self.text_encoder.config, "max_position_embeddings", self.tokenizer.model_max_length),
+        )
+        tokens = self.tokenizer(
+            prompt, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+        )
+        if len(self.tokenizer(prompt).input_ids) > max_length:
+            logger.warning("prompt longer than %d tokens was truncated: %r", max_length, prompt)
+        ids = tokens.input_ids.to(self.device)
+        return self.text_encoder(ids)[0].to(self.dtype)
+
+    @torch.no_grad()
+    def encode_gray(self, gray: torch.Tensor) -> torch.Tensor:
+        """z_gray for gray frames (n×h×w in [0, 1]) at model size; the convention in coolcolor.json."""
+        x = (gray * 2 - 1).unsqueeze(1).expand(-1, 3, -1, -1).to(self.vae.dtype)
+        latents = self.vae.encode(x).latent_dist.mode()
+        return (latents * self.vae.config.scaling_factor).to(self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents → sRGB n×h×w×3 in [0, 1] (float32)."""
+        image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        return ((image.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+
+    def _guided_eps(
+        self, latents: torch.Tensor, gray_latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """ε̂ with classifier-free guidance; ``text`` is (uncond, cond) stacked, or cond alone."""
+        n = latents.shape[0]
+        ways = text.shape[0]
+        x = merge_gray(latents.repeat(ways, 1, 1, 1), gray_latents.repeat(ways, 1, 1, 1))
+        emb = text.repeat_interleave(n, dim=0)
+        eps = self.unet(x, t, encoder_hidden_states=emb).sample
+        self._unet_evaluations += x.shape[0]
+        if ways == 1:
+            return eps
+        uncond, cond = eps.chunk(2)
+        return uncond + guidance_scale * (cond - uncond)
+
+    # ----------------------------------------------------------------- the call
+    @torch.no_grad()
+    def __call__(
+        self,
+        gray: np.ndarray | torch.Tensor,
+        prompt: str = "",
+        negative_prompt: str = "",
+        keyframe: int | np.ndarray | torch.Tensor | None = None,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 5.0,
+        seed: int = 0,
+        memory_budget_bytes: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ColorizationResult:
+        """Colorize one shot.
+
+        ``gray``: N×H×W floats in [0, 1] (sRGB-encoded luminance). ``keyframe``: None (frames are
+        independent), an index into ``gray``, or an H×W gray image from elsewhere in the shot (e.g. the
+        keyframe of a long shot processed in windows). ``progress`` is called at each stage and step and
+        may raise to cancel; the exception propagates unchanged.
+        """
+        frames = _check_gray(gray, "gray")
+        n, height, width = frames.shape
+        key_index, key_image = _check_keyframe(keyframe, n, (height, width))
+        _check_settings(prompt, negative_prompt, num_inference_steps, guidance_scale, seed)
+        report = progress or (lambda _event: None)
+        self._unet_evaluations = 0
+
+        device = self.device
+        size = self.model_size(height, width)
+        full = torch.from_numpy(frames)
+        small = _resize(full, size).to(device)
+        ways = 2 if guidance_scale > 1 else 1
+        per_batch = self.frames_per_batch(size, ways, memory_budget_bytes)
+
+        report(PipelineProgress("encode", 1, 1))
+        text = self.encode_prompt(prompt)
+        if ways == 2:
+            text = torch.cat((self.encode_prompt(negative_prompt), text))
+        gray_latents = torch.cat([self.encode_gray(small[i : i + per_batch]) for i in range(0, n, per_batch)])
+
+        # What to denoise, as gray latents. With a keyframe it comes first, so that it leads the first batch of every step
+        # (which stores its K/V); an indexed keyframe is not denoised a second time among the others.
+        order = [i for i in range(n) if i != key_index]
+        gray_rows = gray_latents[order]
+        if key_index is not None:
+            gray_rows = torch.cat((gray_latents[key_index : key_index + 1], gray_rows))
+        elif key_image is not None:
+            key_small = _resize(torch.from_numpy(key_image)[None], size).to(device)
+            gray_rows = torch.cat((self.encode_gray(key_small), gray_rows))
+        use_keyframe = key_index is not None or key_image is not None
+        batches = [slice(i, i + per_batch) for i in range(0, len(gray_rows), per_batch)]
+
+        generator = torch.Generator("cpu").manual_seed(seed)
+        noise = torch.randn((1, *gray_rows.shape[1:]), generator=generator, dtype=torch.float32)
+        noise = (noise * self.scheduler.init_noise_sigma).to(device=device, dtype=self.dtype)
+        latents = noise.repeat(len(gray_rows), 1, 1, 1)  # one draw for the whole shot: cheap consistency
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        attention = self.keyframe_attention
+        try:
+            for step, t in enumerate(timesteps, start=1):
+                for b, batch in enumerate(batches):
+                    if not use_keyframe:
+                        mode = contextlib.nullcontext()
+                    else:
+                        mode = attention.storing(chunks=ways) if b == 0 else attention.using()
+                    with mode:
+                        eps = self._guided_eps(latents[batch], gray_rows[batch], t, text, guidance_scale)
+                    latents[batch] = self.scheduler.step(eps, t, latents[batch]).prev_sample
+                report(PipelineProgress("denoise", step, len(timesteps)))
+        finally:
+            attention.clear()  # a cancelled call must not leave K/V behind for the next
+
+        if use_keyframe:
+            key_latent, latents = latents[:1], latents[1:]
+            if key_index is not None:
+                latents = torch.cat((latents[:key_index], key_latent, latents[key_index:]))
+
+        ab = np.empty((n, height, width, 2), np.float32)
+        rgb = np.empty((n, height, width, 3), np.float32)
+        for i in range(0, n, per_batch):
+            decoded = self.decode(latents[i : i + per_batch]).cpu()
+            ab_small = color.rgb_to_lab(decoded)[..., 1:]
+            for j in range(decoded.shape[0]):
+                lab = _finish_frame(ab_small[j : j + 1], full[i + j : i + j + 1])
+                ab[i + j] = lab[0, ..., 1:].numpy()
+                rgb[i + j] = color.lab_to_rgb(lab[0]).clamp(0, 1).numpy()
+            report(PipelineProgress("decode", min(i + per_batch, n), n))
+        return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations)
+
+
+# --------------------------------------------------------------------- helpers
+def _finish_frame(ab_small: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
+    """Paper §3.5 at full resolution: upsample a*, b*, take L from the original, keep it in gamut."""
+    ab_full = upsample_ab(ab_small, gray_full.to(ab_small.dtype))
+    return color.fit_chroma_to_gamut(color.replace_luminance(ab_full, gray_full.to(ab_small.dtype)))
+
+
+def _resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """n×H×W → n×h×w float32, antialiased when shrinking."""
+    x = frames.float().unsqueeze(1)
+    if tuple(x.shape[-2:]) != size:
+        shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+    return x.squeeze(1).clamp(0, 1)
+
+
+def _check_gray(gray: object, name: str, ndim: int = 3) -> np.ndarray:
+    """Validate frames and return them as float32 numpy; every rejection names the problem."""
+    if isinstance(gray, torch.Tensor):
+        gray = gray.detach().cpu().numpy()
+    if not isinstance(gray, np.ndarray):
+        raise InputError(f"{name} must be a numpy array or torch tensor, got {type(gray).__name__}")
+    shape_text = "N×H×W" if ndim == 3 else "H×W"
+    if gray.ndim != ndim:
+        raise InputError(f"{name} must be {shape_text} (gray frames), got shape {gray.shape}")
+    if gray.size == 0:
+        raise InputError(f"{name} is empty (shape {gray.shape}); at least one frame of at least 1×1 is needed")
+    if not np.issubdtype(gray.dtype, np.floating):
+        raise InputError(f"{name} must hold floats in [0, 1], got dtype {gray.dtype}; divide integer pixels by their maximum")
+    if not np.isfinite(gray).all():
+        bad = np.argwhere(~np.isfinite(gray))[0]
+        raise InputError(f"{name} has NaN or Inf pixels (first at index {tuple(int(i) for i in bad)})")
+    low, high = float(gray.min()), float(gray.max())
+    if low < 0 or high > 1:
+        raise InputError(f"{name} must lie in [0, 1], found values from {low:.4g} to {high:.4g}")
+    return np.ascontiguousarray(gray, dtype=np.float32)
+
+
+def _check_keyframe(
+    keyframe: object, frames: int, size: tuple[int, int]
+) -> tuple[int | None, np.ndarray | None]:
+    if keyframe is None:
+        return None, None
+    if isinstance(keyframe, (np.ndarray, torch.Tensor)) and np.ndim(keyframe) == 2:
+        image = _check_gray(keyframe, "keyframe image", ndim=2)
+        if image.shape != size:
+            raise InputError(f"keyframe image is {image.shape[0]}×{image.shape[1]}, the frames are {size[0]}×{size[1]}")
+        return None, image
+    if isinstance(keyframe, (bool, np.bool_)) or not isinstance(keyframe, (int, np.integer)):
+        raise InputError(f"keyframe must be a frame index or an H×W gray image, got {type(keyframe).__name__}")
+    if not 0 <= keyframe < frames:
+        raise InputError(f"keyframe index {keyframe} is out of range for {frames} frame(s) (0…{frames - 1})")
+    return int(keyframe), None
+
+
+def _check_settings(prompt: object, negative: object, steps: object, guidance: object, seed: object) -> None:
+    for name, value in (("prompt", prompt), ("negative_prompt", negative)):
+        if not isinstance(value, str):
+            raise InputError(f"{name} must be a string, got {type(value).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= 1000:
+        raise InputError(f"num_inference_steps must be an integer in 1…1000, got {steps!r}")
+    if not isinstance(guidance, (int, float)) or not np.isfinite(guidance) or guidance < 0:
+        raise InputError(f"guidance_scale must be a finite number ≥ 0, got {guidance!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")

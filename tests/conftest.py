@@ -1,0 +1,74 @@
+"""Shared fixtures: the tiny preset and a tiny folder in Stable Diffusion 1.5's diffusers layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+for package_root in (ROOT / "backend", ROOT / "protocol"):
+    if str(package_root) not in sys.path:
+        sys.path.insert(0, str(package_root))
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    from coolcolor.model.presets import tiny_pipeline
+
+    return tiny_pipeline(seed=0)
+
+
+@pytest.fixture
+def gray_clip() -> np.ndarray:
+    """Four 48×64 frames of a disc moving over a gradient (not square, to exercise aspect handling)."""
+    y, x = np.mgrid[0:48, 0:64].astype(np.float32)
+    frames = []
+    for t in range(4):
+        d = np.hypot(x - 20 - 6 * t, y - 24) / 12
+        frames.append(np.where(d < 1, 0.85 - 0.3 * d**2, 0.2 + 0.5 * y / 48))
+    return np.stack(frames).astype(np.float32)
+
+
+def build_sd15_like_folder(path: Path, seed: int = 0) -> Path:
+    """A tiny model with Stable Diffusion 1.5's folder layout, classes and configs (CLIP BPE tokenizer,
+    PNDM scheduler, 4-channel UNet), written the way diffusers writes the real one."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from coolcolor.model.presets import SD15_SCHEDULER_CONFIG, TINY_UNET_CONFIG, TINY_VAE_CONFIG
+
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    UNet2DConditionModel(**TINY_UNET_CONFIG).save_pretrained(path / "unet")
+    AutoencoderKL(**TINY_VAE_CONFIG).save_pretrained(path / "vae")
+    vocab_dir = path / "_vocab"
+    vocab_dir.mkdir()
+    words = ["a</w>", "red</w>", "ball</w>", "blue</w>", "sky</w>", "r", "e", "d</w>", "re"]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    (vocab_dir / "vocab.json").write_text(json.dumps(vocab))
+    (vocab_dir / "merges.txt").write_text("#version: 0.2\nr e\n")
+    tokenizer = CLIPTokenizer(vocab_file=str(vocab_dir / "vocab.json"), merges_file=str(vocab_dir / "merges.txt"))
+    tokenizer.model_max_length = 16
+    tokenizer.save_pretrained(path / "tokenizer")
+    CLIPTextModel(
+        CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, max_position_embeddings=16)
+    ).save_pretrained(path / "text_encoder")
+    scheduler_config = {k: v for k, v in SD15_SCHEDULER_CONFIG.items() if k not in ("clip_sample", "prediction_type")}
+    PNDMScheduler(**scheduler_config, skip_prk_steps=True).save_pretrained(path / "scheduler")
+    (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return path
+
+
+@pytest.fixture
+def sd15_folder(tmp_path: Path) -> Path:
+    return build_sd15_like_folder(tmp_path / "sd15")
