@@ -18,6 +18,7 @@ from coolcolor.errors import CoolColorError
 
 COMMAND_MODULES = (
     "coolcolor.model.cli",
+    "coolcolor.world.cli",
 )
 
 
