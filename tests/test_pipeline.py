@@ -75,6 +75,13 @@ def test_batching_by_memory_budget_does_not_change_results(tiny_pipe, gray_clip)
     one_frame = tiny_pipe.bytes_per_frame(size, guidance_ways=2)
     assert tiny_pipe.frames_per_batch(size, 2, one_frame * 2) == 2
     assert tiny_pipe.frames_per_batch(size, 2, 1) == 1  # never zero
+    decoded: list[int] = []
+    decode_hook = tiny_pipe.vae.decoder.register_forward_pre_hook(lambda _m, args: decoded.append(args[0].shape[0]))
+    try:
+        _colorize(tiny_pipe, gray_clip, num_inference_steps=1, memory_budget_bytes=tiny_pipe.decode_bytes_per_frame(size))
+    finally:
+        decode_hook.remove()
+    assert decoded == [1, 1, 1, 1]  # the decoder is batched by its own, larger, per-frame estimate
 
     batch_sizes: list[int] = []
     handle = tiny_pipe.unet.register_forward_pre_hook(lambda _m, args: batch_sizes.append(args[0].shape[0]))

@@ -133,6 +133,12 @@ class CoolColorPipeline:
         element = torch.finfo(self.dtype).bits // 8
         return guidance_ways * element * (skips + 16 * widest)
 
+    def decode_bytes_per_frame(self, size: tuple[int, int]) -> int:
+        """Estimated peak memory of decoding one frame: the decoder's last, full-resolution stage holds a
+        few tensors of ``block_out_channels[0]`` channels at the model size (≈ 2.4× a UNet pass for SD)."""
+        element = torch.finfo(self.vae.dtype).bits // 8
+        return 6 * element * size[0] * size[1] * self.vae.config.block_out_channels[0]
+
     def default_memory_budget(self) -> int:
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
@@ -271,14 +277,16 @@ class CoolColorPipeline:
 
         ab = np.empty((n, height, width, 2), np.float32)
         rgb = np.empty((n, height, width, 3), np.float32)
-        for i in range(0, n, per_batch):
-            decoded = self.decode(latents[i : i + per_batch]).cpu()
+        budget = self.default_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+        per_decode = max(1, budget // self.decode_bytes_per_frame(size))
+        for i in range(0, n, per_decode):
+            decoded = self.decode(latents[i : i + per_decode]).cpu()
             ab_small = color.rgb_to_lab(decoded)[..., 1:]
             for j in range(decoded.shape[0]):
                 lab = _finish_frame(ab_small[j : j + 1], full[i + j : i + j + 1])
                 ab[i + j] = lab[0, ..., 1:].numpy()
                 rgb[i + j] = color.lab_to_rgb(lab[0]).clamp(0, 1).numpy()
-            report(PipelineProgress("decode", min(i + per_batch, n), n))
+            report(PipelineProgress("decode", min(i + per_decode, n), n))
         return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations)
 
 
