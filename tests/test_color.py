@@ -84,8 +84,9 @@ def test_fit_chroma_to_gamut_keeps_l_and_hue_and_lands_in_gamut():
     scale = np.linalg.norm(fitted[:, 1:], axis=1) / 120
     assert (scale > 0).all() and (scale < 1).all()  # all these were out of gamut, none collapsed to gray
     np.testing.assert_allclose(fitted[:, 1:] / scale[:, None], ab, atol=1e-6)  # hue kept
-    # as little chroma removed as possible: 1 % more would leave the gamut
-    more = np.concatenate([L[:, None], fitted[:, 1:] * 1.01], -1)
+    # as little chroma removed as possible: 2⁻¹² more of the original chroma (four bisection steps)
+    # would leave the gamut
+    more = np.concatenate([L[:, None], ab * (scale + 2**-12)[:, None]], -1)
     outside = color.lab_to_rgb(more)
     assert ((outside < -1e-6) | (outside > 1 + 1e-6)).any(axis=1).all()
 
@@ -115,3 +116,14 @@ def test_channel_errors_name_the_problem():
         color.rgb_to_lab(np.zeros((4, 4, 2)))
     with pytest.raises(ValueError, match="at least H×W×3"):
         color.colorfulness(np.zeros((3,)))
+
+
+def test_lightness_to_gray_inverts_gray_to_lightness():
+    g = np.linspace(0, 1, 1001)
+    assert np.abs(color.lightness_to_gray(color.gray_to_lightness(g)) - g).max() < 1e-6
+
+
+def test_srgb_to_gray_keeps_lightness(rgb):
+    gray = color.srgb_to_gray(rgb)
+    assert gray.shape == rgb.shape[:-1]
+    assert np.abs(color.gray_to_lightness(gray) - skimage.color.rgb2lab(rgb)[..., 0]).max() < 1e-3

@@ -36,6 +36,13 @@ def test_output_is_at_input_resolution_with_the_input_luminance(tiny_pipe, gray_
     assert np.abs(result.ab).max() > 0.5  # it does add color
 
 
+def test_preview_can_be_skipped_without_changing_the_ab_layer(tiny_pipe, gray_clip):
+    with_preview = _colorize(tiny_pipe, gray_clip[:2], num_inference_steps=2)
+    without = _colorize(tiny_pipe, gray_clip[:2], num_inference_steps=2, preview=False)
+    assert without.rgb is None
+    assert np.array_equal(without.ab, with_preview.ab)
+
+
 def test_any_input_size_is_resized_internally_and_returned_at_full_size(tiny_pipe):
     gray = np.linspace(0, 1, 2 * 90 * 200, dtype=np.float32).reshape(2, 90, 200)
     result = _colorize(tiny_pipe, gray, num_inference_steps=2)

@@ -141,6 +141,22 @@ def gray_to_lightness(gray: Array) -> Array:
 
 
 @_numpy_in_numpy_out
+def lightness_to_gray(lightness: Array) -> Array:
+    """Inverse of :func:`gray_to_lightness`: the sRGB-encoded gray whose L* is ``lightness``."""
+    y = _f_inv((lightness + 16) / 116) / sum(_XYZ_FROM_RGB[1])
+    return linear_to_srgb(y.clamp(0, 1))
+
+
+@_numpy_in_numpy_out
+def srgb_to_gray(rgb: Array) -> Array:
+    """sRGB color (…×3) → the sRGB gray (…) with the same luminance Y, hence the same L*: the
+    paper's "grayscale preprocessing" of color footage, and the gray of the world's color frames."""
+    _check_channels(rgb, 3, "RGB")
+    y = linear_rgb_to_xyz(srgb_to_linear(rgb))[..., 1] / sum(_XYZ_FROM_RGB[1])
+    return linear_to_srgb(y.clamp(0, 1))
+
+
+@_numpy_in_numpy_out
 def replace_luminance(ab: Array, gray: Array) -> Array:
     """Paper §3.5: the result's L* is the input's L*, bit for bit; only a*, b* come from the model.
 
@@ -160,7 +176,8 @@ def fit_chroma_to_gamut(lab: Array, iterations: int = 14) -> Array:
     Luminance replacement can put a (new L, old ab) pair outside the sRGB gamut. Clipping RGB would
     change L; shrinking chroma keeps L exactly and the hue angle, which is what a colorist expects
     when the ab layer is recombined with the plate in the editor. Bisection on the scale factor;
-    14 halvings leave < 1e-4 of the chroma undecided.
+    14 halvings leave < 1e-4 of the original chroma undecided (on the safe, in-gamut side): finer
+    than the float32 noise of the model, so batching cannot flip a visible step.
     """
     _check_channels(lab, 3, "Lab")
     flat = lab.reshape(-1, 3)
@@ -182,7 +199,9 @@ def fit_chroma_to_gamut(lab: Array, iterations: int = 14) -> Array:
 
 
 def _in_gamut(lab: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:
-    rgb = lab_to_rgb(lab)
+    """Inside the sRGB gamut ⇔ linear RGB in [0, 1]: the sRGB encode is monotonic and maps [0, 1] onto
+    itself, so the check skips it (its pow is most of the cost at 4K)."""
+    rgb = xyz_to_linear_rgb(lab_to_xyz(lab))
     return ((rgb >= -tolerance) & (rgb <= 1 + tolerance)).all(dim=-1)
 
 

@@ -46,7 +46,7 @@ class PipelineProgress:
 @dataclass
 class ColorizationResult:
     ab: np.ndarray  # N×H×W×2 float32, CIE a*, b* for the input's own L*, inside the sRGB gamut
-    rgb: np.ndarray  # N×H×W×3 float32 sRGB preview in [0, 1]
+    rgb: np.ndarray | None  # N×H×W×3 float32 sRGB preview in [0, 1]; None when not asked for
     keyframe: int | None  # index of the keyframe in the input, None if external or not used
     model_size: tuple[int, int]  # (height, width) the diffusion ran at
     unet_evaluations: int  # UNet sample passes spent, keyframe passes included
@@ -208,13 +208,15 @@ class CoolColorPipeline:
         seed: int = 0,
         memory_budget_bytes: int | None = None,
         progress: ProgressCallback | None = None,
+        preview: bool = True,
     ) -> ColorizationResult:
         """Colorize one shot.
 
         ``gray``: N×H×W floats in [0, 1] (sRGB-encoded luminance). ``keyframe``: None (frames are
         independent), an index into ``gray``, or an H×W gray image from elsewhere in the shot (e.g. the
         keyframe of a long shot processed in windows). ``progress`` is called at each stage and step and
-        may raise to cancel; the exception propagates unchanged.
+        may raise to cancel; the exception propagates unchanged. ``preview=False`` skips the
+        full-resolution RGB (a Lab → sRGB conversion per plate pixel) when only the ab layer is wanted.
         """
         frames = _check_gray(gray, "gray")
         n, height, width = frames.shape
@@ -276,7 +278,7 @@ class CoolColorPipeline:
                 latents = torch.cat((latents[:key_index], key_latent, latents[key_index:]))
 
         ab = np.empty((n, height, width, 2), np.float32)
-        rgb = np.empty((n, height, width, 3), np.float32)
+        rgb = np.empty((n, height, width, 3), np.float32) if preview else None
         budget = self.default_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
         per_decode = max(1, budget // self.decode_bytes_per_frame(size))
         for i in range(0, n, per_decode):
@@ -285,7 +287,8 @@ class CoolColorPipeline:
             for j in range(decoded.shape[0]):
                 lab = _finish_frame(ab_small[j : j + 1], full[i + j : i + j + 1])
                 ab[i + j] = lab[0, ..., 1:].numpy()
-                rgb[i + j] = color.lab_to_rgb(lab[0]).clamp(0, 1).numpy()
+                if rgb is not None:
+                    rgb[i + j] = color.lab_to_rgb(lab[0]).clamp(0, 1).numpy()
             report(PipelineProgress("decode", min(i + per_decode, n), n))
         return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations)
 

@@ -20,15 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from coolcolor.color import lab_to_rgb, linear_rgb_to_xyz, linear_to_srgb, srgb_to_linear
+from coolcolor import color
+from coolcolor.color import lab_to_rgb
 from coolcolor.errors import InputError
 from coolcolor.world.captions import make_captions
 from coolcolor.world.degrade import Degradations, apply_degradations, weave_offsets
 from coolcolor.world.palette import palette_color
 from coolcolor.world.scene import MAX_OBJECTS, Layer, Motion, Scene, generate_scene
-
-# Y row of color.py's RGB → XYZ matrix (taken from it, so both always agree).
-_Y_FROM_LINEAR_RGB = linear_rgb_to_xyz(np.eye(3))[:, 1].copy()
 
 FORMAT = "coolcolor-world-clip"
 FORMAT_VERSION = 1
@@ -263,9 +261,7 @@ def render_image(
 
 def luminance_gray(rgb: np.ndarray) -> np.ndarray:
     """The sRGB gray with the same luminance Y (hence L*) as each sRGB color pixel (…×3 → …)."""
-    rgb = np.asarray(rgb)
-    y = srgb_to_linear(rgb) @ _Y_FROM_LINEAR_RGB.astype(rgb.dtype)
-    return np.clip(linear_to_srgb(y), 0.0, 1.0).astype(np.float32)
+    return np.asarray(color.srgb_to_gray(np.asarray(rgb)), dtype=np.float32)
 
 
 _LUT_STEP = 1.0 / 64.0  # L* step of the conversion tables
