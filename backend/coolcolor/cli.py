@@ -19,6 +19,7 @@ from coolcolor.errors import CoolColorError
 COMMAND_MODULES = (
     "coolcolor.model.cli",
     "coolcolor.world.cli",
+    "coolcolor.video.cli",
 )
 
 

@@ -1,0 +1,170 @@
+"""``coolcolor colorize``: the main job — footage in, ab EXR sequence (+ manifest, previews) out.
+
+    coolcolor colorize INPUT --prompt "…" [--keyframe N … | --auto-keyframe] [--first F --last L]
+                       [--model PATH] -o OUT
+
+INPUT is an image sequence (``name.%04d.exr`` or ``name.####.exr``), one image, or a movie.
+Re-running the same command resumes: finished frames are not redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import TextIO
+
+from coolcolor.errors import InputError
+from coolcolor.video.encoding import BUILTIN_ENCODINGS
+from coolcolor.video.job import ColorizeJob, JobEvents, check_job_input, run_colorize_job
+
+_PHASES = {
+    "validate": "checking the input",
+    "shots": "finding shots",
+    "keyframes": "choosing keyframes",
+    "colorize": "colorizing",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "colorize",
+        help="colorize footage: an image sequence, an image or a movie → ab EXR sequence",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="INPUT", help="name.%%04d.ext or name.####.ext sequence, an image, or a movie")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
+    p.add_argument("--prompt", default="", help="what the colors should be, e.g. \"a red car on a sunny street\"")
+    p.add_argument("--negative-prompt", default="", metavar="TEXT")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("--keyframe", type=int, nargs="+", action="extend", default=[], metavar="N",
+                      help="artist-marked keyframe(s), in the source's frame numbers; shots without one get an "
+                      "automatic keyframe")
+    keys.add_argument("--auto-keyframe", action="store_true",
+                      help="choose one keyframe per shot automatically (the default when no --keyframe is given)")
+    p.add_argument("--first", type=int, metavar="F", help="first frame to colorize (source numbering, inclusive)")
+    p.add_argument("--last", type=int, metavar="L", help="last frame to colorize (inclusive)")
+    p.add_argument("--model", metavar="PATH", help="CoolColor checkpoint folder (default: the embedded default model)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20, help="diffusion steps (default 20)")
+    p.add_argument("--guidance-scale", type=float, default=5.0)
+    p.add_argument("--encoding", default="srgb",
+                   help=f"input encoding: {', '.join(BUILTIN_ENCODINGS)}, or an OCIO colorspace with --ocio-config")
+    p.add_argument("--ocio-config", metavar="CONFIG", help="OCIO config file (or ocio:// URI) for --encoding")
+    p.add_argument("--preview", action="store_true", help="also write preview.NNNN.png (sRGB)")
+    p.add_argument("--clip-model", metavar="DIR", help="local CLIP model folder to rank automatic keyframes")
+    p.add_argument("--window", type=int, default=8, help="frames per model call (memory; default 8)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=run)
+
+
+def load_pipeline(model: str | None, device: str | None):
+    """The pipeline for ``--model``, or the embedded default model when none is given."""
+    import torch
+
+    from coolcolor.pipeline import CoolColorPipeline
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not model:
+        from coolcolor.default_model import default_model_path
+
+        model = str(default_model_path())  # CheckpointError naming the folder if it is missing
+    if not os.path.isdir(model):
+        raise InputError(f"model folder not found: {model}")
+    return CoolColorPipeline.from_pretrained(model, device=device)
+
+
+class ProgressLine(JobEvents):
+    """A one-line progress display on stderr: frames done/total, diffusion step, rate and ETA.
+
+    On a terminal the line is redrawn in place; otherwise one line per finished frame.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started: float | None = None
+        self.first_done: int | None = None
+        self.failures: list[str] = []
+        self._last_len = 0
+
+    def _emit(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            pad = max(0, self._last_len - len(text))
+            self.stream.write("\r" + text + " " * pad + ("\n" if final else ""))
+            self._last_len = 0 if final else len(text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def phase(self, name: str) -> None:
+        if name == "colorize":
+            self.started = time.monotonic()  # the rate counts model time, not shot and keyframe analysis
+        if name in _PHASES:
+            if self.tty and self._last_len:
+                self.stream.write("\n")
+                self._last_len = 0
+            self._emit(f"coolcolor colorize: {_PHASES[name]}…", final=not self.tty)
+
+    def progress(self, frames_done: int, frames_total: int, step: int, steps_total: int) -> None:
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        if self.first_done is None:
+            self.first_done = frames_done  # frames done by earlier runs do not count towards the rate
+        done_here = frames_done - (self.first_done or 0)
+        elapsed = now - self.started
+        if done_here > 0 and frames_done < frames_total:
+            eta = elapsed / done_here * (frames_total - frames_done)
+            tail = f"{done_here / elapsed:.2f} frames/s  ETA {int(eta // 60):02d}:{int(eta % 60):02d}"
+        elif frames_done >= frames_total:
+            tail = f"done in {int(elapsed // 60):02d}:{int(elapsed % 60):02d}"
+        else:
+            tail = "ETA --:--"
+        width = 24
+        filled = int(width * frames_done / max(1, frames_total))
+        bar = "#" * filled + "-" * (width - filled)
+        text = f"[{bar}] {frames_done}/{frames_total} frames  step {step}/{steps_total}  {tail}"
+        if self.tty or step == steps_total:
+            self._emit(text)
+
+    def frame_failed(self, frame: int, message: str) -> None:
+        self.failures.append(message)
+        if self.tty and self._last_len:
+            self.stream.write("\n")
+            self._last_len = 0
+        self.stream.write(f"coolcolor colorize: error: {message}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    job = ColorizeJob(
+        source=args.input,
+        output_dir=args.output,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        first=args.first,
+        last=args.last,
+        keyframes=list(args.keyframe),
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        encoding=args.encoding,
+        ocio_config=args.ocio_config,
+        preview=args.preview,
+        clip_model_dir=args.clip_model,
+        window=args.window,
+    )
+    check_job_input(job)[1].close()  # bad input is reported before the model is loaded
+    pipeline = load_pipeline(args.model, args.device)
+    events = ProgressLine()
+    result = run_colorize_job(job, pipeline, events)
+    if events.tty and events._last_len:
+        sys.stderr.write("\n")
+    print(
+        f"{len(result.frames_written)} frame(s) written, {len(result.frames_skipped)} already done, "
+        f"{len(result.frames_failed)} failed; manifest: {result.manifest_path}"
+    )
+    return 0 if result.ok else 1

@@ -1,0 +1,132 @@
+"""``coolcolor colorize``: the main job from the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+
+from coolcolor import cli
+from coolcolor.video.cli import ProgressLine
+from coolcolor.video.exr import read_ab_exr
+
+
+@pytest.fixture
+def main(monkeypatch):
+    if "coolcolor.video.cli" not in cli.COMMAND_MODULES:
+        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "coolcolor.video.cli"))
+    return cli.main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from coolcolor.model.presets import tiny_pipeline
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_pipeline(seed=0).save_pretrained(path)
+    return str(path)
+
+
+def write_sequence(folder, frames=range(1, 5)):
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:40, 0:56].astype(np.float32)
+    for f in frames:
+        img = np.where(np.hypot(x - 15 - 2 * f, y - 20) < 9, 0.8, 0.2 + 0.5 * y / 40).astype(np.float32)
+        out = oiio.ImageOutput.create(str(folder / f"shot.{f:04d}.png"))
+        out.open(str(folder / f"shot.{f:04d}.png"), oiio.ImageSpec(56, 40, 1, "uint16"))
+        out.write_image(img[..., None])
+        out.close()
+    return str(folder / "shot.%04d.png")
+
+
+def test_colorize_sequence_then_resume(tmp_path, main, model_dir, capsys):
+    source = write_sequence(tmp_path / "src", range(1, 7))
+    out = tmp_path / "out"
+    args = ["colorize", source, "--prompt", "a red ball", "--keyframe", "2", "--first", "2", "--last", "5",
+            "--steps", "2", "--model", model_dir, "--preview", "-o", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "4 frame(s) written, 0 already done, 0 failed" in captured.out
+    assert "4/4 frames" in captured.err and "colorizing" in captured.err
+    assert sorted(p.name for p in out.glob("ab.*.exr")) == [f"ab.{f:04d}.exr" for f in (2, 3, 4, 5)]
+    assert len(list(out.glob("preview.*.png"))) == 4
+    ab, header = read_ab_exr(str(out / "ab.0003.exr"))
+    assert ab.shape == (40, 56, 2) and header["keyframe"] == 2 and header["prompt"] == "a red ball"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["job"]["keyframes"] == [2]
+
+    assert main(args) == 0
+    assert "0 frame(s) written, 4 already done" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_and_exit_1(tmp_path, main, model_dir, capsys):
+    out = tmp_path / "out"
+    assert main(["colorize", str(tmp_path / "nothing.####.exr"), "-o", str(out), "--model", model_dir]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("coolcolor colorize: error: no frames match") and "Traceback" not in err
+    source = write_sequence(tmp_path / "src")
+    assert main(["colorize", source, "-o", str(out), "--model", str(tmp_path / "nomodel")]) == 1
+    assert "model folder not found" in capsys.readouterr().err
+    assert main(["colorize", source, "-o", str(out), "--model", model_dir, "--keyframe", "99"]) == 1
+    assert "keyframe(s) 99 outside the frames to colorize (1-4)" in capsys.readouterr().err
+    assert not list(out.glob("ab.*"))
+    with pytest.raises(SystemExit):
+        main(["colorize", source, "-o", str(out), "--keyframe", "1", "--auto-keyframe"])
+
+
+def test_missing_default_model_is_named(tmp_path, main, monkeypatch, capsys):
+    import coolcolor.default_model as default_model
+
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL_DIR", tmp_path / "not-installed")
+    source = write_sequence(tmp_path / "src")
+    assert main(["colorize", source, "-o", str(tmp_path / "out")]) == 1
+    assert "the default model coolcolor-tiny is not installed" in capsys.readouterr().err
+
+
+def test_main_job_on_the_default_model_and_a_world_sample_clip(tmp_path, main, capsys):
+    """The README's main job: render a sample clip, colorize it with the embedded model."""
+    from coolcolor import color
+    from coolcolor.world import render_clip
+
+    clip = render_clip(seed=3, frames=6, size=(96, 64))
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    for t, gray in enumerate(clip.gray):
+        out = oiio.ImageOutput.create(str(folder / f"gray.{t + 1:04d}.png"))
+        out.open(str(folder / f"gray.{t + 1:04d}.png"), oiio.ImageSpec(96, 64, 1, "uint16"))
+        out.write_image(gray[..., None])
+        out.close()
+    out = tmp_path / "colorized"
+    code = main(["colorize", str(folder / "gray.%04d.png"), "--prompt", clip.captions[0], "--steps", "4",
+                 "--preview", "-o", str(out), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert "6 frame(s) written" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    from coolcolor.default_model import load_default_pipeline
+
+    assert manifest["model"]["hash"] == load_default_pipeline().model_hash
+    ab, header = read_ab_exr(str(out / "ab.0004.exr"))
+    assert ab.shape == (64, 96, 2) and header["prompt"] == clip.captions[0]
+    # Recombined with the plate's own L*, every output pixel lies inside the sRGB gamut.
+    gray16 = np.round(clip.gray[3] * 65535) / 65535
+    lab = np.concatenate([color.gray_to_lightness(gray16)[..., None], ab], axis=-1)
+    rgb = color.lab_to_rgb(lab)
+    assert rgb.min() > -0.01 and rgb.max() < 1.01
+
+
+def test_progress_line_shows_frames_steps_and_eta():
+    stream = io.StringIO()
+    bar = ProgressLine(stream)
+    bar.phase("colorize")
+    bar.progress(0, 10, 20, 20)
+    bar.progress(2, 10, 20, 20)
+    bar.progress(10, 10, 20, 20)
+    bar.frame_failed(7, "frame 7: cannot decode")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "coolcolor colorize: colorizing…"
+    assert "2/10 frames  step 20/20" in lines[2] and "ETA" in lines[2] and "frames/s" in lines[2]
+    assert lines[3].startswith("[########################] 10/10 frames") and "done in" in lines[3]
+    assert lines[4] == "coolcolor colorize: error: frame 7: cannot decode"
