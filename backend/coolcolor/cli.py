@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "coolcolor.model.cli",
     "coolcolor.world.cli",
     "coolcolor.video.cli",
+    "coolcolor.daemon.cli",
 )
 
 

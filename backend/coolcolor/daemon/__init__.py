@@ -1,0 +1,3 @@
+"""The CoolColor daemon (DESIGN §4): serves the Resolve and Nuke plugins over the signed ZeroMQ protocol
+of ``coolcolor_protocol`` (``protocol/SPEC.md``), journals jobs in sqlite and runs them with the video
+engine. ``coolcolor serve`` starts it; ``submit``, ``status``, ``cancel`` and ``jobs`` talk to it."""

@@ -1,0 +1,5 @@
+import sys
+
+from coolcolor.daemon.cli import main
+
+sys.exit(main())
