@@ -216,24 +216,35 @@ def test_load_prediction_formats(clip, tmp_path):
     assert evaluate(out, out)["text_adherence"] == 1.0
 
 
-def test_load_ab_exr_frames(clip, tmp_path):
+def test_load_ab_exr_frames_as_the_video_engine_writes_them(clip, tmp_path):
     import OpenImageIO as oiio
+
+    from coolcolor.video.exr import write_ab_exr
 
     d = tmp_path / "exr"
     d.mkdir()
     ab = clip.ab_truth()
     for t in range(clip.n_frames):
-        spec = oiio.ImageSpec(SIZE[0], SIZE[1], 2, oiio.HALF)
-        spec.channelnames = ("ab.a", "ab.b")
-        out = oiio.ImageOutput.create(str(d / f"ab.{t + 1:04d}.exr"))
-        out.open(str(d / f"ab.{t + 1:04d}.exr"), spec)
-        out.write_image(np.ascontiguousarray(ab[t]))
-        out.close()
+        write_ab_exr(str(d / f"ab.{t + 1:04d}.exr"), ab[t], {"prompt": "test"})
     p = load_prediction(d)
     np.testing.assert_allclose(p.ab, ab, atol=0.05)  # half float
     assert evaluate(d, clip)["text_adherence"] == 1.0
     with pytest.raises(InputError, match="channel\\(s\\) \\['x'\\] not found"):
-        load_prediction(d, ab_channels=("ab.a", "x"))
+        load_prediction(d, ab_channels=("ab.a_star", "x"))
+
+    # files from elsewhere with other channel names: named on the command line
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    spec = oiio.ImageSpec(SIZE[0], SIZE[1], 2, oiio.HALF)
+    spec.channelnames = ("chroma.u", "chroma.v")
+    for t in range(clip.n_frames):
+        out = oiio.ImageOutput.create(str(foreign / f"f.{t + 1:04d}.exr"))
+        out.open(str(foreign / f"f.{t + 1:04d}.exr"), spec)
+        out.write_image(np.ascontiguousarray(ab[t]))
+        out.close()
+    with pytest.raises(InputError, match="not found.*--ab-channels"):
+        load_prediction(foreign)
+    np.testing.assert_allclose(load_prediction(foreign, ab_channels=("chroma.u", "chroma.v")).ab, ab, atol=0.05)
 
 
 def test_format_table_lists_metrics_and_layers(clip):

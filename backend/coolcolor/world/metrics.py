@@ -124,7 +124,7 @@ def load_prediction(path: str | os.PathLike, ab_channels: tuple[str, str] | None
 
     Supported: a world clip directory (its ``color/`` frames); a directory of RGB image frames
     (PNG/TIFF/JPEG, 8 or 16 bit, sorted by name); a directory of a*, b* OpenEXR frames (sorted by name;
-    channels named ``<layer>.a``/``<layer>.b`` or given by ``ab_channels``); a ``.npy`` file or a
+    channels ``ab.a_star``/``ab.b_star`` as the video engine writes them, or given by ``ab_channels``); a ``.npy`` file or a
     ``.npz`` with one array (or keys ``rgb`` / ``ab``), or a directory holding exactly one of those.
     """
     p = Path(path)
@@ -187,19 +187,13 @@ def _read_ab_exr(f: Path, ab_channels: tuple[str, str] | None) -> np.ndarray:
     if pixels is None:
         raise InputError(f"could not read pixels of {f}")
     if ab_channels is None:
-        by_suffix: dict[str, dict[str, int]] = {}
-        for i, n in enumerate(names):
-            prefix, _, suffix = n.rpartition(".")
-            by_suffix.setdefault(prefix, {})[suffix.lower()] = i
-        pairs = [(d["a"], d["b"]) for d in by_suffix.values() if "a" in d and "b" in d]
-        if len(pairs) != 1:
-            raise InputError(f"{f}: cannot tell the a*, b* channels among {names}; name them with --ab-channels")
-        ia, ib = pairs[0]
-    else:
-        missing = [c for c in ab_channels if c not in names]
-        if missing:
-            raise InputError(f"{f}: channel(s) {missing} not found; the file has {names}")
-        ia, ib = names.index(ab_channels[0]), names.index(ab_channels[1])
+        from coolcolor.video.exr import AB_CHANNELS  # the project's ab layer contract (SPEC.md)
+
+        ab_channels = AB_CHANNELS
+    missing = [c for c in ab_channels if c not in names]
+    if missing:
+        raise InputError(f"{f}: channel(s) {missing} not found; the file has {names} (name them with --ab-channels)")
+    ia, ib = names.index(ab_channels[0]), names.index(ab_channels[1])
     return np.stack([pixels[..., ia], pixels[..., ib]], axis=-1).astype(np.float32)
 
 
