@@ -24,20 +24,23 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES, prog: str = "coolcolor") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="coolcolor",
+        prog=prog,
         description="Text-guided, temporally coherent colorization of black-and-white film.",
     )
     parser.add_argument("--version", action="version", version=f"coolcolor {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(
+    argv: Sequence[str] | None = None, modules: Sequence[str] = COMMAND_MODULES, prog: str = "coolcolor"
+) -> int:
+    """Run a command; ``modules``/``prog`` let ``python -m coolcolor.daemon`` offer just its own."""
+    parser = build_parser(modules, prog)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

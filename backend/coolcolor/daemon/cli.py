@@ -244,15 +244,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m coolcolor.daemon``: these commands without the rest of the coolcolor CLI."""
-    parser = argparse.ArgumentParser(prog="python -m coolcolor.daemon")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except CoolColorError as exc:
-        print(f"coolcolor {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    from coolcolor.cli import main as coolcolor_main
+
+    return coolcolor_main(argv, modules=(__name__,), prog="python -m coolcolor.daemon")
