@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "coolcolor.world.cli",
     "coolcolor.video.cli",
     "coolcolor.daemon.cli",
+    "coolcolor.train.cli",
 )
 
 

@@ -228,7 +228,7 @@ class CoolColorPipeline:
         device = self.device
         size = self.model_size(height, width)
         full = torch.from_numpy(frames)
-        small = _resize(full, size).to(device)
+        small = resize_frames(full, size).to(device)
         ways = 2 if guidance_scale > 1 else 1
         per_batch = self.frames_per_batch(size, ways, memory_budget_bytes)
 
@@ -245,7 +245,7 @@ class CoolColorPipeline:
         if key_index is not None:
             gray_rows = torch.cat((gray_latents[key_index : key_index + 1], gray_rows))
         elif key_image is not None:
-            key_small = _resize(torch.from_numpy(key_image)[None], size).to(device)
+            key_small = resize_frames(torch.from_numpy(key_image)[None], size).to(device)
             gray_rows = torch.cat((self.encode_gray(key_small), gray_rows))
         use_keyframe = key_index is not None or key_image is not None
         batches = [slice(i, i + per_batch) for i in range(0, len(gray_rows), per_batch)]
@@ -300,8 +300,9 @@ def _finish_frame(ab_small: torch.Tensor, gray_full: torch.Tensor) -> torch.Tens
     return color.fit_chroma_to_gamut(color.replace_luminance(ab_full, gray_full.to(ab_small.dtype)))
 
 
-def _resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """n×H×W → n×h×w float32, antialiased when shrinking."""
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """n×H×W → n×h×w float32 in [0, 1], antialiased when shrinking: how frames reach the model's size,
+    shared with training so the model sees the same resampling in both."""
     x = frames.float().unsqueeze(1)
     if tuple(x.shape[-2:]) != size:
         shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]

@@ -1,0 +1,58 @@
+"""The embedded default model ``coolcolor-tiny``: shipped, small, offline, reproducible, and it colors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from coolcolor.default_model import DEFAULT_MODEL_DIR, default_model_path, load_default_pipeline
+from coolcolor.model.presets import tiny_pipeline
+from coolcolor.train.evaluate import evaluate_pipeline, held_out_clips, markdown_table
+from coolcolor.world import render_clip
+
+
+def test_default_model_is_small_and_records_its_training():
+    folder = default_model_path()
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size <= 50 * 2**20
+    config = json.loads((folder / "coolcolor.json").read_text())
+    recipe = config["recipe"]
+    assert recipe["state"] == "trained" and recipe["architecture"] == "coolcolor-tiny"
+    assert "coolcolor train --config" in recipe["command"] and isinstance(recipe["seed"], int)
+    assert "coolcolor train --config" in recipe["vae"]["command"]
+    assert not list(folder.rglob("trainer_state.pt"))
+
+
+def test_default_model_loads_offline_and_colors_a_clip(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = load_default_pipeline()
+    clip = render_clip(1_000_000_123, 2, (48, 40))
+    result = pipe(clip.gray, prompt=clip.captions[0], keyframe=0, num_inference_steps=4, seed=1)
+    assert result.rgb.shape == (2, 40, 48, 3) and np.isfinite(result.ab).all()
+    assert float(np.abs(result.ab).mean()) > 2.0  # it colors, it does not return gray
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    import coolcolor.default_model as dm
+    from coolcolor.errors import CheckpointError
+
+    monkeypatch.setattr(dm, "DEFAULT_MODEL_DIR", tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="default model coolcolor-tiny is not installed"):
+        dm.default_model_path()
+    assert DEFAULT_MODEL_DIR.name == "coolcolor-tiny" and os.path.isdir(DEFAULT_MODEL_DIR)
+
+
+def test_evaluation_reports_every_metric_on_held_out_clips():
+    clips = held_out_clips(1, 2, 32)
+    assert clips[0].seed >= 1_000_000_000
+    scores = evaluate_pipeline(tiny_pipeline(0), clips, keyframe=True, steps=2)
+    assert scores["named_layers"] == len(clips[0].caption_layers[0])
+    assert 0 <= scores["text_adherence"] <= 1 and scores["delta_e2000"] > 0 and scores["flicker_ab_rms"] >= 0
+    table = markdown_table({"settings": {"clips": 1, "frames": 2, "size": 32, "steps": 2, "guidance": 5.0,
+                                         "seeds": [1, 1], "degradation": "old_film(1.0)"},
+                            "truth": {"colorfulness": 30.0, "flicker_ab_rms": 0.1},
+                            "models": {"m": {"keyframe_off": scores, "keyframe_on": scores}}})
+    assert "| m | on |" in table and "ground truth" in table

@@ -1,0 +1,150 @@
+"""The trainer: losses fall, checkpoints resume identically, bad resumes are refused, recipes are recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from coolcolor.errors import CheckpointError, InputError
+from coolcolor.model.checkpoint import load_components
+from coolcolor.pipeline import CoolColorPipeline
+from coolcolor.train.config import TrainConfig
+from coolcolor.train.model import architecture, new_vae
+from coolcolor.train.trainer import Trainer, gray_latents
+
+BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("vae") / "vae"
+    new_vae(architecture("tiny-test")).save_pretrained(folder)
+    return folder
+
+
+def unet_config(out: Path, vae_dir: Path, **kw) -> TrainConfig:
+    values = dict(output=str(out), stage="unet", architecture="tiny-test", vae_from=str(vae_dir), steps=3,
+                  batch_size=BATCH, lr=1e-3, lambda_schedule="constant", lambda_max=0.1, ef_fraction=0.5,
+                  checkpoint_every=2, log_every=1, seed=5, threads=1)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_loss_decreases_on_a_fixed_batch(tmp_path, vae_dir):
+    trainer = Trainer(unet_config(tmp_path / "run", vae_dir, lr=3e-3))
+    trainer._build()
+    batch = trainer._source().batch(0, 8)
+    state = trainer.generator.get_state()
+
+    def loss_now() -> float:
+        trainer.generator.set_state(state)
+        return float(trainer.losses(batch, 0)["loss"].detach())
+
+    before = loss_now()
+    for _ in range(12):
+        trainer.train_step(batch)
+    assert loss_now() < 0.8 * before
+
+
+def test_both_loss_terms_are_present_and_lambda_follows_the_schedule(tmp_path, vae_dir):
+    trainer = Trainer(unet_config(tmp_path / "run", vae_dir, lambda_schedule="progressive", lambda_max=1e-3, steps=5))
+    trainer._build()
+    batch = trainer._source().batch(0, BATCH)
+    first = trainer.train_step(batch)
+    assert first["lambda"] == 0.0 and first["ef"] == 0.0  # λ = 0 at step 0: no warped pass
+    second = trainer.train_step(batch)
+    assert second["lambda"] == pytest.approx(2.5e-4) and second["ef"] > 0
+    assert second["loss"] == pytest.approx(second["recon"] + second["lambda"] * second["ef"], rel=1e-5)
+
+
+def test_gray_latents_follow_the_pipeline_convention(vae_dir):
+    from coolcolor.model.presets import tiny_components
+
+    components = tiny_components(0)
+    pipe = CoolColorPipeline(components)
+    gray = torch.rand(2, 32, 32)
+    assert torch.allclose(gray_latents(components.vae, gray), pipe.encode_gray(gray), atol=1e-6)
+
+
+def test_resume_continues_the_same_loss_curve(tmp_path, vae_dir):
+    straight = Trainer(unet_config(tmp_path / "a", vae_dir, steps=3, checkpoint_every=10))
+    straight.run(progress=False)
+    expected = [h["loss"] for h in straight.history]
+
+    first = Trainer(unet_config(tmp_path / "b", vae_dir, steps=2, checkpoint_every=10))
+    first.run(progress=False)  # stops at step 2 with a checkpoint, as a killed run's last one
+    resumed = Trainer(unet_config(tmp_path / "b", vae_dir, steps=3, checkpoint_every=10))
+    resumed.run(progress=False)
+    assert resumed.history[0]["step"] == 3
+    assert resumed.history[0]["loss"] == pytest.approx(expected[2], rel=1e-5)
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2, 3]
+
+
+def test_checkpoints_are_complete_pruned_and_temp_folders_ignored(tmp_path, vae_dir):
+    out = tmp_path / "run"
+    trainer = Trainer(unet_config(out, vae_dir, steps=5, checkpoint_every=1, keep_checkpoints=2))
+    (out / "checkpoints" / ".tmp-step-0000009-1").mkdir(parents=True)  # debris of a killed save
+    trainer.run(progress=False)
+    assert [p.name for p in trainer.checkpoints()] == ["step-0000004", "step-0000005"]
+    final = load_components(out / "final")
+    recipe = final.config.recipe
+    assert recipe["state"] == "trained" and recipe["steps"] == 5 and recipe["seed"] == 5
+    assert recipe["lambda"]["schedule"] == "constant" and recipe["command"]
+    assert not (out / "final" / "trainer_state.pt").exists()
+
+
+def test_resume_refuses_another_architecture(tmp_path, vae_dir):
+    out = tmp_path / "run"
+    Trainer(unet_config(out, vae_dir, steps=1)).run(progress=False)
+    other = Trainer(unet_config(out, vae_dir, steps=2, architecture="coolcolor-tiny"))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        other.run(progress=False)
+    assert (out / "checkpoints" / "step-0000001").is_dir()  # nothing trained is lost
+
+
+def test_resume_refuses_changed_training_settings(tmp_path, vae_dir):
+    out = tmp_path / "run"
+    Trainer(unet_config(out, vae_dir, steps=1)).run(progress=False)
+    with pytest.raises(InputError, match="changed setting.*lr"):
+        Trainer(unet_config(out, vae_dir, steps=2, lr=5e-4)).run(progress=False)
+
+
+def test_vae_stage_trains_and_sets_the_scaling_factor(tmp_path):
+    out = tmp_path / "vae-run"
+    config = TrainConfig(output=str(out), stage="vae", architecture="tiny-test", steps=2, batch_size=4, lr=1e-3,
+                         checkpoint_every=1, threads=1)
+    final = Trainer(config).run(progress=False)
+    cfg = json.loads((final / "vae" / "config.json").read_text())
+    assert cfg["scaling_factor"] != 1.0 and cfg["scaling_factor"] > 0
+    assert (out / "checkpoints" / "step-0000002" / "trainer_state.pt").is_file()
+
+
+def test_unet_stage_without_vae_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="vae_from"):
+        Trainer(TrainConfig(output=str(tmp_path / "x"), stage="unet", architecture="tiny-test")).run(progress=False)
+    with pytest.raises(CheckpointError, match="no finished VAE"):
+        Trainer(TrainConfig(output=str(tmp_path / "y"), stage="unet", architecture="tiny-test",
+                            vae_from=str(tmp_path))).run(progress=False)
+
+
+def test_two_stages_then_package_records_both_commands(tmp_path):
+    from coolcolor.train.package import package
+
+    vae_run = tmp_path / "vae-run"
+    Trainer(TrainConfig(output=str(vae_run), stage="vae", architecture="tiny-test", steps=1, batch_size=4, threads=1),
+            command="coolcolor train --config vae.json").run(progress=False)
+    run = tmp_path / "unet-run"
+    Trainer(TrainConfig(output=str(run), architecture="tiny-test", vae_from=str(vae_run), steps=1, batch_size=4,
+                        seed=9, threads=1), command="coolcolor train --config unet.json").run(progress=False)
+    dest = package(run, vae_run, tmp_path / "shipped")
+    components = load_components(dest)
+    recipe = components.config.recipe
+    assert recipe["command"] == "coolcolor train --config unet.json" and recipe["seed"] == 9
+    assert recipe["vae"]["command"] == "coolcolor train --config vae.json"
+    assert components.config.provenance["reproduce"] == [recipe["vae"]["command"], recipe["command"]]
+    assert components.vae.config.scaling_factor != 1.0  # the VAE stage's scaling factor travelled along
