@@ -105,22 +105,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from coolcolor.errors import CoolColorError
+    """``python -m coolcolor.train.cli``: the training commands alone (a killed run has saved its checkpoint)."""
+    from coolcolor.cli import main as coolcolor_main
 
-    parser = argparse.ArgumentParser(prog="coolcolor")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except CoolColorError as exc:
-        print(f"coolcolor {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"coolcolor {args.command}: interrupted (checkpoint saved)", file=sys.stderr)
-        return 130
+    return coolcolor_main(argv, modules=("coolcolor.train.cli",), prog="python -m coolcolor.train.cli")
 
 
 if __name__ == "__main__":
