@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from coolcolor.errors import CheckpointError, InputError
-from coolcolor.model.checkpoint import load_components
+from coolcolor.model.checkpoint import encode_gray_latents, load_components
 from coolcolor.pipeline import CoolColorPipeline
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.model import architecture, new_vae
-from coolcolor.train.trainer import Trainer, gray_latents
+from coolcolor.train.trainer import Trainer
 
 BATCH = 4
 
@@ -67,7 +67,7 @@ def test_gray_latents_follow_the_pipeline_convention(vae_dir):
     components = tiny_components(0)
     pipe = CoolColorPipeline(components)
     gray = torch.rand(2, 32, 32)
-    assert torch.allclose(gray_latents(components.vae, gray), pipe.encode_gray(gray), atol=1e-6)
+    assert torch.allclose(encode_gray_latents(components.vae, gray), pipe.encode_gray(gray), atol=1e-6)
 
 
 def test_resume_continues_the_same_loss_curve(tmp_path, vae_dir):

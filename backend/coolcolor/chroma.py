@@ -40,7 +40,8 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear n×c×h×w resize, antialiased when shrinking (so grain does not alias into the result)."""
     shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
@@ -60,7 +61,7 @@ def guided_upsample(
     src_mean = src_low.mean(dim=(-2, -1), keepdim=True)
     src = src_low - src_mean
     guide = guide_full - guide_full.mean(dim=(-2, -1), keepdim=True)
-    guide_low = _resize(guide, size_low)
+    guide_low = resize(guide, size_low)
     mean_i = _box(guide_low, r)
     mean_p = _box(src, r)
     cov_ip = _box(guide_low * src, r) - mean_i * mean_p

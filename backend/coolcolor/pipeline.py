@@ -22,13 +22,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from coolcolor import color
-from coolcolor.chroma import upsample_ab
+from coolcolor.chroma import resize, upsample_ab
 from coolcolor.errors import InputError
 from coolcolor.model.attention import KeyframeAttention, install_keyframe_attention
-from coolcolor.model.checkpoint import Components, load_components, save_components, weights_hash
+from coolcolor.model.checkpoint import (
+    Components,
+    encode_gray_latents,
+    load_components,
+    save_components,
+    weights_hash,
+)
 from coolcolor.model.unet import merge_gray
 
 logger = logging.getLogger(__name__)
@@ -169,9 +174,7 @@ class CoolColorPipeline:
     @torch.no_grad()
     def encode_gray(self, gray: torch.Tensor) -> torch.Tensor:
         """z_gray for gray frames (n×h×w in [0, 1]) at model size; the convention in coolcolor.json."""
-        x = (gray * 2 - 1).unsqueeze(1).expand(-1, 3, -1, -1).to(self.vae.dtype)
-        latents = self.vae.encode(x).latent_dist.mode()
-        return (latents * self.vae.config.scaling_factor).to(self.dtype)
+        return encode_gray_latents(self.vae, gray).to(self.dtype)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -305,8 +308,7 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     shared with training so the model sees the same resampling in both."""
     x = frames.float().unsqueeze(1)
     if tuple(x.shape[-2:]) != size:
-        shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+        x = resize(x, size)
     return x.squeeze(1).clamp(0, 1)
 
 

@@ -33,6 +33,13 @@ PARTS = (*MODEL_PARTS, "tokenizer", "scheduler")
 GRAY_LATENT_CONVENTION = "vae.encode(gray as RGB in [-1, 1]).latent_dist.mode() * vae.config.scaling_factor"
 
 
+def encode_gray_latents(vae: AutoencoderKL, gray: torch.Tensor) -> torch.Tensor:
+    """z_gray for gray frames (n×h×w in [0, 1]) by ``GRAY_LATENT_CONVENTION``: the one definition that
+    training and sampling share, recorded in every checkpoint's coolcolor.json."""
+    x = (gray * 2 - 1).unsqueeze(1).expand(-1, 3, -1, -1).to(vae.dtype)
+    return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+
+
 @dataclass
 class CoolColorConfig:
     """What ``coolcolor.json`` records beyond the diffusers parts: how to feed the model, and its history."""

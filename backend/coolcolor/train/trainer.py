@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from coolcolor.errors import CheckpointError, InputError
-from coolcolor.model.checkpoint import Components, load_components, save_components
+from coolcolor.model.checkpoint import Components, encode_gray_latents, load_components, save_components
 from coolcolor.model.unet import merge_gray
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.data import FolderSource, WorldSource, blip_captioner
@@ -49,12 +49,6 @@ STATE_NAME = "trainer_state.pt"
 # Settings a resumed run may change: they do not alter what was trained so far.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "log_every", "threads", "device",
                                "notes"})
-
-
-def gray_latents(vae: AutoencoderKL, gray: torch.Tensor) -> torch.Tensor:
-    """z_gray for n×h×w gray in [0, 1]: ``GRAY_LATENT_CONVENTION``, the same as ``CoolColorPipeline.encode_gray``."""
-    x = (gray * 2 - 1).unsqueeze(1).expand(-1, 3, -1, -1).to(vae.dtype)
-    return vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
 
 
 def color_latents(vae: AutoencoderKL, rgb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -264,7 +258,7 @@ class Trainer:
         n = rgb.shape[0]
         with torch.no_grad():
             z0 = color_latents(self.vae, rgb, g).float()
-            zg = gray_latents(self.vae, gray).float()
+            zg = encode_gray_latents(self.vae, gray).float()
         drop = torch.rand(n, generator=g) < c.text_dropout
         captions = ["" if d else cap for d, cap in zip(drop.tolist(), batch["captions"], strict=True)]
         ids = comp.tokenizer(captions, padding="max_length", max_length=comp.tokenizer.model_max_length,
