@@ -31,7 +31,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        new_vae(architecture(args.architecture)).save_pretrained(f"{tmp}/vae")
+        new_vae(architecture(args.architecture), seed=0).save_pretrained(f"{tmp}/vae")
         rows = []
         for schedule in ("zero", "constant"):
             trainer = Trainer(TrainConfig(output=f"{tmp}/run-{schedule}", architecture=args.architecture,

@@ -20,9 +20,8 @@ BATCH = 4
 
 @pytest.fixture(scope="module")
 def vae_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("vae") / "vae"
-    new_vae(architecture("tiny-test")).save_pretrained(folder)
+    new_vae(architecture("tiny-test"), seed=0).save_pretrained(folder)
     return folder
 
 
@@ -148,3 +147,23 @@ def test_two_stages_then_package_records_both_commands(tmp_path):
     assert recipe["vae"]["command"] == "coolcolor train --config vae.json"
     assert components.config.provenance["reproduce"] == [recipe["vae"]["command"], recipe["command"]]
     assert components.vae.config.scaling_factor != 1.0  # the VAE stage's scaling factor travelled along
+
+
+def test_the_same_command_trains_bit_identical_models(tmp_path):
+    """coolcolor.json's reproduce commands are only true if training is a function of the config alone."""
+    from coolcolor.model.checkpoint import weights_hash
+
+    def train_both(folder: Path, global_seed: int) -> tuple[str, float, str]:
+        torch.manual_seed(global_seed)  # whatever the process did before must not matter
+        vae_run = folder / "vae"
+        Trainer(TrainConfig(output=str(vae_run), stage="vae", architecture="tiny-test", steps=2, batch_size=4,
+                            seed=3, threads=1)).run(progress=False)
+        Trainer(TrainConfig(output=str(folder / "unet"), architecture="tiny-test", vae_from=str(vae_run), steps=2,
+                            batch_size=4, seed=4, threads=1, lambda_schedule="constant", lambda_max=0.1,
+                            ef_fraction=0.5)).run(progress=False)
+        model = load_components(folder / "unet" / "final")
+        return (weights_hash(model.vae), model.vae.config.scaling_factor,
+                weights_hash(model.unet, model.text_encoder))
+
+    first, second = train_both(tmp_path / "a", 0), train_both(tmp_path / "b", 12345)
+    assert first == second

@@ -76,30 +76,35 @@ def tokenizer_for(arch: dict[str, Any]) -> PreTrainedTokenizerFast:
     return word_tokenizer(world_vocabulary(), max_length=arch["max_tokens"])
 
 
-def new_vae(arch: dict[str, Any]) -> AutoencoderKL:
-    return AutoencoderKL(**arch["vae"])
+def new_vae(arch: dict[str, Any], seed: int) -> AutoencoderKL:
+    """A fresh VAE whose initial weights are a function of ``seed`` alone (so a training command reproduces)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoencoderKL(**arch["vae"])
 
 
 def new_components(arch_name: str, vae: AutoencoderKL, resolution: int, seed: int) -> Components:
     """A fresh model around a trained VAE: random UNet (F_in random too) and text encoder."""
     arch = architecture(arch_name)
-    torch.manual_seed(seed)
-    unet = add_gray_input(UNet2DConditionModel(**arch["unet"]))
-    # add_gray_input zeroes F_in so a *pretrained* UNet starts unchanged; from scratch there is nothing
-    # to preserve, and a zero F_in would only slow down learning to read the gray frame.
-    with torch.no_grad():
-        f_in_weight(unet).normal_(std=float(unet.conv_in.weight[:, : unet.config.out_channels].std()))
     tokenizer = tokenizer_for(arch)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            max_position_embeddings=tokenizer.model_max_length,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **arch["text"],
+    # Initial weights are a function of ``seed`` alone, without disturbing the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = add_gray_input(UNet2DConditionModel(**arch["unet"]))
+        # add_gray_input zeroes F_in so a *pretrained* UNet starts unchanged; from scratch there is nothing
+        # to preserve, and a zero F_in would only slow down learning to read the gray frame.
+        with torch.no_grad():
+            f_in_weight(unet).normal_(std=float(unet.conv_in.weight[:, : unet.config.out_channels].std()))
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                max_position_embeddings=tokenizer.model_max_length,
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **arch["text"],
+            )
         )
-    )
     config = CoolColorConfig(resolution=resolution, recipe={"state": "training", "architecture": arch_name})
     return Components(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD15_SCHEDULER_CONFIG), config)
 

@@ -98,7 +98,7 @@ class Trainer:
     def _build(self) -> None:
         c = self.config
         if c.stage == "vae":
-            self.vae = new_vae(architecture(c.architecture))
+            self.vae = new_vae(architecture(c.architecture), c.seed)
             self.components = None
             self.trainable: list[torch.nn.Module] = [self.vae]
         else:
@@ -411,10 +411,11 @@ class Trainer:
 
 def set_scaling_factor(vae: AutoencoderKL, source, resolution: int, device: torch.device, batches: int = 4) -> float:
     """SD's recipe: scaling_factor = 1 / std of the latents, so the diffusion sees unit-variance data."""
+    generator = torch.Generator("cpu").manual_seed(0)  # the factor is part of the model: it must reproduce
     with torch.no_grad():
         vae.eval()
-        z = torch.cat([vae.encode(source.batch(10_000_000 + b, 32)["rgb"].to(device) * 2 - 1).latent_dist.sample()
-                       for b in range(batches)])
+        z = torch.cat([vae.encode(source.batch(10_000_000 + b, 32)["rgb"].to(device) * 2 - 1).latent_dist.sample(
+            generator) for b in range(batches)])
     factor = float(1.0 / z.std())
     vae.register_to_config(scaling_factor=factor)
     return factor
