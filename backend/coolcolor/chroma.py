@@ -78,10 +78,11 @@ def guided_upsample(
     return torch.clamp(out, min=up_low, max=up_high).add_(src_mean)
 
 
-def upsample_ab(ab: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
+def upsample_ab(ab: torch.Tensor, gray_full: torch.Tensor, lightness: torch.Tensor | None = None) -> torch.Tensor:
     """Upsample ``ab`` (N×h×w×2) to the size of ``gray_full`` (N×H×W, sRGB-encoded in [0, 1]).
 
-    Guided by the full-resolution lightness (L*/100). Frames are processed one at a time so a
+    Guided by the full-resolution lightness (L*/100); pass ``lightness`` (N×H×W L*) when the caller
+    already has it, so a 4K frame's L* is computed once. Frames are processed one at a time so a
     window of 4K frames needs the memory of one. Same size in and out: returned unchanged.
     """
     n, h, w = gray_full.shape
@@ -89,8 +90,8 @@ def upsample_ab(ab: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
         return ab
     out = torch.empty((n, h, w, 2), dtype=ab.dtype, device=ab.device)
     for i in range(n):
-        lightness = torch.as_tensor(color.gray_to_lightness(gray_full[i].to(ab.dtype)))
-        guide = (lightness / 100.0)[None, None].to(ab.device)
+        frame_l = lightness[i] if lightness is not None else color.gray_to_lightness(gray_full[i].to(ab.dtype))
+        guide = (torch.as_tensor(frame_l).to(ab.device, ab.dtype) / 100.0)[None, None]
         src = ab[i].permute(2, 0, 1)[None]
         out[i] = guided_upsample(src, guide)[0].permute(1, 2, 0)
     return out

@@ -181,28 +181,55 @@ def fit_chroma_to_gamut(lab: Array, iterations: int = 14) -> Array:
     """
     _check_channels(lab, 3, "Lab")
     flat = lab.reshape(-1, 3)
-    out_of_gamut = ~_in_gamut(flat)
+    gamut = _GamutTest(flat[:, 0], flat[:, 1], flat[:, 2])
+    out_of_gamut = ~gamut.inside(1.0)
     if not out_of_gamut.any():
         return lab
     # Only the pixels outside the gamut need the search; usually a small fraction of the frame.
-    L, ab = flat[out_of_gamut, :1], flat[out_of_gamut, 1:]
-    lo = torch.zeros_like(L)
-    hi = torch.ones_like(L)
+    gamut = gamut.subset(out_of_gamut)
+    lo = torch.zeros_like(gamut.u)
+    hi = torch.ones_like(gamut.u)
     for _ in range(iterations):
-        mid = (lo + hi) / 2
-        good = _in_gamut(torch.cat((L, ab * mid), dim=-1)).unsqueeze(-1)
+        mid = (lo + hi) * 0.5
+        good = gamut.inside(mid)
         lo = torch.where(good, mid, lo)
         hi = torch.where(good, hi, mid)
     fitted = flat.clone()
-    fitted[out_of_gamut, 1:] = ab * lo
+    fitted[out_of_gamut, 1:] = flat[out_of_gamut, 1:] * lo.unsqueeze(-1)
     return fitted.reshape(lab.shape)
 
 
-def _in_gamut(lab: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:
-    """Inside the sRGB gamut ⇔ linear RGB in [0, 1]: the sRGB encode is monotonic and maps [0, 1] onto
-    itself, so the check skips it (its pow is most of the cost at 4K)."""
-    rgb = xyz_to_linear_rgb(lab_to_xyz(lab))
-    return ((rgb >= -tolerance) & (rgb <= 1 + tolerance)).all(dim=-1)
+class _GamutTest:
+    """Is (L, s·a, s·b) inside the sRGB gamut? Planar and with every s-independent term precomputed.
+
+    Inside ⇔ linear RGB in [0, 1]: the sRGB encode is monotonic and maps [0, 1] onto itself, so the
+    check skips it. L fixes fy and Y; only fx = fy + s·a/500 and fz = fy − s·b/200 move with s. This
+    is the same arithmetic as ``lab_to_xyz`` then ``xyz_to_linear_rgb``, in planes instead of
+    interleaved channels, which makes the 4K fit several times faster.
+    """
+
+    def __init__(self, L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, tolerance: float = 1e-6) -> None:
+        self.fy = (L + 16) / 116
+        self.u, self.v = a / 500, b / 200
+        self.y = _f_inv(self.fy) * D65_WHITE[1]
+        self.tolerance = tolerance
+
+    def subset(self, mask: torch.Tensor) -> _GamutTest:
+        part = object.__new__(_GamutTest)
+        part.fy, part.u, part.v, part.y = self.fy[mask], self.u[mask], self.v[mask], self.y[mask]
+        part.tolerance = self.tolerance
+        return part
+
+    def inside(self, scale: torch.Tensor | float) -> torch.Tensor:
+        x = _f_inv(self.fy + self.u * scale) * D65_WHITE[0]
+        z = _f_inv(self.fy - self.v * scale) * D65_WHITE[2]
+        ok: torch.Tensor | None = None
+        for m_x, m_y, m_z in _RGB_FROM_XYZ:
+            channel = x * m_x + self.y * m_y + z * m_z
+            fits = (channel >= -self.tolerance) & (channel <= 1 + self.tolerance)
+            ok = fits if ok is None else ok & fits
+        assert ok is not None
+        return ok
 
 
 @_numpy_in_numpy_out

@@ -285,13 +285,15 @@ class CoolColorPipeline:
         budget = self.default_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
         per_decode = max(1, budget // self.decode_bytes_per_frame(size))
         for i in range(0, n, per_decode):
-            decoded = self.decode(latents[i : i + per_decode]).cpu()
+            # Full-resolution finishing runs on the pipeline's device, in float32: on a GPU the 4K
+            # upsample and gamut fit cost milliseconds instead of dominating the frame.
+            decoded = self.decode(latents[i : i + per_decode]).float()
             ab_small = color.rgb_to_lab(decoded)[..., 1:]
             for j in range(decoded.shape[0]):
-                lab = _finish_frame(ab_small[j : j + 1], full[i + j : i + j + 1])
-                ab[i + j] = lab[0, ..., 1:].numpy()
+                lab = _finish_frame(ab_small[j : j + 1], full[i + j : i + j + 1].to(device))
+                ab[i + j] = lab[0, ..., 1:].cpu().numpy()
                 if rgb is not None:
-                    rgb[i + j] = color.lab_to_rgb(lab[0]).clamp(0, 1).numpy()
+                    rgb[i + j] = color.lab_to_rgb(lab[0]).clamp(0, 1).cpu().numpy()
             report(PipelineProgress("decode", min(i + per_decode, n), n))
         return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations)
 
@@ -299,8 +301,10 @@ class CoolColorPipeline:
 # --------------------------------------------------------------------- helpers
 def _finish_frame(ab_small: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
     """Paper §3.5 at full resolution: upsample a*, b*, take L from the original, keep it in gamut."""
-    ab_full = upsample_ab(ab_small, gray_full.to(ab_small.dtype))
-    return color.fit_chroma_to_gamut(color.replace_luminance(ab_full, gray_full.to(ab_small.dtype)))
+    gray_full = gray_full.to(ab_small.dtype)
+    lightness = color.gray_to_lightness(gray_full)  # once: the guide and the output's L* (§3.5)
+    ab_full = upsample_ab(ab_small, gray_full, lightness=lightness)
+    return color.fit_chroma_to_gamut(torch.cat((lightness.unsqueeze(-1), ab_full), dim=-1))
 
 
 def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
