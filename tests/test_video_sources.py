@@ -37,11 +37,13 @@ def write_sequence(folder, name, frames, ext="exr", pixel_type="half", size=(12,
         write_image(folder / f"{name}.{f:04d}.{ext}", ramp(*size, channels=channels, offset=f / 10), pixel_type, bits)
 
 
-def write_movie(path, frames=12, size=(48, 64), codec="libx264", pix_fmt="yuv420p", rate=24):
+def write_movie(path, frames=12, size=(48, 64), codec="libx264", pix_fmt="yuv420p", rate=24, options=None):
     container = av.open(str(path), "w")
     stream = container.add_stream(codec, rate=rate)
     stream.height, stream.width = size
     stream.pix_fmt = pix_fmt
+    if options:
+        stream.codec_context.options = options
     values = []
     for i in range(frames):
         v = 16 + 18 * i  # distinct flat gray per frame: frame identity survives compression
@@ -167,20 +169,29 @@ def test_single_image(tmp_path):
         assert np.abs(src.read(0) - ramp()).max() < 1e-4
 
 
-@pytest.mark.parametrize(
-    ("name", "codec", "pix_fmt", "tol"),
-    [("clip.mp4", "libx264", "yuv420p", 3.0), ("clip.mov", "prores_ks", "yuv422p10le", 1.0)],
-)
-def test_movie_random_and_sequential_access(tmp_path, name, codec, pix_fmt, tol):
-    values = write_movie(tmp_path / name, frames=12, codec=codec, pix_fmt=pix_fmt)
+# The codecs and wrappers a post house receives: H.264 in MP4, ProRes in MOV, DNxHR (8- and 10-bit) and
+# MPEG-2 in MXF. DNxHR needs a frame size its profiles accept, hence 256×144.
+MOVIES = [
+    ("clip.mp4", "libx264", "yuv420p", None, (48, 64), 3.0),
+    ("clip.mov", "prores_ks", "yuv422p10le", None, (48, 64), 1.0),
+    ("dnxhr_hq.mxf", "dnxhd", "yuv422p", {"profile": "dnxhr_hq"}, (144, 256), 3.0),
+    ("dnxhr_hqx.mxf", "dnxhd", "yuv422p10le", {"profile": "dnxhr_hqx"}, (144, 256), 3.0),
+    ("mpeg2.mxf", "mpeg2video", "yuv422p", None, (48, 64), 3.0),
+]
+
+
+@pytest.mark.parametrize(("name", "codec", "pix_fmt", "options", "size", "tol"), MOVIES)
+def test_movie_random_and_sequential_access(tmp_path, name, codec, pix_fmt, options, size, tol):
+    values = write_movie(tmp_path / name, frames=12, size=size, codec=codec, pix_fmt=pix_fmt, options=options)
+    height, width = size
     with open_source(str(tmp_path / name)) as src:
         assert (src.info.kind, src.info.first, src.info.last, src.info.fps) == ("movie", 0, 11, 24.0)
-        assert (src.info.width, src.info.height, src.info.channels) == (64, 48, 3)
+        assert (src.info.width, src.info.height, src.info.channels) == (width, height, 3)
         assert src.info.pixel_format == pix_fmt
         order = [0, 1, 2, 9, 3, 4, 11, 5]  # sequential runs and jumps both ways
         for f in order:
             got = src.read(f)
-            assert got.shape == (48, 64, 3)
+            assert got.shape == (height, width, 3)
             assert abs(float(got.mean()) * 255 - values[f]) <= tol, (f, got.mean() * 255, values[f])
     with open_source(str(tmp_path / name), first=4, last=7) as src:
         assert list(src.frames()) == [4, 5, 6, 7]
