@@ -132,6 +132,7 @@ def test_unet_stage_without_vae_is_a_clear_error(tmp_path):
 
 
 def test_two_stages_then_package_records_both_commands(tmp_path):
+    from coolcolor.model.checkpoint import weights_hash
     from coolcolor.train.package import package
 
     vae_run = tmp_path / "vae-run"
@@ -146,6 +147,9 @@ def test_two_stages_then_package_records_both_commands(tmp_path):
     assert recipe["command"] == "coolcolor train --config unet.json" and recipe["seed"] == 9
     assert recipe["vae"]["command"] == "coolcolor train --config vae.json"
     assert components.config.provenance["reproduce"] == [recipe["vae"]["command"], recipe["command"]]
+    assert components.config.provenance["weights_hash"] == weights_hash(components.vae, components.unet,
+                                                                         components.text_encoder)
+    assert all(s >= 0 for s in components.config.provenance["training_seconds"].values())
     assert components.vae.config.scaling_factor != 1.0  # the VAE stage's scaling factor travelled along
 
 
