@@ -292,13 +292,17 @@ def test_cancel_keeps_finished_frames_and_a_rerun_resumes(tmp_path):
     source = one_shot_sequence(tmp_path / "src", range(1, 9))
     out = tmp_path / "out"
     job = ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=3, window=2)
+    events = Recorder(cancel_after=2)
     with pytest.raises(JobCancelled):
-        run_colorize_job(job, FakePipeline(), Recorder(cancel_after=2))
-    assert sorted(p.name for p in out.glob("ab.*.exr")) == ["ab.0001.exr", "ab.0002.exr"]
+        run_colorize_job(job, FakePipeline(), events)
+    # Writing runs one window behind colorizing: the window already colorized when the cancel came
+    # (frames 3-4) is still written and reported, not thrown away; nothing after it is started.
+    assert events.done == [1, 2, 3, 4]
+    assert sorted(p.name for p in out.glob("ab.*.exr")) == [f"ab.{f:04d}.exr" for f in events.done]
     assert not list(out.glob(".*tmp*"))
     assert json.loads((out / "manifest.json").read_text())["status"] == "cancelled"
     result = run_colorize_job(job, FakePipeline())
-    assert result.frames_skipped == [1, 2] and result.frames_written == list(range(3, 9))
+    assert result.frames_skipped == [1, 2, 3, 4] and result.frames_written == list(range(5, 9))
 
 
 def test_frames_outside_first_last_are_left_alone_and_ab_is_traceable(tmp_path):
@@ -349,3 +353,27 @@ def test_job_dict_roundtrip_and_field_validation(tmp_path):
     for change, message in bad:
         with pytest.raises(InputError, match=message):
             ColorizeJob.from_dict(d | change)
+
+
+def test_a_failed_write_stops_the_job_after_reporting_every_file_written(tmp_path, monkeypatch):
+    import coolcolor.video.job as job_module
+
+    source = one_shot_sequence(tmp_path / "src", range(1, 9))
+    out = tmp_path / "out"
+    real_write = job_module.write_ab_exr
+
+    def disk_full_on_frame_3(path, ab, provenance):
+        if provenance["frame"] == 3:
+            raise OSError(28, "No space left on device")
+        real_write(path, ab, provenance)
+
+    monkeypatch.setattr(job_module, "write_ab_exr", disk_full_on_frame_3)
+    events = Recorder()
+    job = ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1, window=2)
+    with pytest.raises(OSError, match="No space left"):
+        run_colorize_job(job, FakePipeline(), events)
+    # Frame 4 shared frame 3's window and its write was already handed over: it is kept and reported.
+    assert events.done == [1, 2, 4]
+    assert sorted(p.name for p in out.glob("ab.*.exr")) == ["ab.0001.exr", "ab.0002.exr", "ab.0004.exr"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "No space left" in manifest["error"]

@@ -35,6 +35,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -531,64 +532,137 @@ class _Runner:
         }
 
     def colorize(self, shots: list[ShotPlan]) -> dict[int, int]:
+        """Colorize every planned frame, window by window, with reading and writing overlapped.
+
+        One reader thread (every source read goes through it, so a movie decoder is never used by two
+        threads) fetches the next window while the pipeline works on this one; one writer thread
+        writes a window's EXRs (and previews) while the pipeline works on the next. At most two
+        windows of results are alive, so memory stays flat in clip length. ``frame_done`` is always
+        called from this thread, after the file is on disk, in frame order; on cancel or error the
+        writes already handed over are finished first, so nothing colorized is lost.
+        """
         self.events.phase("colorize")
-        job = self.job
         total = len(self.frames)
         all_keyframes = sorted({k for s in shots for k in s.keyframes})
         assignment: dict[int, int] = {}
-        t_pipe = t_write = 0.0
+        self.timings.setdefault("pipeline_s", 0.0)
+        self.timings.setdefault("write_s", 0.0)
         t0 = time.perf_counter()
-        for shot in shots:
-            if not shot.keyframes:
-                for f in range(shot.first, shot.last + 1):
-                    self.fail(f, (shot.ranking or {}).get("error", "no keyframe"))
-                continue
-            for keyframe, seg_frames in shot.segments():
-                for f in seg_frames:
-                    assignment[f] = keyframe
-                todo = [f for f in seg_frames if f not in self.done and f not in self.failed]
-                if not todo:
-                    continue
-                self.check_cancel()
-                try:
-                    key_gray = self.read_gray(keyframe)
-                except FrameReadError as exc:
-                    for f in todo:
-                        self.fail(f, f"its keyframe {keyframe} cannot be read: {exc}")
-                    continue
-                for start in range(0, len(todo), job.window):
-                    window, grays = [], []
-                    for f in todo[start : start + job.window]:
-                        self.check_cancel()
-                        try:
-                            grays.append(self.read_gray(f))
-                            window.append(f)
-                        except FrameReadError as exc:
-                            self.fail(f, str(exc))
-                    if not window:
+        with ThreadPoolExecutor(1, "coolcolor-read") as reader, ThreadPoolExecutor(1, "coolcolor-write") as writer:
+            io = _WindowIO(self, reader, writer)
+            try:
+                for shot in shots:
+                    if not shot.keyframes:
+                        for f in range(shot.first, shot.last + 1):
+                            self.fail(f, (shot.ranking or {}).get("error", "no keyframe"))
                         continue
-                    t = time.perf_counter()
-                    result = self.pipe(
-                        np.stack(grays), prompt=job.prompt, negative_prompt=job.negative_prompt,
-                        keyframe=key_gray, num_inference_steps=job.steps, guidance_scale=job.guidance_scale,
-                        seed=job.seed, progress=self.pipeline_progress(total), preview=job.preview,
-                    )
-                    t_pipe += time.perf_counter() - t
-                    t = time.perf_counter()
-                    for i, f in enumerate(window):
-                        if job.preview:
-                            write_preview_png(preview_frame_path(job.output_dir, f), result.rgb[i])
-                        path = ab_frame_path(job.output_dir, f)
-                        write_ab_exr(path, result.ab[i], self.provenance(f, keyframe, all_keyframes))
-                        self.written.append(f)
-                        self.events.frame_done(f, path)
-                        self.events.progress(self.frames_finished(), total, job.steps, job.steps)
-                    t_write += time.perf_counter() - t
-                    self.timings["pipeline_s"] = t_pipe
-                    self.timings["write_s"] = t_write
-                    self.timings["colorize_s"] = time.perf_counter() - t0
+                    for keyframe, seg_frames in shot.segments():
+                        for f in seg_frames:
+                            assignment[f] = keyframe
+                        todo = [f for f in seg_frames if f not in self.done and f not in self.failed]
+                        if todo:
+                            self._colorize_segment(io, keyframe, todo, all_keyframes, total)
+                        self.timings["colorize_s"] = time.perf_counter() - t0
+            finally:
+                io.finish_writes()
         self.timings["colorize_s"] = time.perf_counter() - t0
         return assignment
+
+    def _colorize_segment(self, io: _WindowIO, keyframe: int, todo: list[int], all_keyframes: list[int],
+                          total: int) -> None:
+        job = self.job
+        self.check_cancel()
+        key_read = io.read([keyframe])
+        windows = [todo[i : i + job.window] for i in range(0, len(todo), job.window)]
+        next_read = io.read(windows[0])
+        (_, key_gray), = key_read.result()
+        if isinstance(key_gray, FrameReadError):
+            next_read.result()
+            for f in todo:
+                self.fail(f, f"its keyframe {keyframe} cannot be read: {key_gray}")
+            return
+        for index in range(len(windows)):
+            read = next_read
+            if index + 1 < len(windows):
+                next_read = io.read(windows[index + 1])  # prefetch while this window is colorized
+            self.check_cancel()
+            window, grays = [], []
+            for f, gray in read.result():
+                if isinstance(gray, FrameReadError):
+                    self.fail(f, str(gray))
+                else:
+                    window.append(f)
+                    grays.append(gray)
+            if not window:
+                continue
+            t = time.perf_counter()
+            result = self.pipe(
+                np.stack(grays), prompt=job.prompt, negative_prompt=job.negative_prompt,
+                keyframe=key_gray, num_inference_steps=job.steps, guidance_scale=job.guidance_scale,
+                seed=job.seed, progress=self.pipeline_progress(total), preview=job.preview,
+            )
+            self.timings["pipeline_s"] += time.perf_counter() - t
+            io.finish_writes()  # the previous window's files: at most two windows of results alive
+            io.write(window, result, [self.provenance(f, keyframe, all_keyframes) for f in window])
+
+    def write_frame(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
+        """Write one frame's outputs (on the writer thread); returns the ab file's path."""
+        if rgb is not None:
+            write_preview_png(preview_frame_path(self.job.output_dir, frame), rgb)
+        path = ab_frame_path(self.job.output_dir, frame)
+        write_ab_exr(path, ab, provenance)
+        return path
+
+    def frame_written(self, frame: int, path: str) -> None:
+        self.written.append(frame)
+        self.events.frame_done(frame, path)
+        self.events.progress(self.frames_finished(), len(self.frames), self.job.steps, self.job.steps)
+
+
+class _WindowIO:
+    """The reader and writer threads of ``_Runner.colorize`` and the writes not yet reported."""
+
+    def __init__(self, runner: _Runner, reader: ThreadPoolExecutor, writer: ThreadPoolExecutor) -> None:
+        self.runner, self.reader, self.writer = runner, reader, writer
+        self.pending: list[tuple[int, Future[str]]] = []
+
+    def read(self, frames: list[int]) -> Future[list[tuple[int, np.ndarray | FrameReadError]]]:
+        def read_all() -> list[tuple[int, np.ndarray | FrameReadError]]:
+            out: list[tuple[int, np.ndarray | FrameReadError]] = []
+            for f in frames:
+                try:
+                    out.append((f, self.runner.read_gray(f)))
+                except FrameReadError as exc:
+                    out.append((f, exc))
+            return out
+
+        return self.reader.submit(read_all)
+
+    def write(self, window: list[int], result: Any, provenance: list[dict[str, Any]]) -> None:
+        for i, f in enumerate(window):
+            rgb = result.rgb[i] if result.rgb is not None else None
+            self.pending.append((f, self.writer.submit(self._timed_write, f, result.ab[i], rgb, provenance[i])))
+
+    def _timed_write(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
+        t = time.perf_counter()
+        try:
+            return self.runner.write_frame(frame, ab, rgb, provenance)
+        finally:
+            self.runner.timings["write_s"] += time.perf_counter() - t
+
+    def finish_writes(self) -> None:
+        """Wait for every handed-over write, report each finished frame; then raise the first error."""
+        error: BaseException | None = None
+        pending, self.pending = self.pending, []
+        for f, future in pending:
+            try:
+                path = future.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other writes
+                error = error or exc
+                continue
+            self.runner.frame_written(f, path)
+        if error is not None:
+            raise error
 
 
 def run_colorize_job(
