@@ -279,6 +279,8 @@ def main() -> None:
     ap.add_argument("--mem-steps", type=int, default=1)
     ap.add_argument("--res-frames", type=int, default=4)
     ap.add_argument("--no-sd15-projection", dest="project_sd15", action="store_false")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU torch threads (default: up to 2); use 1 on a machine other jobs share")
     ap.add_argument("--_child-memory", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child_memory:
@@ -287,7 +289,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
     if device.type == "cpu":
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
     sections = set(args.sections.split(","))
     pipe = load_pipeline(args.model, str(device), dtype) if sections & {"fps", "resolution"} else None
     print(f"model: {args.model or 'tiny preset (random weights)'}; device {device}; "
