@@ -24,6 +24,16 @@ def test_default_model_is_small_and_records_its_training():
     assert "coolcolor train --config" in recipe["command"] and isinstance(recipe["seed"], int)
     assert "coolcolor train --config" in recipe["vae"]["command"]
     assert not list(folder.rglob("trainer_state.pt"))
+    # The reproduce commands run from a checkout's root: no machine-specific absolute paths.
+    assert all("/work/" not in c and " /" not in c for c in config["provenance"]["reproduce"])
+
+
+def test_default_model_weights_are_the_ones_its_provenance_names():
+    from coolcolor.model.checkpoint import load_components, weights_hash
+
+    components = load_components(default_model_path())
+    provenance = components.config.provenance
+    assert provenance["weights_hash"] == weights_hash(components.vae, components.unet, components.text_encoder)
 
 
 def test_default_model_loads_offline_and_colors_a_clip(monkeypatch):
