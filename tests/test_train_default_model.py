@@ -29,11 +29,12 @@ def test_default_model_is_small_and_records_its_training():
 
 
 def test_default_model_weights_are_the_ones_its_provenance_names():
-    from coolcolor.model.checkpoint import load_components, weights_hash
+    from coolcolor.model.checkpoint import weights_hash
 
-    components = load_components(default_model_path())
-    provenance = components.config.provenance
-    assert provenance["weights_hash"] == weights_hash(components.vae, components.unet, components.text_encoder)
+    pipe = load_default_pipeline()
+    # The same identity its outputs carry (EXR headers, manifests, the daemon's cache key).
+    assert pipe.config.provenance["weights_hash"] == pipe.model_hash
+    assert pipe.model_hash == weights_hash(pipe.unet, pipe.vae, pipe.text_encoder)
 
 
 def test_default_model_loads_offline_and_colors_a_clip(monkeypatch):

@@ -147,8 +147,9 @@ def test_two_stages_then_package_records_both_commands(tmp_path):
     assert recipe["command"] == "coolcolor train --config unet.json" and recipe["seed"] == 9
     assert recipe["vae"]["command"] == "coolcolor train --config vae.json"
     assert components.config.provenance["reproduce"] == [recipe["vae"]["command"], recipe["command"]]
-    assert components.config.provenance["weights_hash"] == weights_hash(components.vae, components.unet,
+    assert components.config.provenance["weights_hash"] == weights_hash(components.unet, components.vae,
                                                                          components.text_encoder)
+    assert components.config.provenance["weights_hash"] == CoolColorPipeline.from_pretrained(dest).model_hash
     assert all(s >= 0 for s in components.config.provenance["training_seconds"].values())
     assert components.vae.config.scaling_factor != 1.0  # the VAE stage's scaling factor travelled along
 

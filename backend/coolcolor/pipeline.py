@@ -32,7 +32,6 @@ from coolcolor.model.checkpoint import (
     encode_gray_latents,
     load_components,
     save_components,
-    weights_hash,
 )
 from coolcolor.model.unet import merge_gray
 
@@ -112,7 +111,7 @@ class CoolColorPipeline:
     @functools.cached_property
     def model_hash(self) -> str:
         """Identifies the weights (not the files): provenance in outputs and the daemon's cache key."""
-        return weights_hash(self.unet, self.vae, self.text_encoder)
+        return self.components.weights_hash()
 
     # ----------------------------------------------------------------- sizes and batching
     def model_size(self, height: int, width: int) -> tuple[int, int]:

@@ -91,6 +91,11 @@ class Components:
     scheduler: DDIMScheduler
     config: CoolColorConfig
 
+    def weights_hash(self) -> str:
+        """The model's identity: what EXR headers, job manifests, the daemon's cache and
+        ``coolcolor.json``'s provenance all name it by (``weights_hash`` over UNet, VAE, text encoder)."""
+        return weights_hash(self.unet, self.vae, self.text_encoder)
+
 
 def _weights_present(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))

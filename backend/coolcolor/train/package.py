@@ -5,7 +5,7 @@
 ``coolcolor.json`` gets, under ``recipe``, the UNet run's command/seed/steps/λ schedule (already there)
 plus the VAE stage's command and config; under ``provenance``, the commands that reproduce it (run
 from the repository root at ``code_commit``), the wall-clock seconds each run took, the hash of the
-weights those commands produce, and the measured results, if given.
+weights those commands produce (the model hash its outputs carry), and the measured results, if given.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from coolcolor.errors import CheckpointError
-from coolcolor.model.checkpoint import CONFIG_NAME, Components, CoolColorConfig, load_components, weights_hash
+from coolcolor.model.checkpoint import CONFIG_NAME, CoolColorConfig, load_components
 
 
 def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, code_commit: str | None = None) -> Path:
@@ -33,7 +33,7 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
         "data": "old-film world rendered on the fly, world seeds < 1e9 (held-out evaluation seeds ≥ 1e9)",
         "reproduce": [config.recipe["vae"]["command"], *_base_commands(config.recipe), config.recipe["command"]],
         "training_seconds": {"vae": _run_seconds(vae_run), "unet": _run_seconds(run)},
-        "weights_hash": weights_hash(*_parts(load_components(source))),
+        "weights_hash": load_components(source).weights_hash(),
     }
     if code_commit:
         config.provenance["code_commit"] = code_commit
@@ -49,11 +49,6 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
         shutil.rmtree(dest)
     tmp.rename(dest)
     return dest
-
-
-def _parts(components: Components) -> tuple:
-    """The trained modules, in the order ``weights_hash`` is taken over them for provenance."""
-    return components.vae, components.unet, components.text_encoder
 
 
 def _run_seconds(run: Path) -> float | None:
