@@ -11,6 +11,7 @@ Channels are always the last axis.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import TypeVar
@@ -181,7 +182,7 @@ def fit_chroma_to_gamut(lab: Array, iterations: int = 14) -> Array:
     """
     _check_channels(lab, 3, "Lab")
     flat = lab.reshape(-1, 3)
-    gamut = _GamutTest(flat[:, 0], flat[:, 1], flat[:, 2])
+    gamut = _GamutTest.of(flat)
     out_of_gamut = ~gamut.inside(1.0)
     if not out_of_gamut.any():
         return lab
@@ -199,6 +200,7 @@ def fit_chroma_to_gamut(lab: Array, iterations: int = 14) -> Array:
     return fitted.reshape(lab.shape)
 
 
+@dataclasses.dataclass
 class _GamutTest:
     """Is (L, s·a, s·b) inside the sRGB gamut? Planar and with every s-independent term precomputed.
 
@@ -208,17 +210,20 @@ class _GamutTest:
     interleaved channels, which makes the 4K fit several times faster.
     """
 
-    def __init__(self, L: torch.Tensor, a: torch.Tensor, b: torch.Tensor, tolerance: float = 1e-6) -> None:
-        self.fy = (L + 16) / 116
-        self.u, self.v = a / 500, b / 200
-        self.y = _f_inv(self.fy) * D65_WHITE[1]
-        self.tolerance = tolerance
+    fy: torch.Tensor
+    u: torch.Tensor  # a / 500
+    v: torch.Tensor  # b / 200
+    y: torch.Tensor
+    tolerance: float = 1e-6
+
+    @classmethod
+    def of(cls, lab: torch.Tensor) -> _GamutTest:
+        """For pixels ``lab`` (P×3)."""
+        fy = (lab[:, 0] + 16) / 116
+        return cls(fy, lab[:, 1] / 500, lab[:, 2] / 200, _f_inv(fy) * D65_WHITE[1])
 
     def subset(self, mask: torch.Tensor) -> _GamutTest:
-        part = object.__new__(_GamutTest)
-        part.fy, part.u, part.v, part.y = self.fy[mask], self.u[mask], self.v[mask], self.y[mask]
-        part.tolerance = self.tolerance
-        return part
+        return _GamutTest(self.fy[mask], self.u[mask], self.v[mask], self.y[mask], self.tolerance)
 
     def inside(self, scale: torch.Tensor | float) -> torch.Tensor:
         x = _f_inv(self.fy + self.u * scale) * D65_WHITE[0]
