@@ -572,15 +572,13 @@ class _Runner:
                           total: int) -> None:
         job = self.job
         self.check_cancel()
-        key_read = io.read([keyframe])
-        windows = [todo[i : i + job.window] for i in range(0, len(todo), job.window)]
-        next_read = io.read(windows[0])
-        (_, key_gray), = key_read.result()
+        [(_, key_gray)] = io.read([keyframe]).result()
         if isinstance(key_gray, FrameReadError):
-            next_read.result()
             for f in todo:
                 self.fail(f, f"its keyframe {keyframe} cannot be read: {key_gray}")
             return
+        windows = [todo[i : i + job.window] for i in range(0, len(todo), job.window)]
+        next_read = io.read(windows[0])
         for index in range(len(windows)):
             read = next_read
             if index + 1 < len(windows):
