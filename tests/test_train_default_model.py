@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from coolcolor.default_model import DEFAULT_MODEL_DIR, default_model_path, load_default_pipeline
 from coolcolor.model.presets import tiny_pipeline
-from coolcolor.train.evaluate import evaluate_pipeline, held_out_clips, markdown_table
+from coolcolor.train.evaluate import evaluate_pipeline, evaluate_vae_ceiling, held_out_clips, markdown_table
 from coolcolor.world import render_clip
 
 
@@ -65,5 +67,32 @@ def test_evaluation_reports_every_metric_on_held_out_clips():
     table = markdown_table({"settings": {"clips": 1, "frames": 2, "size": 32, "steps": 2, "guidance": 5.0,
                                          "seeds": [1, 1], "degradation": "old_film(1.0)"},
                             "truth": {"colorfulness": 30.0, "flicker_ab_rms": 0.1},
-                            "models": {"m": {"keyframe_off": scores, "keyframe_on": scores}}})
-    assert "| m | on |" in table and "ground truth" in table
+                            "models": {"m": {"keyframe_off": scores, "keyframe_on": scores,
+                                             "vae_ceiling": evaluate_vae_ceiling(tiny_pipeline(0), clips)}}})
+    assert "| m | on |" in table and "ground truth" in table and "| m: its VAE on the true colors (ceiling) |" in table
+
+
+class _LosslessVAE:
+    """Stands in for a VAE that reconstructs perfectly: the latent is the image itself (scaled)."""
+
+    dtype = torch.float32
+    config = SimpleNamespace(block_out_channels=(8, 8, 8), scaling_factor=0.5)
+
+    def encode(self, x):
+        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: x.clone()))
+
+    def decode(self, z):
+        return SimpleNamespace(sample=z)
+
+
+def test_vae_ceiling_of_a_lossless_vae_is_the_working_size_alone():
+    """Only the shrink to 32 px and the finishing stand between the truth and the output: on clean clips every
+    named color survives and ΔE2000 stays small; a lossy VAE (the tiny random one) loses colors."""
+    clips = held_out_clips(3, 2, 64, degradation=0.0)
+    pipe = tiny_pipeline(0)
+    pipe.vae = _LosslessVAE()
+    lossless = evaluate_vae_ceiling(pipe, clips)
+    assert lossless["named_layers"] == sum(len(c.caption_layers[0]) for c in clips)
+    assert lossless["text_adherence"] == 1.0 and lossless["delta_e2000"] < 3.0
+    random_vae = evaluate_vae_ceiling(tiny_pipeline(0), clips)
+    assert random_vae["delta_e2000"] > 3 * lossless["delta_e2000"]

@@ -289,7 +289,7 @@ class CoolColorPipeline:
             decoded = self.decode(latents[i : i + per_decode]).float()
             ab_small = color.rgb_to_lab(decoded)[..., 1:]
             for j in range(decoded.shape[0]):
-                lab = _finish_frame(ab_small[j : j + 1], full[i + j : i + j + 1].to(device))
+                lab = finish_frame(ab_small[j : j + 1], full[i + j : i + j + 1].to(device))
                 ab[i + j] = lab[0, ..., 1:].cpu().numpy()
                 if rgb is not None:
                     rgb[i + j] = color.lab_to_rgb(lab[0]).clamp(0, 1).cpu().numpy()
@@ -298,8 +298,11 @@ class CoolColorPipeline:
 
 
 # --------------------------------------------------------------------- helpers
-def _finish_frame(ab_small: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
-    """Paper §3.5 at full resolution: upsample a*, b*, take L from the original, keep it in gamut."""
+def finish_frame(ab_small: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
+    """Paper §3.5 at full resolution: upsample a*, b*, take L from the original, keep it in gamut.
+
+    ``ab_small``: 1×h×w×2 at the model's size; ``gray_full``: 1×H×W in [0, 1]. Returns 1×H×W×3 Lab.
+    """
     gray_full = gray_full.to(ab_small.dtype)
     lightness = color.gray_to_lightness(gray_full)  # once: the guide and the output's L* (§3.5)
     ab_full = upsample_ab(ab_small, gray_full, lightness=lightness)

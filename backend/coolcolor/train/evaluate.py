@@ -53,6 +53,40 @@ def evaluate_pipeline(pipe, clips: list, keyframe: bool, steps: int = 20, guidan
     return out
 
 
+def evaluate_vae_ceiling(pipe, clips: list) -> dict:
+    """Adherence and ΔE2000 of the *true* colors after a VAE round trip and the pipeline's finishing.
+
+    Each clip's ground-truth frames are shrunk to the model's size, encoded (posterior mode), decoded, and
+    finished like a colorization (a*, b* upsampled onto the input's L*, gamut fit). No diffusion model can
+    decode to better colors than its VAE does, so this bounds what the UNet can reach: a row to read the
+    model's own numbers against.
+    """
+    import torch
+
+    from coolcolor import color
+    from coolcolor.chroma import resize
+    from coolcolor.pipeline import finish_frame
+
+    correct = named = 0
+    delta_e = []
+    for clip in clips:
+        n, height, width = clip.gray.shape
+        rgb = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float()
+        small = resize(rgb, pipe.model_size(height, width)).clamp(0, 1).to(pipe.device, pipe.vae.dtype)
+        with torch.no_grad():
+            z = pipe.vae.encode(small * 2 - 1).latent_dist.mode() * pipe.vae.config.scaling_factor
+            ab_small = color.rgb_to_lab(pipe.decode(z))[..., 1:]
+        gray = torch.from_numpy(clip.gray).to(pipe.device)
+        frames = [color.lab_to_rgb(finish_frame(ab_small[j : j + 1], gray[j : j + 1])[0]).clamp(0, 1).cpu().numpy()
+                  for j in range(n)]
+        scores = evaluate(Prediction(rgb=np.stack(frames), ab=None, source="vae round trip"), clip, caption=0)
+        rows = [r["correct"] for r in scores["layers"] if r["correct"] is not None]
+        correct, named = correct + sum(rows), named + len(rows)
+        delta_e.append(float(scores["delta_e2000"]))
+    return {"text_adherence": correct / named if named else math.nan, "correct_layers": correct,
+            "named_layers": named, "delta_e2000": float(np.nanmean(delta_e))}
+
+
 def evaluate_models(models: dict[str, str], clips: int = 16, frames: int = 8, size: int = 64, steps: int = 20,
                     guidance: float = 5.0, degradation: float = 1.0) -> dict:
     from coolcolor.pipeline import CoolColorPipeline
@@ -72,6 +106,7 @@ def evaluate_models(models: dict[str, str], clips: int = 16, frames: int = 8, si
             "path": str(path),
             "keyframe_off": evaluate_pipeline(pipe, data, keyframe=False, steps=steps, guidance=guidance),
             "keyframe_on": evaluate_pipeline(pipe, data, keyframe=True, steps=steps, guidance=guidance),
+            "vae_ceiling": evaluate_vae_ceiling(pipe, data),
         }
     return results
 
@@ -91,6 +126,10 @@ def markdown_table(results: dict) -> str:
             m = r[key]
             lines.append(f"| {name} | {label} | {m['text_adherence']:.1%} ({m['correct_layers']}/{m['named_layers']}) "
                          f"| {m['delta_e2000']:.2f} | {m['colorfulness']:.1f} | {m['flicker_ab_rms']:.3f} | {m['cdc_ab']:.5f} |")
+        if "vae_ceiling" in r:
+            v = r["vae_ceiling"]
+            lines.append(f"| {name}: its VAE on the true colors (ceiling) | — | {v['text_adherence']:.1%} "
+                         f"({v['correct_layers']}/{v['named_layers']}) | {v['delta_e2000']:.2f} | — | — | — |")
     t = results["truth"]
     lines.append(f"| ground truth | — | 100% | 0 | {t['colorfulness']:.1f} | {t['flicker_ab_rms']:.3f} | — |")
     return "\n".join(lines)
