@@ -33,12 +33,15 @@ def test_json_and_toml_configs_load_with_overrides(tmp_path):
         ({"output": "o", "text_dropout": 1.5}, "text_dropout must be in"),
         ({"output": "o", "lambda_schedule": "cubic"}, "lambda_schedule must be one of"),
         ({"output": "o", "lambda_max": -1}, "lambda_max must be a finite number"),
+        ({"output": "o", "ab_weight": float("nan")}, "ab_weight must be a finite number"),
         ({"output": "o", "resolution": 30}, "resolution must be a positive multiple of 8"),
         ({"output": "o", "ef_t_max": 2000}, "ef_t_max must be in"),
         ({"output": "o", "betas": [0.9]}, "betas must be a list of two numbers"),
         ({"output": "o", "require_color_words": "yes"}, "require_color_words must be true or false"),
         ({"steps": 5}, "output .* is required"),
         ({"output": "o", "init_from": "a", "vae_from": "b"}, "either init_from"),
+        ({"output": "o", "stage": "vae", "vae_train": "decoder"}, "give vae_from"),
+        ({"output": "o", "vae_train": "encoder"}, "vae_train must be all or decoder"),
     ],
 )
 def test_bad_settings_are_named(data, message):

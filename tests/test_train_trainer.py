@@ -123,6 +123,29 @@ def test_vae_stage_trains_and_sets_the_scaling_factor(tmp_path):
     assert (out / "checkpoints" / "step-0000002" / "trainer_state.pt").is_file()
 
 
+def test_vae_chroma_loss_is_cielab_ab_error_and_joins_the_total(tmp_path):
+    from skimage.color import rgb2lab
+
+    from coolcolor.train.trainer import _ab
+
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    expected = rgb2lab(((x + 1) / 2).permute(0, 2, 3, 1).double().numpy())[..., 1:]
+    assert torch.allclose(_ab(x).double(), torch.from_numpy(expected), atol=1e-3)
+
+    def losses(ab_weight: float) -> dict:
+        config = TrainConfig(output=str(tmp_path / f"run-{ab_weight}"), stage="vae", architecture="tiny-test",
+                             batch_size=4, ab_weight=ab_weight, threads=1)
+        trainer = Trainer(config)
+        trainer._build()
+        return trainer.losses(trainer._source().batch(0, 4), 0)
+
+    plain, chroma = losses(0.0), losses(2.0)
+    assert "ab" not in plain
+    assert float(chroma["ab"].detach()) > 0  # an untrained decoder's colors are wrong
+    # Same seed, same batch, same draw: only the chroma term differs.
+    assert torch.allclose(chroma["loss"], plain["loss"] + 2.0 * chroma["ab"])
+
+
 def test_unet_stage_without_vae_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="vae_from"):
         Trainer(TrainConfig(output=str(tmp_path / "x"), stage="unet", architecture="tiny-test")).run(progress=False)
@@ -152,6 +175,43 @@ def test_two_stages_then_package_records_both_commands(tmp_path):
     assert components.config.provenance["weights_hash"] == CoolColorPipeline.from_pretrained(dest).model_hash
     assert all(s >= 0 for s in components.config.provenance["training_seconds"].values())
     assert components.vae.config.scaling_factor != 1.0  # the VAE stage's scaling factor travelled along
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_ships_with_the_unet(tmp_path):
+    """A decoder-only run changes what latents decode to, never the latents: the UNet trained on the first VAE
+    still fits, so packaging accepts the pair, and refuses a VAE with another encoder."""
+    from diffusers import AutoencoderKL
+
+    from coolcolor.train.package import package
+
+    def vae_stage(out: str, **kw) -> Path:
+        values = dict(output=str(tmp_path / out), stage="vae", architecture="tiny-test", steps=2, batch_size=4,
+                      lr=1e-2, threads=1)
+        Trainer(TrainConfig(**{**values, **kw}), command=f"coolcolor train {out}").run(progress=False)
+        return tmp_path / out
+
+    first = vae_stage("vae-run")
+    decoder = vae_stage("decoder-run", vae_from=str(first), vae_train="decoder", ab_weight=1.0)
+    run = tmp_path / "unet-run"
+    Trainer(TrainConfig(output=str(run), architecture="tiny-test", vae_from=str(first), steps=1, batch_size=4,
+                        threads=1), command="coolcolor train unet").run(progress=False)
+
+    a = AutoencoderKL.from_pretrained(first / "final" / "vae").state_dict()
+    b = AutoencoderKL.from_pretrained(decoder / "final" / "vae").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("encoder.", "quant_conv.")))
+    assert not all(torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+
+    components = load_components(package(run, decoder, tmp_path / "shipped"))
+    shipped = components.vae.state_dict()
+    assert all(torch.equal(shipped[k], b[k]) for k in b)
+    assert components.config.provenance["reproduce"] == [
+        "coolcolor train vae-run", "coolcolor train decoder-run", "coolcolor train unet"]
+    assert components.config.provenance["weights_hash"] == components.weights_hash()
+
+    stranger = vae_stage("other-vae", seed=7)
+    with pytest.raises(CheckpointError, match="encoder is not the one the UNet was trained on"):
+        package(run, stranger, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_the_same_command_trains_bit_identical_models(tmp_path):

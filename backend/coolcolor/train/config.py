@@ -34,7 +34,8 @@ class TrainConfig:
     require_color_words: bool = True  # folder data: drop captions that name no color
     resolution: int = 32  # model working size (long side, pixels)
     architecture: str = "coolcolor-tiny"  # model shape for a fresh UNet stage (see train.model)
-    vae_from: str = ""  # unet stage from scratch: a finished VAE-stage run folder (its final/vae)
+    vae_from: str = ""  # a finished VAE-stage run folder (its final/vae): the unet stage's VAE, or the vae stage's start
+    vae_train: str = "all"  # vae stage: "all", or "decoder" (encoder frozen: latents, and so any UNet, stay valid)
     init_from: str = ""  # unet stage: fine-tune this CoolColor checkpoint instead of building a new model
     steps: int = 1000
     batch_size: int = 32
@@ -53,6 +54,7 @@ class TrainConfig:
     degradation_max: float = 2.0  # world data: old-film damage strength drawn from U(0, max) per image
     clean_fraction: float = 0.25  # world data: share of undamaged gray inputs
     kl_weight: float = 1e-6  # vae stage
+    ab_weight: float = 0.0  # vae stage: weight of an L1 loss on CIELab a*, b* (÷100) of the reconstructions
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "no", "bf16", "fp16"
     gradient_checkpointing: str = "auto"  # "auto" (on CUDA), "yes", "no"
     device: str = "auto"
@@ -126,7 +128,7 @@ class TrainConfig:
         for key in ("text_dropout", "ef_fraction", "clean_fraction"):
             if not 0 <= getattr(self, key) <= 1:
                 raise bad(key, "must be in [0, 1]")
-        for key in ("lambda_max", "weight_decay", "grad_clip", "kl_weight", "degradation_max", "min_colorfulness"):
+        for key in ("lambda_max", "weight_decay", "grad_clip", "kl_weight", "ab_weight", "degradation_max", "min_colorfulness"):
             v = getattr(self, key)
             if not math.isfinite(v) or v < 0:
                 raise bad(key, "must be a finite number ≥ 0")
@@ -140,6 +142,10 @@ class TrainConfig:
             raise bad("mixed_precision", "must be auto, no, bf16 or fp16")
         if self.gradient_checkpointing not in ("auto", "yes", "no"):
             raise bad("gradient_checkpointing", "must be auto, yes or no")
+        if self.vae_train not in ("all", "decoder"):
+            raise bad("vae_train", "must be all or decoder")
+        if self.stage == "vae" and self.vae_train == "decoder" and not self.vae_from:
+            raise InputError(f"{where}: vae_train = decoder fine-tunes a trained VAE's decoder; give vae_from")
         if self.stage == "unet" and self.init_from and self.vae_from:
             raise InputError(f"{where}: give either init_from (fine-tune) or vae_from (new model), not both")
 

@@ -2,6 +2,8 @@
 
     python -m coolcolor.train.package RUN VAE_RUN DEST [--results results.json] [--code-commit SHA]
 
+VAE_RUN is the VAE that ships: the UNet's own, or a decoder fine-tune of it (same encoder, checked).
+
 ``coolcolor.json`` gets, under ``recipe``, the UNet run's command/seed/steps/λ schedule (already there)
 plus the VAE stage's command and config; under ``provenance``, the commands that reproduce it (run
 from the repository root at ``code_commit``), the wall-clock seconds each run took, the hash of the
@@ -16,24 +18,34 @@ import shutil
 import sys
 from pathlib import Path
 
+import torch
+
 from coolcolor.errors import CheckpointError
 from coolcolor.model.checkpoint import CONFIG_NAME, CoolColorConfig, load_components
 
 
 def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, code_commit: str | None = None) -> Path:
+    """``vae_run`` is the VAE stage whose VAE ships: the one the UNet was trained on, or a decoder fine-tune
+    of it (``vae_train = decoder``), which must keep the UNet's encoder bit for bit."""
     source = run / "final"
     if not (source / CONFIG_NAME).is_file():
         raise CheckpointError(f"{run}: no finished model (expected {source / CONFIG_NAME})")
+    shipped_vae = vae_run / "final" / "vae"
+    if not (shipped_vae / "config.json").is_file():
+        raise CheckpointError(f"{vae_run}: no finished VAE (expected {shipped_vae / 'config.json'})")
+    _check_same_encoder(source / "vae", shipped_vae)
     config = CoolColorConfig.from_file(source / CONFIG_NAME)
+    vae_runs = _vae_chain(vae_run)
     vae_config = json.loads((vae_run / "config.json").read_text(encoding="utf-8"))
     config.recipe["vae"] = {"command": (vae_run / "command.txt").read_text(encoding="utf-8").strip(),
                             "seed": vae_config["seed"], "steps": vae_config["steps"], "train_config": vae_config}
+    if len(vae_runs) > 1:
+        config.recipe["vae"]["from"] = [json.loads((r / "config.json").read_text(encoding="utf-8")) for r in vae_runs[:-1]]
     config.provenance = {
         "trained_by": "coolcolor.train (this repository)",
         "data": "old-film world rendered on the fly, world seeds < 1e9 (held-out evaluation seeds ≥ 1e9)",
-        "reproduce": [config.recipe["vae"]["command"], *_base_commands(config.recipe), config.recipe["command"]],
-        "training_seconds": {"vae": _run_seconds(vae_run), "unet": _run_seconds(run)},
-        "weights_hash": load_components(source).weights_hash(),
+        "reproduce": [*(_command(r) for r in vae_runs), *_base_commands(config.recipe), config.recipe["command"]],
+        "training_seconds": {**{f"vae:{r.name}": _run_seconds(r) for r in vae_runs}, "unet": _run_seconds(run)},
     }
     if code_commit:
         config.provenance["code_commit"] = code_commit
@@ -42,6 +54,9 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
+    shutil.rmtree(tmp / "vae")
+    shutil.copytree(shipped_vae, tmp / "vae")
+    config.provenance["weights_hash"] = load_components(tmp).weights_hash()
     (tmp / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
     for f in tmp.rglob("*"):
         f.chmod(0o755 if f.is_dir() else 0o644)  # safetensors writes 0600; package data must be readable
@@ -49,6 +64,36 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
         shutil.rmtree(dest)
     tmp.rename(dest)
     return dest
+
+
+def _command(run: Path) -> str:
+    return (run / "command.txt").read_text(encoding="utf-8").strip()
+
+
+def _vae_chain(vae_run: Path) -> list[Path]:
+    """The VAE-stage runs behind ``vae_run`` (its ``vae_from``, and so on), oldest first.
+
+    ``vae_from`` paths are as the command gave them, relative to the folder the commands ran in (the
+    repository root), which is where packaging runs too."""
+    chain = [vae_run]
+    while (start := json.loads((chain[0] / "config.json").read_text(encoding="utf-8")).get("vae_from")):
+        if len(chain) > 8 or not (Path(start) / "config.json").is_file():
+            raise CheckpointError(f"{chain[0]}: its vae_from {start} is not a VAE-stage run folder here")
+        chain.insert(0, Path(start))
+    return chain
+
+
+def _check_same_encoder(unet_vae: Path, shipped_vae: Path) -> None:
+    """A UNet only fits the latents of the encoder it was trained on: refuse any other."""
+    from diffusers import AutoencoderKL
+
+    a, b = AutoencoderKL.from_pretrained(unet_vae), AutoencoderKL.from_pretrained(shipped_vae)
+    enc_a = {k: v for k, v in a.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
+    enc_b = {k: v for k, v in b.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
+    same = enc_a.keys() == enc_b.keys() and all(torch.equal(enc_a[k], enc_b[k]) for k in enc_a)
+    if not same or a.config.scaling_factor != b.config.scaling_factor:
+        raise CheckpointError(f"{shipped_vae}: its encoder is not the one the UNet was trained on ({unet_vae}); "
+                              "only a decoder fine-tune (vae_train = decoder) of that VAE can ship with it")
 
 
 def _run_seconds(run: Path) -> float | None:

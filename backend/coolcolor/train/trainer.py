@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
+from coolcolor import color
 from coolcolor.errors import CheckpointError, InputError
 from coolcolor.model.checkpoint import Components, encode_gray_latents, load_components, save_components
 from coolcolor.model.unet import merge_gray
@@ -54,6 +55,11 @@ RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", 
 def color_latents(vae: AutoencoderKL, rgb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """z0 for n×3×h×w sRGB in [0, 1]: a draw from the VAE posterior, times the scaling factor."""
     return vae.encode((rgb * 2 - 1).to(vae.dtype)).latent_dist.sample(generator) * vae.config.scaling_factor
+
+
+def _ab(x: torch.Tensor) -> torch.Tensor:
+    """CIELab a*, b* (n×h×w×2) of n×3×h×w images in the VAE's [-1, 1] range (clipped to the sRGB cube)."""
+    return color.rgb_to_lab(((x + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1))[..., 1:]
 
 
 def _atomic_json(path: Path, data: Any) -> None:
@@ -98,9 +104,13 @@ class Trainer:
     def _build(self) -> None:
         c = self.config
         if c.stage == "vae":
-            self.vae = new_vae(architecture(c.architecture), c.seed)
+            self.vae = _load_vae(Path(c.vae_from)) if c.vae_from else new_vae(architecture(c.architecture), c.seed)
             self.components = None
             self.trainable: list[torch.nn.Module] = [self.vae]
+            if c.vae_train == "decoder":
+                # SD's ft-MSE recipe: a better decoder for the same latents, so UNets trained on this VAE still fit.
+                self.vae.requires_grad_(False)
+                self.trainable = [self.vae.decoder, self.vae.post_quant_conv]
         else:
             if c.init_from:
                 self.components = load_components(c.init_from)
@@ -294,17 +304,27 @@ class Trainer:
         return out
 
     def _vae_losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Reconstruction of color frames and of gray frames (the VAE encodes both at sampling time)."""
+        """Reconstruction of color frames and of gray frames (the VAE encodes both at sampling time).
+
+        The product keeps only a*, b* of what the decoder makes (L* comes from the original), so
+        ``ab_weight`` adds an L1 loss on the reconstructions' CIELab a*, b*: an RGB loss alone lets a small
+        object's chroma blur into its surroundings, which costs little RGB error but flips its named color.
+        """
         rgb = batch["rgb"].to(self.device)
         gray = batch["gray"].to(self.device)
-        n_gray = rgb.shape[0] // 4
+        # Gray frames are only ever encoded (the UNet's condition): a decoder-only run skips them.
+        n_gray = 0 if self.config.vae_train == "decoder" else rgb.shape[0] // 4
         x = torch.cat([rgb[n_gray:], gray[:n_gray, None].expand(-1, 3, -1, -1)]) * 2 - 1
         with self._autocast():
             dist = self.vae.encode(x).latent_dist
             y = self.vae.decode(dist.sample(self.generator)).sample.float()
-            rec = F.l1_loss(y, x) + F.mse_loss(y, x)
-            kl = dist.kl().mean() / x[0].numel()
-            return {"recon": rec, "kl": kl, "loss": rec + self.config.kl_weight * kl}
+        rec = F.l1_loss(y, x) + F.mse_loss(y, x)
+        kl = dist.kl().mean().float() / x[0].numel()
+        out = {"recon": rec, "kl": kl, "loss": rec + self.config.kl_weight * kl}
+        if self.config.ab_weight:
+            out["ab"] = F.l1_loss(_ab(y), _ab(x)) / 100
+            out["loss"] = out["loss"] + self.config.ab_weight * out["ab"]
+        return out
 
     def train_step(self, batch: dict) -> dict[str, float]:
         for group in self.optimizer.param_groups:
@@ -398,7 +418,7 @@ class Trainer:
         """Write ``OUTPUT/final`` atomically: the model, eval-mode, without optimizer state."""
         final, tmp = self.out / "final", self.out / f".tmp-final-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        if self.components is None:
+        if self.components is None and self.config.vae_train == "all":  # a frozen encoder keeps its factor
             set_scaling_factor(self.vae, self._source(), self.config.resolution, self.device)
         for m in self.trainable:
             m.eval().requires_grad_(False)
