@@ -34,6 +34,7 @@ def test_json_and_toml_configs_load_with_overrides(tmp_path):
         ({"output": "o", "lambda_schedule": "cubic"}, "lambda_schedule must be one of"),
         ({"output": "o", "lambda_max": -1}, "lambda_max must be a finite number"),
         ({"output": "o", "ab_weight": float("nan")}, "ab_weight must be a finite number"),
+        ({"output": "o", "snr_gamma": -5}, "snr_gamma must be a finite number"),
         ({"output": "o", "resolution": 30}, "resolution must be a positive multiple of 8"),
         ({"output": "o", "ef_t_max": 2000}, "ef_t_max must be in"),
         ({"output": "o", "betas": [0.9]}, "betas must be a list of two numbers"),

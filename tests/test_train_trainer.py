@@ -146,6 +146,25 @@ def test_vae_chroma_loss_is_cielab_ab_error_and_joins_the_total(tmp_path):
     assert torch.allclose(chroma["loss"], plain["loss"] + 2.0 * chroma["ab"])
 
 
+def test_min_snr_weights_count_nearly_clean_timesteps_less():
+    from coolcolor.train.trainer import _min_snr_mse
+
+    eps, noise = torch.zeros(2, 4, 2, 2), torch.ones(2, 4, 2, 2)  # per-sample MSE = 1 for both
+    alpha_bar = torch.tensor([0.5, 0.99])  # SNR 1 (kept at weight 1) and SNR 99 (weight 5/99 for γ = 5)
+    assert torch.isclose(_min_snr_mse(eps, noise, alpha_bar, 5.0), torch.tensor((1 + 5 / 99) / 2))
+    assert torch.isclose(_min_snr_mse(eps, noise, alpha_bar, 1000.0), torch.tensor(1.0))
+
+
+def test_min_snr_loss_is_used_by_the_unet_stage(tmp_path, vae_dir):
+    def recon(**kw) -> float:
+        trainer = Trainer(unet_config(tmp_path / f"run-{len(kw)}", vae_dir, lambda_schedule="zero", **kw))
+        trainer._build()
+        return float(trainer.losses(trainer._source().batch(0, 8), 0)["recon"].detach())
+
+    plain, weighted = recon(), recon(snr_gamma=1.0)
+    assert weighted < plain  # same batch, noise and timesteps; some of the 8 timesteps have SNR > 1
+
+
 def test_unet_stage_without_vae_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="vae_from"):
         Trainer(TrainConfig(output=str(tmp_path / "x"), stage="unet", architecture="tiny-test")).run(progress=False)

@@ -47,6 +47,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     text_dropout: float = 0.1
+    snr_gamma: float = 0.0  # unet stage: Min-SNR-γ loss weights min(SNR_t, γ)/SNR_t (Hang et al. 2023); 0 = off
     lambda_schedule: str = "progressive"  # λ for L_EF: linear ramp 0 → lambda_max, constant, or zero
     lambda_max: float = 1e-3
     ef_t_max: int = 600  # L_EF only on timesteps t < ef_t_max (x0 prediction amplifies errors by 1/√ᾱ_t)
@@ -128,7 +129,7 @@ class TrainConfig:
         for key in ("text_dropout", "ef_fraction", "clean_fraction"):
             if not 0 <= getattr(self, key) <= 1:
                 raise bad(key, "must be in [0, 1]")
-        for key in ("lambda_max", "weight_decay", "grad_clip", "kl_weight", "ab_weight", "degradation_max", "min_colorfulness"):
+        for key in ("lambda_max", "weight_decay", "grad_clip", "kl_weight", "ab_weight", "snr_gamma", "degradation_max", "min_colorfulness"):
             v = getattr(self, key)
             if not math.isfinite(v) or v < 0:
                 raise bad(key, "must be a finite number ≥ 0")

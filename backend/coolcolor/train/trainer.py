@@ -57,6 +57,15 @@ def color_latents(vae: AutoencoderKL, rgb: torch.Tensor, generator: torch.Genera
     return vae.encode((rgb * 2 - 1).to(vae.dtype)).latent_dist.sample(generator) * vae.config.scaling_factor
 
 
+def _min_snr_mse(eps: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
+    """ε-MSE with Min-SNR-γ weights: nearly clean timesteps (SNR > γ) count less, so training time goes to the
+    noisy ones where a frame's colors are decided. Weights are at most 1, so the loss stays ≤ the plain MSE."""
+    snr = alpha_bar / (1 - alpha_bar)
+    weight = snr.clamp(max=gamma) / snr
+    per_sample = ((eps - noise) ** 2).flatten(1).mean(1)
+    return (weight.to(per_sample.dtype) * per_sample).mean()
+
+
 def _ab(x: torch.Tensor) -> torch.Tensor:
     """CIELab a*, b* (n×h×w×2) of n×3×h×w images in the VAE's [-1, 1] range (clipped to the sRGB cube)."""
     return color.rgb_to_lab(((x + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1))[..., 1:]
@@ -286,7 +295,8 @@ class Trainer:
         with self._autocast():
             text = comp.text_encoder(ids)[0]
             eps = comp.unet(merge_gray(z_t, zg), t, encoder_hidden_states=text).sample.float()
-            recon = F.mse_loss(eps, noise)
+            recon = F.mse_loss(eps, noise) if not c.snr_gamma else _min_snr_mse(eps, noise, self.alphas_cumprod[t],
+                                                                                 c.snr_gamma)
             out = {"recon": recon, "lambda": torch.tensor(lam)}
             if lam > 0 and k > 0:
                 unet = comp.unet
