@@ -35,6 +35,15 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "text": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
         "max_tokens": 48,
     },
+    # An experiment (README, "Latent channels"): 16 latent channels raise the VAE's adherence ceiling from
+    # 75 % to 87 %, but at 5000 steps the UNet had not learnt to bind color words (30 % adherence).
+    "coolcolor-tiny-c16": {
+        "unet": dict(TINY_UNET_CONFIG, sample_size=8, block_out_channels=(32, 64, 64, 128), cross_attention_dim=64,
+                     in_channels=16, out_channels=16),
+        "vae": dict(TINY_VAE_CONFIG, sample_size=32, latent_channels=16),
+        "text": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
+        "max_tokens": 48,
+    },
     # The core's test preset: used by the trainer's tests (fast) — same shapes as presets.tiny_components.
     "tiny-test": {
         "unet": dict(TINY_UNET_CONFIG, sample_size=8),
