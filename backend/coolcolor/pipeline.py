@@ -284,25 +284,33 @@ class CoolColorPipeline:
         budget = self.default_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
         per_decode = max(1, budget // self.decode_bytes_per_frame(size))
         for i in range(0, n, per_decode):
-            # Full-resolution finishing runs on the pipeline's device, in float32: on a GPU the 4K
-            # upsample and gamut fit cost milliseconds instead of dominating the frame.
-            decoded = self.decode(latents[i : i + per_decode]).float()
-            ab_small = color.rgb_to_lab(decoded)[..., 1:]
-            for j in range(decoded.shape[0]):
-                lab = finish_frame(ab_small[j : j + 1], full[i + j : i + j + 1].to(device))
-                ab[i + j] = lab[0, ..., 1:].cpu().numpy()
-                if rgb is not None:
-                    rgb[i + j] = color.lab_to_rgb(lab[0]).clamp(0, 1).cpu().numpy()
+            chunk = slice(i, i + per_decode)
+            self.finish_latents(latents[chunk], full[chunk], ab[chunk], None if rgb is None else rgb[chunk])
             report(PipelineProgress("decode", min(i + per_decode, n), n))
         return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations)
 
+    @torch.no_grad()
+    def finish_latents(self, latents: torch.Tensor, gray_full: torch.Tensor, ab_out: np.ndarray,
+                       rgb_out: np.ndarray | None = None) -> None:
+        """Decode n model-size latents and finish them at the frames' full size (paper §3.5) into ``ab_out``
+        (n×H×W×2) and, if given, ``rgb_out`` (n×H×W×3 sRGB). ``gray_full``: the n input frames, n×H×W.
+
+        Full-resolution finishing runs on the pipeline's device, in float32: on a GPU the 4K upsample and
+        gamut fit cost milliseconds instead of dominating the frame. Evaluation uses it too, to finish VAE
+        round trips exactly like colorizations.
+        """
+        decoded = self.decode(latents).float()
+        ab_small = color.rgb_to_lab(decoded)[..., 1:]
+        for j in range(decoded.shape[0]):
+            lab = _finish_frame(ab_small[j : j + 1], gray_full[j : j + 1].to(self.device))
+            ab_out[j] = lab[0, ..., 1:].cpu().numpy()
+            if rgb_out is not None:
+                rgb_out[j] = color.lab_to_rgb(lab[0]).clamp(0, 1).cpu().numpy()
+
 
 # --------------------------------------------------------------------- helpers
-def finish_frame(ab_small: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
-    """Paper §3.5 at full resolution: upsample a*, b*, take L from the original, keep it in gamut.
-
-    ``ab_small``: 1×h×w×2 at the model's size; ``gray_full``: 1×H×W in [0, 1]. Returns 1×H×W×3 Lab.
-    """
+def _finish_frame(ab_small: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
+    """Paper §3.5 at full resolution: upsample a*, b*, take L from the original, keep it in gamut."""
     gray_full = gray_full.to(ab_small.dtype)
     lightness = color.gray_to_lightness(gray_full)  # once: the guide and the output's L* (§3.5)
     ab_full = upsample_ab(ab_small, gray_full, lightness=lightness)

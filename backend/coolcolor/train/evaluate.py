@@ -34,6 +34,11 @@ def model_path(name_or_path: str) -> Path:
     return path / "final" if (path / "final" / "coolcolor.json").is_file() else path  # a run folder
 
 
+def _named_layer_results(scores: dict) -> list[bool]:
+    """Right or wrong, per named layer that is visible in the clip: what adherence is pooled from."""
+    return [r["correct"] for r in scores["layers"] if r["correct"] is not None]
+
+
 def evaluate_pipeline(pipe, clips: list, keyframe: bool, steps: int = 20, guidance: float = 5.0) -> dict:
     """Mean metrics over ``clips``; adherence is pooled over all named layers of all clips."""
     per_clip: dict[str, list[float]] = {m: [] for m in METRICS}
@@ -45,7 +50,7 @@ def evaluate_pipeline(pipe, clips: list, keyframe: bool, steps: int = 20, guidan
         scores = evaluate(Prediction(rgb=result.rgb, ab=None, source="pipeline"), clip, caption=0)
         for m in METRICS:
             per_clip[m].append(float(scores[m]))
-        rows = [r["correct"] for r in scores["layers"] if r["correct"] is not None]
+        rows = _named_layer_results(scores)
         correct, named = correct + sum(rows), named + len(rows)
     out = {m: float(np.nanmean(v)) for m, v in per_clip.items()}
     out["text_adherence"] = correct / named if named else math.nan
@@ -63,9 +68,7 @@ def evaluate_vae_ceiling(pipe, clips: list) -> dict:
     """
     import torch
 
-    from coolcolor import color
     from coolcolor.chroma import resize
-    from coolcolor.pipeline import finish_frame
 
     correct = named = 0
     delta_e = []
@@ -75,12 +78,11 @@ def evaluate_vae_ceiling(pipe, clips: list) -> dict:
         small = resize(rgb, pipe.model_size(height, width)).clamp(0, 1).to(pipe.device, pipe.vae.dtype)
         with torch.no_grad():
             z = pipe.vae.encode(small * 2 - 1).latent_dist.mode() * pipe.vae.config.scaling_factor
-            ab_small = color.rgb_to_lab(pipe.decode(z))[..., 1:]
-        gray = torch.from_numpy(clip.gray).to(pipe.device)
-        frames = [color.lab_to_rgb(finish_frame(ab_small[j : j + 1], gray[j : j + 1])[0]).clamp(0, 1).cpu().numpy()
-                  for j in range(n)]
-        scores = evaluate(Prediction(rgb=np.stack(frames), ab=None, source="vae round trip"), clip, caption=0)
-        rows = [r["correct"] for r in scores["layers"] if r["correct"] is not None]
+        ab = np.empty((n, height, width, 2), np.float32)
+        finished = np.empty((n, height, width, 3), np.float32)
+        pipe.finish_latents(z, torch.from_numpy(clip.gray), ab, finished)
+        scores = evaluate(Prediction(rgb=finished, ab=None, source="vae round trip"), clip, caption=0)
+        rows = _named_layer_results(scores)
         correct, named = correct + sum(rows), named + len(rows)
         delta_e.append(float(scores["delta_e2000"]))
     return {"text_adherence": correct / named if named else math.nan, "correct_layers": correct,

@@ -37,7 +37,7 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
     config = CoolColorConfig.from_file(source / CONFIG_NAME)
     vae_runs = _vae_chain(vae_run)
     vae_config = json.loads((vae_run / "config.json").read_text(encoding="utf-8"))
-    config.recipe["vae"] = {"command": (vae_run / "command.txt").read_text(encoding="utf-8").strip(),
+    config.recipe["vae"] = {"command": _command(vae_run),
                             "seed": vae_config["seed"], "steps": vae_config["steps"], "train_config": vae_config}
     if len(vae_runs) > 1:
         config.recipe["vae"]["from"] = [json.loads((r / "config.json").read_text(encoding="utf-8")) for r in vae_runs[:-1]]
