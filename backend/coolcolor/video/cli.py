@@ -15,6 +15,7 @@ import sys
 import time
 from typing import TextIO
 
+from coolcolor.cli import one_line
 from coolcolor.errors import InputError
 from coolcolor.video.encoding import BUILTIN_ENCODINGS
 from coolcolor.video.job import ColorizeJob, JobEvents, check_job_input, run_colorize_job
@@ -136,7 +137,7 @@ class ProgressLine(JobEvents):
         if self.tty and self._last_len:
             self.stream.write("\n")
             self._last_len = 0
-        self.stream.write(f"coolcolor colorize: error: {message}\n")
+        self.stream.write(f"coolcolor colorize: error: {one_line(message)}\n")  # OIIO's errors span lines
 
 
 def run(args: argparse.Namespace) -> int:

@@ -61,9 +61,11 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk: name the file, not its temporary
+            raise OSError(exc.errno, exc.strerror, path) from exc
         raise
     _fsync_dir(folder)
 

@@ -702,7 +702,8 @@ def run_colorize_job(
         runner.write_manifest("cancelled", shots, str(exc))
         raise
     except BaseException as exc:
-        runner.write_manifest("failed", shots, f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
+            runner.write_manifest("failed", shots, f"{type(exc).__name__}: {exc}")
         raise
     finally:
         runner.source.close()
