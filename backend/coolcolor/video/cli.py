@@ -17,7 +17,7 @@ from typing import TextIO
 
 from coolcolor.errors import InputError
 from coolcolor.video.encoding import BUILTIN_ENCODINGS
-from coolcolor.video.job import ColorizeJob, JobEvents, check_job_input, run_colorize_job
+from coolcolor.video.job import ColorizeJob, JobEvents, open_job, run_colorize_job
 
 _PHASES = {
     "validate": "checking the input",
@@ -157,10 +157,10 @@ def run(args: argparse.Namespace) -> int:
         clip_model_dir=args.clip_model,
         window=args.window,
     )
-    check_job_input(job)[1].close()  # bad input is reported before the model is loaded
-    pipeline = load_pipeline(args.model, args.device)
-    events = ProgressLine()
-    result = run_colorize_job(job, pipeline, events)
+    with open_job(job) as opened:  # bad input is reported before the model is loaded; opened once
+        pipeline = load_pipeline(args.model, args.device)
+        events = ProgressLine()
+        result = run_colorize_job(job, pipeline, events, opened=opened)
     if events.tty and events._last_len:
         sys.stderr.write("\n")
     print(
