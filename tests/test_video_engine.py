@@ -89,7 +89,7 @@ def test_windows_of_a_segment_run_in_any_order_give_the_same_pixels(tmp_path, ti
         assert [w.frames for w in windows] == [(1, 2), (3, 4), (5, 6)] and {w.keyframe for w in windows} == {2}
         context = run.segment_context(plan)
         for window in reversed(windows):  # last window first, each on its own
-            colorize_segment(tiny_pipe, window, opened.read_gray, AbFolderSink(shuffled.output_dir),
+            colorize_segment(tiny_pipe, window, opened.read_gray, AbFolderSink(shuffled),
                              SegmentEvents(), context)
     for f in range(1, 7):
         a, _ = read_ab_exr(str(tmp_path / "whole" / f"ab.{f:04d}.exr"))

@@ -42,7 +42,7 @@ import numpy as np
 
 from coolcolor.errors import CoolColorError, InputError
 from coolcolor.video.encoding import BUILTIN_ENCODINGS, InputDecoder
-from coolcolor.video.exr import read_ab_header
+from coolcolor.video.exr import read_ab_header, resolve_outputs_present
 from coolcolor.video.manifest import MANIFEST_NAME, ManifestWriter, load_manifest
 from coolcolor.video.plan import JobPlan, ShotPlan, auto_keyframe, plan_job, shots_from_manifest
 from coolcolor.video.segment import (
@@ -87,6 +87,9 @@ class ColorizeJob:
     preview: bool = False  # also write preview.NNNN.png (sRGB, 8-bit)
     clip_model_dir: str | None = None  # local CLIP model folder: rank automatic keyframes by CLIP too
     window: int = 8  # frames per pipeline call (memory), results do not depend on it
+    resolve_sidecar: bool = False  # also write ab_rg.NNNN.exr (R = a*, G = b*) for a Fusion Loader
+    rgb_plate: bool = False  # also write rgb.NNNN.exr: the plate's L* + ab, in the job's encoding
+    keyframes_only: bool = False  # "preview keyframe": colorize only each shot's keyframe(s)
 
     def validate(self) -> None:
         """InputError naming the first field that is wrong."""
@@ -129,6 +132,11 @@ class ColorizeJob:
                 "or an OCIO colorspace name together with ocio_config"
             )
         _check_type("preview", self.preview, bool)
+        _check_type("resolve_sidecar", self.resolve_sidecar, bool)
+        _check_type("rgb_plate", self.rgb_plate, bool)
+        _check_type("keyframes_only", self.keyframes_only, bool)
+        if self.rgb_plate and self.encoding not in BUILTIN_ENCODINGS:
+            raise InputError(f"rgb_plate is written in a built-in encoding only, not {self.encoding!r}")
         if self.clip_model_dir is not None:
             _check_type("clip_model_dir", self.clip_model_dir, str)
         _check_int("window", self.window)
@@ -366,7 +374,7 @@ class JobRun(SegmentEvents):
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a run that was killed mid-write (never a finished output)."""
-        for pattern in (".ab.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
+        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
             for path in glob.glob(os.path.join(glob.escape(self.job.output_dir), pattern)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -381,7 +389,9 @@ class JobRun(SegmentEvents):
             if header is None:
                 continue  # not a complete ab file of ours: it is redone (overwritten)
             if header.get("job_key") == self.key:
-                done.add(f)
+                if resolve_outputs_present(self.job.output_dir, f, sidecar=self.job.resolve_sidecar,
+                                           plate=self.job.rgb_plate):
+                    done.add(f)
             else:
                 foreign.append(f)
         if foreign:
@@ -462,7 +472,7 @@ class LocalExecutor:
 
     def colorize(self, run: JobRun, plan: JobPlan) -> None:
         context = run.segment_context(plan)
-        sink = AbFolderSink(run.job.output_dir)
+        sink = AbFolderSink(run.job)
         t0 = time.perf_counter()
         try:
             for segment in plan.segments:

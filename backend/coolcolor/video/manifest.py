@@ -14,12 +14,12 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from coolcolor.video.exr import AB_CHANNELS, atomic_write
+from coolcolor_protocol.abfiles import AB_FILE_PATTERN, MANIFEST_NAME, PREVIEW_FILE_PATTERN
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.video.job import JobRun
     from coolcolor.video.plan import ShotPlan
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "coolcolor-job-manifest"
 MANIFEST_VERSION = 1
 
@@ -77,12 +77,12 @@ class ManifestWriter:
                 "failed": {str(k): v for k, v in sorted(run.failed.items())},
             },
             "outputs": {
-                "ab": "ab.%04d.exr",
+                "ab": AB_FILE_PATTERN,
                 "ab_channels": list(AB_CHANNELS),
                 "ab_pixel_type": "half",
                 "ab_definition": "CIE a*, b* (D65, skimage Lab) of the display-sRGB rendering of the input, "
                 "fitted to the sRGB gamut for the input's own L*",
-                "preview": "preview.%04d.png" if job.preview else None,
+                "preview": PREVIEW_FILE_PATTERN if job.preview else None,
             },
             "timings": timings,
             "finished_at" if status != "running" else "started_at": time.strftime(

@@ -154,6 +154,8 @@ def plan_job(run: JobRun, choose_keyframe: AutoKeyframe, previous: dict | None =
                 run.fail(f, (shot.ranking or {}).get("error", "no keyframe"))
             continue
         for keyframe, frames in shot.segments():
+            if run.job.keyframes_only:  # "preview keyframe": the keyframe alone, from itself
+                frames = [keyframe]
             for f in frames:
                 assignment[f] = keyframe
             todo = tuple(f for f in frames if f not in run.done and f not in run.failed)

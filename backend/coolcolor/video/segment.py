@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
-from coolcolor.video.exr import write_ab_exr, write_preview_png
+from coolcolor.video.exr import write_ab_exr, write_preview_png, write_resolve_outputs
 from coolcolor.video.sources import FrameReadError
+from coolcolor_protocol.abfiles import AB_FILE_PATTERN, PREVIEW_FILE_PATTERN, frame_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.pipeline import CoolColorPipeline
@@ -27,11 +28,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def ab_frame_path(output_dir: str, frame: int) -> str:
     """``output_dir/ab.{frame:04d}.exr`` — the daemon uses this too."""
-    return os.path.join(output_dir, f"ab.{frame:04d}.exr")
+    return os.path.join(output_dir, frame_file(AB_FILE_PATTERN, frame))
 
 
 def preview_frame_path(output_dir: str, frame: int) -> str:
-    return os.path.join(output_dir, f"preview.{frame:04d}.png")
+    return os.path.join(output_dir, frame_file(PREVIEW_FILE_PATTERN, frame))
 
 
 class FrameSink(Protocol):
@@ -40,14 +41,19 @@ class FrameSink(Protocol):
 
 
 class AbFolderSink:
-    """``ab.NNNN.exr`` (+ ``preview.NNNN.png``) in the job's output folder, each written atomically."""
+    """``ab.NNNN.exr`` (+ the optional preview PNG, Resolve sidecar and RGB plate) in the job's output
+    folder, each written atomically; the ab file last, so its presence means the frame is complete."""
 
-    def __init__(self, output_dir: str) -> None:
-        self.output_dir = output_dir
+    def __init__(self, job: ColorizeJob) -> None:
+        self.job = job
+        self.output_dir = job.output_dir
 
     def write(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
-        if rgb is not None:
+        job = self.job
+        if rgb is not None and job.preview:
             write_preview_png(preview_frame_path(self.output_dir, frame), rgb)
+        write_resolve_outputs(self.output_dir, frame, ab, rgb, provenance, sidecar=job.resolve_sidecar,
+                              plate=job.rgb_plate, encoding=job.encoding)
         path = ab_frame_path(self.output_dir, frame)
         write_ab_exr(path, ab, provenance)
         return path
@@ -144,7 +150,7 @@ def colorize_segment(
                 result = pipeline(
                     np.stack(grays), prompt=job.prompt, negative_prompt=job.negative_prompt,
                     keyframe=key_gray, num_inference_steps=job.steps, guidance_scale=job.guidance_scale,
-                    seed=job.seed, progress=_step_reporter(events), preview=job.preview,
+                    seed=job.seed, progress=_step_reporter(events), preview=job.preview or job.rgb_plate,
                 )
                 context.add_time("pipeline_s", time.perf_counter() - t)
                 io.finish_writes()  # the previous window's files: at most two windows of results alive
