@@ -57,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-model", metavar="DIR", help="local CLIP model folder to rank automatic keyframes")
     p.add_argument("--window", type=int, default=8, help="frames per model call (memory; default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--ray", metavar="auto|ADDRESS|local:N", default=None,
+                   help="run the windows on a Ray cluster: auto (the one `ray start` made here), HOST:PORT, or "
+                   "local:N (a new cluster of N workers on 127.0.0.1); needs pip install 'coolcolor[ray]'")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="actors in the Ray pool (default: one per GPU of the cluster, else one per CPU)")
     p.set_defaults(func=run)
 
 
@@ -158,9 +163,12 @@ def run(args: argparse.Namespace) -> int:
         window=args.window,
     )
     with open_job(job) as opened:  # bad input is reported before the model is loaded; opened once
-        pipeline = load_pipeline(args.model, args.device)
         events = ProgressLine()
-        result = run_colorize_job(job, pipeline, events, opened=opened)
+        if getattr(args, "ray", None):
+            result = _run_on_ray(args, job, opened, events)
+        else:
+            pipeline = load_pipeline(args.model, args.device)
+            result = run_colorize_job(job, pipeline, events, opened=opened)
     if events.tty and events._last_len:
         sys.stderr.write("\n")
     print(
@@ -168,3 +176,21 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.frames_failed)} failed; manifest: {result.manifest_path}"
     )
     return 0 if result.ok else 1
+
+
+def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobEvents):
+    """The same driver as a local run, with the windows on a Ray actor pool (video/ray_executor.py)."""
+    from coolcolor.video.job import run_job
+    from coolcolor.video.ray_executor import RayExecutor, connect_ray
+
+    local_workers = connect_ray(args.ray)
+    import ray
+
+    try:
+        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device)
+        try:
+            return run_job(job, executor, events, opened=opened)
+        finally:
+            executor.close()
+    finally:
+        ray.shutdown()
