@@ -1,21 +1,20 @@
 """``coolcolor colorize``: the main job — footage in, ab EXR sequence (+ manifest, previews) out.
 
-    coolcolor colorize INPUT --prompt "…" [--keyframe N … | --auto-keyframe] [--first F --last L]
-                       [--model PATH] -o OUT
+    coolcolor colorize INPUT --prompt "…" [--keyframe N …] [--first F --last L] [--model PATH] -o OUT
 
 INPUT is an image sequence (``name.%04d.exr`` or ``name.####.exr``), one image, or a movie.
-Re-running the same command resumes: finished frames are not redone.
+A shot without a ``--keyframe`` gets an automatic one (stored in the manifest and reused when the job
+is re-run). Re-running the same command resumes: finished frames are not redone.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import TextIO
 
-from coolcolor.errors import InputError
+from coolcolor.model.resolve import resolve_model
 from coolcolor.video.encoding import BUILTIN_ENCODINGS
 from coolcolor.video.job import ColorizeJob, JobEvents, check_job_input, run_colorize_job
 
@@ -38,15 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
     p.add_argument("--prompt", default="", help="what the colors should be, e.g. \"a red car on a sunny street\"")
     p.add_argument("--negative-prompt", default="", metavar="TEXT")
-    keys = p.add_mutually_exclusive_group()
-    keys.add_argument("--keyframe", type=int, nargs="+", action="extend", default=[], metavar="N",
-                      help="artist-marked keyframe(s), in the source's frame numbers; shots without one get an "
-                      "automatic keyframe")
-    keys.add_argument("--auto-keyframe", action="store_true",
-                      help="choose one keyframe per shot automatically (the default when no --keyframe is given)")
+    p.add_argument("--keyframe", type=int, nargs="+", action="extend", default=[], metavar="N",
+                   help="artist-marked keyframe(s), in the source's frame numbers; a shot without one gets an "
+                   "automatic keyframe")
     p.add_argument("--first", type=int, metavar="F", help="first frame to colorize (source numbering, inclusive)")
     p.add_argument("--last", type=int, metavar="L", help="last frame to colorize (inclusive)")
-    p.add_argument("--model", metavar="PATH", help="CoolColor checkpoint folder (default: the embedded default model)")
+    p.add_argument("--model", metavar="PATH", help="'default', a training run folder or a CoolColor checkpoint "
+                   "folder (default: $COOLCOLOR_MODEL, else the embedded default model coolcolor-tiny)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=20, help="diffusion steps (default 20)")
     p.add_argument("--guidance-scale", type=float, default=5.0)
@@ -57,24 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-model", metavar="DIR", help="local CLIP model folder to rank automatic keyframes")
     p.add_argument("--window", type=int, default=8, help="frames per model call (memory; default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
     p.set_defaults(func=run)
-
-
-def load_pipeline(model: str | None, device: str | None):
-    """The pipeline for ``--model``, or the embedded default model when none is given."""
-    import torch
-
-    from coolcolor.pipeline import CoolColorPipeline
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not model:
-        from coolcolor.default_model import default_model_path
-
-        model = str(default_model_path())  # CheckpointError naming the folder if it is missing
-    if not os.path.isdir(model):
-        raise InputError(f"model folder not found: {model}")
-    return CoolColorPipeline.from_pretrained(model, device=device)
 
 
 class ProgressLine(JobEvents):
@@ -158,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         window=args.window,
     )
     check_job_input(job)[1].close()  # bad input is reported before the model is loaded
-    pipeline = load_pipeline(args.model, args.device)
+    pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
     events = ProgressLine()
     result = run_colorize_job(job, pipeline, events)
     if events.tty and events._last_len:
