@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
     )
     check_job_input(job)[1].close()  # bad input is reported before the model is loaded
     pipeline = load_pipeline(args.model, args.device)
+    unread = pipeline.prompt_words(job.prompt).warning()
+    if unread:
+        sys.stderr.write(f"coolcolor colorize: warning: {unread}\n")
     events = ProgressLine()
     result = run_colorize_job(job, pipeline, events)
     if events.tty and events._last_len:
