@@ -149,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
             result = _run_on_ray(args, job, opened, events)
         else:
             pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
+            unread = pipeline.prompt_words(job.prompt).warning()
+            if unread:
+                sys.stderr.write(f"coolcolor colorize: warning: {unread}\n")
             result = run_colorize_job(job, pipeline, events, opened=opened)
     if events.tty and events._last_len:
         sys.stderr.write("\n")
