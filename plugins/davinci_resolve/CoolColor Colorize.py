@@ -7,9 +7,10 @@ Colorizes the selected timeline clips with the local CoolColor daemon. Resolve r
 
 import os
 import sys
+from typing import Any, Iterator, Optional, Tuple
 
 
-def _library_dirs():
+def _library_dirs() -> Iterator[str]:
     env = os.environ.get("COOLCOLOR_RESOLVE_LIB")
     if env:
         yield env
@@ -27,7 +28,7 @@ for _d in _library_dirs():
         break
 
 
-def _globals():
+def _globals() -> Tuple[Any, Any, Any]:
     g = globals()
     resolve = g.get("resolve")
     fusion = g.get("fusion") or g.get("fu")
@@ -43,7 +44,7 @@ def _globals():
     return resolve, fusion, bmd
 
 
-def main():
+def main() -> Optional[Any]:
     resolve, fusion, bmd = _globals()
     if resolve is None or fusion is None or bmd is None:
         print("CoolColor Colorize: run it from DaVinci Resolve Studio (Workspace > Scripts > Edit)")

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 WINDOW_ID = "CoolColor"
 POLL_MS = 500
 ENCODINGS = abfiles.BUILTIN_ENCODINGS
+ACTIVE: Optional["Controller"] = None  # the open dialog (one per script run); for the console and tests
 RESULTS = (("comp", "Fusion comp on the clip (ab layer)"), ("plate", "RGB plate on the track above"))
 
 
@@ -319,7 +320,9 @@ def run(resolve: "Resolve", fusion: Any, bmd: Any) -> Optional[Controller]:
     """Open the dialog on the current selection and run its event loop until Close."""
     ui = fusion.UIManager
     disp = bmd.UIDispatcher(ui)
+    global ACTIVE
     ctl = Controller(resolve, ui, disp)
+    ACTIVE = ctl
     try:
         ctl.load_selection()
     except HostError as exc:

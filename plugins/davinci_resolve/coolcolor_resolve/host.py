@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover - the stubs are for mypy only
-    from fusionscript import MediaPool, MediaPoolItem, Project, Resolve, Timeline, TimelineItem
+    from fusionscript import MediaPool, MediaPoolClipInfo, MediaPoolItem, Project, Resolve, Timeline, TimelineItem
 
 SELECTED_CLIPS_SINCE = (21, 0, 4)  # Timeline.GetSelectedClips [README 24 Jul 2026; davinci-resolve-mcp#131]
 PYTHON_STUDIO_ONLY_SINCE = (21, 1)  # "moved the ability to script in Python to the Studio version"
@@ -187,7 +187,8 @@ def clip_source(item: "TimelineItem") -> ClipSource:
         raise HostError(f"{name}: retimed clip ({span} source frames over {duration} record frames); CoolColor "
                         "colorizes media frames, so render the retime first (Deliver ▸ EXR of the used range, "
                         "import it) and colorize that clip")
-    resized = {k: v for k, v in (item.GetProperty("") or {}).items()
+    transform = item.GetProperty("")  # no key: the dict of every property [README TimelineItem GetProperty]
+    resized = {k: v for k, v in (transform if isinstance(transform, dict) else {}).items()
                if k in ("ZoomX", "ZoomY", "Pan", "Tilt", "RotationAngle", "CropLeft", "CropRight", "CropTop",
                         "CropBottom") and float(v or 0) != (1.0 if k.startswith("Zoom") else 0.0)}
     if resized:
@@ -276,20 +277,22 @@ def import_sequence(project: "Project", pattern: str, first: int, last: int, com
     pool.SetCurrentFolder(folder)
     try:
         name = os.path.basename(pattern)
-        for clip in folder.GetClipList() or []:  # the same result imported before: reuse it
-            path = str(clip.GetClipProperty("File Path") or "")
+        found: Optional["MediaPoolItem"] = None
+        for existing in folder.GetClipList() or []:  # the same result imported before: reuse it
+            path = str(existing.GetClipProperty("File Path") or "")
             m = _SEQUENCE_RE.search(os.path.basename(path))
             if m and os.path.dirname(path) == os.path.dirname(pattern) and \
                     os.path.basename(path).replace(m.group(0), f"%0{len(m.group(1))}d") == name and \
                     int(m.group(1)) == first and int(m.group(2)) == last:
-                clip.SetMetadata("Comments", comments)
-                return clip
-        items = pool.ImportMedia([{"FilePath": pattern, "StartIndex": first, "EndIndex": last}])
-        if not items:
-            raise HostError(f"Resolve did not import {pattern} ({first}-{last})")
-        clip = items[0]
-        clip.SetMetadata("Comments", comments)
-        return clip
+                found = existing
+                break
+        if found is None:
+            items = pool.ImportMedia([{"FilePath": pattern, "StartIndex": first, "EndIndex": last}])
+            if not items:
+                raise HostError(f"Resolve did not import {pattern} ({first}-{last})")
+            found = items[0]
+        found.SetMetadata("Comments", comments)
+        return found
     finally:
         if previous:
             pool.SetCurrentFolder(previous)
@@ -319,17 +322,19 @@ def place_plate(resolve: "Resolve", timeline: "Timeline", plate: "MediaPoolItem"
     track = clip.track + 1
     while True:
         if track > timeline.GetTrackCount("video"):
-            timeline.AddTrack("video", "")  # type: ignore[arg-type]
+            timeline.AddTrack("video", "")
             track = timeline.GetTrackCount("video")
         busy = any(i.GetStart(False) < record + clip.duration and record < i.GetEnd(False)
                    for i in (timeline.GetItemListInTrack("video", track) or []))
         if not busy:
             break
         track += 1
-    placed = resolve.GetProjectManager().GetCurrentProject().GetMediaPool().AppendToTimeline([{
+    info: "MediaPoolClipInfo" = {
         "mediaPoolItem": plate, "startFrame": start_in_plate, "endFrame": start_in_plate + clip.duration,
-        "mediaType": 1, "trackIndex": track, "recordFrame": record}])
-    item = placed[0] if placed else None
+        "mediaType": 1, "trackIndex": track, "recordFrame": record}
+    pool: Any = resolve.GetProjectManager().GetCurrentProject().GetMediaPool()  # the stub's clipInfo overload
+    placed: List[Any] = list(pool.AppendToTimeline([info]) or [])              # is malformed (-> [TimelineItem])
+    item: Optional["TimelineItem"] = placed[0] if placed else None
     # a dead handle answers None to everything: read the placement back
     if not item or item.GetStart(False) != record or list(item.GetTrackTypeAndIndex() or [])[:2] != ["video", track]:
         raise HostError(f"Resolve did not place the colorized plate on V{track} at frame {record}")

@@ -121,8 +121,7 @@ class Daemon:
                 client = coolcolor_protocol.Client(None, name="coolcolor-resolve", timeout=REQUEST_TIMEOUT_S)
                 hello = client.hello(REQUEST_TIMEOUT_S)
             except (coolcolor_protocol.DaemonUnavailable, coolcolor_protocol.ProtocolError, OSError) as exc:
-                raise HostError(f"no CoolColor daemon answering ({_one_line(exc)}); start it with "
-                                "`coolcolor serve` and press Colorize again") from None
+                raise HostError(f"no CoolColor daemon: {_one_line(exc)}") from None
             self.client = client
             self.model_hash = str((hello.get("model") or {}).get("hash") or "")
         return self.client
