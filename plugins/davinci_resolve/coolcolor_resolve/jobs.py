@@ -137,6 +137,8 @@ class Daemon:
         job.job_id = str(reply["job_id"])
         job.unknown_words = [str(w) for w in reply.get("unknown_words") or []]
         self._update(job, reply)
+        # the same key with the same job: the daemon answers with the job it already finished
+        job.cached = job.cached or (bool(reply.get("duplicate")) and job.state == "done")
 
     def refresh(self, job: ClipJob) -> None:
         """One status request; a daemon that is restarting is reported and asked again on the next tick."""
@@ -167,7 +169,7 @@ class Daemon:
         job.frames_done = int(status.get("frames_done") or 0)
         job.frames_total = int(status.get("frames_total") or job.frames_total or 0)
         job.queue_position = status.get("queue_position")
-        job.cached = bool(status.get("cached"))
+        job.cached = job.cached or bool(status.get("cached"))
         progress = status.get("progress") or {}
         job.eta_s = progress.get("eta_s")
         error = status.get("error") or None
