@@ -273,4 +273,48 @@ def test_mypy_against_fusionscript_stubs():
                            "--config-file", "mypy.ini", "coolcolor_resolve", "CoolColor Colorize.py"],
                           cwd=h.PLUGIN_DIR, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Success: no issues found in 6 source files" in proc.stdout
+    assert "Success: no issues found in 7 source files" in proc.stdout
+
+
+@pytest.mark.parametrize("shown", ["plate.%04d.png", "plate.####.png", "plate.[1001-1010].png"])
+def test_sequence_file_path_forms(tmp_path, shown):
+    app = FakeResolve()
+    tl = app.new_timeline()
+    pattern = media(tmp_path)
+    mpi = h.sequence_clip(app, pattern, 1001, 10, **{"File Path": os.path.join(os.path.dirname(pattern), shown)})
+    clip = host.clip_source(h.place(tl, mpi, frames=10, left=3, duration=2))
+    assert clip.source == pattern and (clip.first, clip.last) == (1004, 1005)
+
+
+def test_plate_goes_to_the_first_free_track_above_and_a_dead_handle_is_a_message(tmp_path):
+    app, tl, item = one_clip(tmp_path)
+    other = h.sequence_clip(app, media(tmp_path, name="o"), 1001, 10, name="o")
+    h.place(tl, other, frames=10, left=0, duration=3, track=2, start=item.GetStart() + 2)  # V2 busy there
+    clip = host.clip_source(item)
+    plate = h.sequence_clip(app, media(tmp_path, name="p"), 1001, 10, name="p")
+    placed = host.place_plate(app, tl, plate, clip, first=1001)
+    assert placed.GetTrackTypeAndIndex() == ["video", 3] and tl.GetTrackCount("video") == 3
+    assert (placed.GetStart(), placed.GetDuration(), placed.GetLeftOffset()) == (item.GetStart(), 6, 2)
+    with pytest.raises(host.HostError, match="did not place the colorized plate on V4"):
+        host.place_plate(app, tl, DeadHandle(), clip, first=1001)  # Resolve answers with a dead handle
+    assert tl.GetItemListInTrack("video", 1) == [item]
+
+
+def test_unknown_prompt_words_are_shown(tmp_path):
+    from coolcolor_resolve import dialog
+
+    app, tl, item = one_clip(tmp_path)
+    seen = {}
+
+    def driver(disp):
+        ctl = dialog.ACTIVE
+        clip = next(iter(ctl.clips.values()))
+        spec = build_spec(clip, Settings(prompt="a zorblax tram"), [])
+        ctl.jobs.append(ClipJob(clip, spec, job_key(spec), "colorize", state="queued", queue_position=1,
+                                unknown_words=["zorblax"]))
+        ctl.refresh_progress()
+        seen["words"] = disp.item("UnknownWords").Text
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["words"] == "Words the model does not know: zorblax"

@@ -142,19 +142,51 @@ class ClipSource:
 
 def _parse_file_path(path: str, props: Dict[str, Any]) -> Tuple[str, int]:
     """``GetClipProperty("File Path")`` → (daemon source, first frame number). An image sequence shows as
-    ``name.[1001-1096].exr`` [U: public code; confirm on a real Resolve]; a movie is a plain path (frame 0)."""
-    m = _SEQUENCE_RE.search(os.path.basename(path))
+    ``name.[1001-1096].exr`` [U: public code; confirm on a real Resolve]; a printf (``%04d``) or hash (``####``)
+    pattern is read too, its first frame from the files on disk; a movie is a plain path (frame 0)."""
+    folder, base = os.path.dirname(path), os.path.basename(path)
+    m = _SEQUENCE_RE.search(base)
     if m:
-        digits = len(m.group(1))
-        start = int(m.group(1))
-        pattern = path[: len(path) - len(os.path.basename(path))] + \
-            os.path.basename(path).replace(m.group(0), f"%0{digits}d")
-        return pattern, start
-    try:
-        start = int(str(props.get("Start", "")).strip()) if props.get("Type") == "Still" else 0
-    except ValueError:
-        start = 0
-    return path, start
+        return os.path.join(folder, base.replace(m.group(0), f"%0{len(m.group(1))}d")), int(m.group(1))
+    printf = re.search(r"%0?(\d*)d", base)
+    hashes = re.search(r"#+", base)
+    if printf or hashes:
+        token = printf.group(0) if printf else hashes.group(0)  # type: ignore[union-attr]
+        width = int(printf.group(1) or 1) if printf else len(token)
+        pattern = os.path.join(folder, base.replace(token, f"%0{width}d", 1))
+        head, tail = base.split(token, 1)
+        numbers = []
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name.startswith(head) and name.endswith(tail) and name[len(head):len(name) - len(tail)].isdigit():
+                numbers.append(int(name[len(head):len(name) - len(tail)]))
+        if not numbers:
+            start = str(props.get("Start", "")).strip()
+            return pattern, int(start) if start.isdigit() else 0
+        return pattern, min(numbers)
+    return path, 0
+
+
+_TRANSFORM_KEYS = ("ZoomX", "ZoomY", "Pan", "Tilt", "RotationAngle", "CropLeft", "CropRight", "CropTop",
+                   "CropBottom")  # [README "Looking up Timeline item properties"]
+
+
+def _transformed(item: "TimelineItem") -> Dict[str, float]:
+    """The Inspector transform keys that differ from identity (GetProperty with no key gives them all
+    [README TimelineItem GetProperty]; one key at a time where that is not a dict)."""
+    props = getattr(item, "GetProperty")()
+    if not isinstance(props, dict):
+        props = {k: item.GetProperty(k) for k in _TRANSFORM_KEYS}
+    out = {}
+    for k in _TRANSFORM_KEYS:
+        identity = 1.0 if k.startswith("Zoom") else 0.0
+        raw: Any = props.get(k)
+        try:
+            value = identity if raw is None else float(raw)
+        except (TypeError, ValueError):
+            continue
+        if abs(value - identity) > 1e-9:
+            out[k] = value
+    return out
 
 
 def _first_file(source: str, start: int) -> str:
@@ -187,10 +219,7 @@ def clip_source(item: "TimelineItem") -> ClipSource:
         raise HostError(f"{name}: retimed clip ({span} source frames over {duration} record frames); CoolColor "
                         "colorizes media frames, so render the retime first (Deliver ▸ EXR of the used range, "
                         "import it) and colorize that clip")
-    transform = item.GetProperty("")  # no key: the dict of every property [README TimelineItem GetProperty]
-    resized = {k: v for k, v in (transform if isinstance(transform, dict) else {}).items()
-               if k in ("ZoomX", "ZoomY", "Pan", "Tilt", "RotationAngle", "CropLeft", "CropRight", "CropTop",
-                        "CropBottom") and float(v or 0) != (1.0 if k.startswith("Zoom") else 0.0)}
+    resized = _transformed(item)
     if resized:
         raise HostError(f"{name}: transformed in the Inspector ({', '.join(sorted(resized))}); CoolColor "
                         "colorizes the media as shot — reset the transform, or render the clip first")
