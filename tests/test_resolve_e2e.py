@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,7 +249,9 @@ def _long_job(daemon, tmp_path, key):
     with daemon.client() as c:
         reply = c.submit({"source": source, "output_dir": str(tmp_path / "busy-out"), "steps": 400, "window": 1,
                           "keyframes": [1]}, key=key)
+        deadline = time.monotonic() + WAIT_S
         while c.status(reply["job_id"])["state"] != "running":
+            assert time.monotonic() < deadline, "the busy job never started"
             c.poll(0.2)
     return reply["job_id"]
 

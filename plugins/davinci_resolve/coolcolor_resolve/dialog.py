@@ -102,7 +102,9 @@ class Controller:
             getattr(on, button).Clicked = self._guard(handler)
         getattr(on, WINDOW_ID).Close = self._guard(self.on_close)
         self.timer = self.ui.Timer({"ID": "CoolColorPoll", "Interval": POLL_MS})
-        self.disp.On.Timeout = self._guard(self.on_tick)
+        tick = self._guard(self.on_tick)
+        self.disp.On.Timeout = tick  # how in-Resolve plugins receive it ([research] A3)
+        getattr(self.disp.On, "CoolColorPoll").Timeout = tick  # the per-ID form some use (R4); ticks are idempotent
         self.refresh_clips()
         return self.win
 
@@ -327,6 +329,9 @@ def run(resolve: "Resolve", fusion: Any, bmd: Any) -> Optional[Controller]:
         ctl.load_selection()
     except HostError as exc:
         _message_box(ui, disp, str(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - a message, never a traceback in Resolve's console
+        _message_box(ui, disp, f"internal error reading the selection: {type(exc).__name__}: {exc}")
         return None
     ctl.build()
     ctl.win.Show()
