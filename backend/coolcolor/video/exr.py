@@ -1,5 +1,8 @@
 """The ab layer file (DESIGN §3): OpenEXR, half float, one layer ``ab`` of two channels.
 
+The names (channels, file patterns, attribute prefix) are defined once in ``coolcolor_protocol.abfiles``,
+which the plugins import too; this module is how the engine writes and reads the files.
+
 Channel names: ``ab.a_star`` (CIE a*) and ``ab.b_star`` (CIE b*).
 
 Why not ``ab.a`` / ``ab.b``: Nuke's EXR reader (NDK ``ExrChannelNameToNuke::setFromPrefixedExrName``,
@@ -32,9 +35,9 @@ import numpy as np
 
 from coolcolor import __version__
 from coolcolor.errors import InputError
+from coolcolor_protocol.abfiles import AB_CHANNELS, PROVENANCE_PREFIX
 
-AB_CHANNELS = ("ab.a_star", "ab.b_star")
-ATTRIBUTE_PREFIX = "coolcolor:"
+ATTRIBUTE_PREFIX = PROVENANCE_PREFIX  # the names are the protocol's (coolcolor_protocol.abfiles): hosts read them
 
 
 def _fsync_dir(folder: str) -> None:

@@ -47,10 +47,11 @@ from coolcolor.video.exr import AB_CHANNELS, atomic_write, read_ab_header, write
 from coolcolor.video.shots import DEFAULT_MIN_SHOT_FRAMES, Shot, ShotDetector
 from coolcolor.video.sources import FrameReadError, FrameSource, _compress_ranges, open_source
 
+from coolcolor_protocol.abfiles import AB_FILE_PATTERN, MANIFEST_NAME, PREVIEW_FILE_PATTERN, frame_file
+
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.pipeline import CoolColorPipeline
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "coolcolor-job-manifest"
 MANIFEST_VERSION = 1
 MAX_STEPS = 1000
@@ -199,11 +200,11 @@ class JobResult:
 
 def ab_frame_path(output_dir: str, frame: int) -> str:
     """``output_dir/ab.{frame:04d}.exr`` — the daemon uses this too."""
-    return os.path.join(output_dir, f"ab.{frame:04d}.exr")
+    return os.path.join(output_dir, frame_file(AB_FILE_PATTERN, frame))
 
 
 def preview_frame_path(output_dir: str, frame: int) -> str:
-    return os.path.join(output_dir, f"preview.{frame:04d}.png")
+    return os.path.join(output_dir, frame_file(PREVIEW_FILE_PATTERN, frame))
 
 
 def job_key(job: ColorizeJob, first: int, last: int, model_hash: str) -> str:
@@ -492,12 +493,12 @@ class _Runner:
                 "failed": {str(k): v for k, v in sorted(self.failed.items())},
             },
             "outputs": {
-                "ab": os.path.basename(ab_frame_path("", 0)).replace("0000", "%04d"),
+                "ab": AB_FILE_PATTERN,
                 "ab_channels": list(AB_CHANNELS),
                 "ab_pixel_type": "half",
                 "ab_definition": "CIE a*, b* (D65, skimage Lab) of the display-sRGB rendering of the input, "
                 "fitted to the sRGB gamut for the input's own L*",
-                "preview": "preview.%04d.png" if self.job.preview else None,
+                "preview": PREVIEW_FILE_PATTERN if self.job.preview else None,
             },
             "timings": timings,
             "finished_at" if status != "running" else "started_at": time.strftime(
