@@ -18,7 +18,7 @@ class FrameListError(ValueError):
 
 def parse_frames(text: str) -> List[int]:
     """``"1001, 1010-1012 1020"`` → ``[1001, 1010, 1011, 1012, 1020]`` (sorted, unique)."""
-    frames = set()
+    frames: set = set()
     for token in re.split(r"[,\s]+", text.strip()):
         if not token:
             continue
@@ -57,4 +57,4 @@ def format_frames(frames: Iterable[int]) -> str:
 
 def have_list(frames: Iterable[int]) -> List[FrameSpec]:
     """The protocol's ``attach.have``: single frames and ``[first, last]`` ranges (SPEC.md §5.5)."""
-    return [r[0] if r[0] == r[1] else r for r in ranges(frames)]  # type: ignore[misc]
+    return [r[0] if r[0] == r[1] else r for r in ranges(frames)]

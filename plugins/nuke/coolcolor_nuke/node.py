@@ -100,9 +100,13 @@ def ocio_colorspaces() -> List[str]:
 
 
 def create_node() -> nuke.Node:
-    """Nodes toolbar ▸ CoolColor ▸ CoolColor: a new CoolColor Group, connected to the selected node."""
+    """Nodes toolbar ▸ CoolColor ▸ CoolColor: a new CoolColor Group, connected to the selected node (an empty Group
+    has no input yet when createNode would connect it, so the connection is made after building)."""
+    selected = nuke.selectedNodes()
     group = cast(nuke.Group, nuke.createNode("Group", inpanel=False))
     build_node(group)
+    if selected and selected[0] is not group:
+        group.setInput(0, selected[0])
     return group
 
 
@@ -126,6 +130,7 @@ def build_node(group: nuke.Group) -> nuke.Group:
         nuke.Int_Knob("steps", "steps"),
         nuke.Double_Knob("guidance", "guidance"),
         nuke.Enumeration_Knob("encoding", "input encoding", encoding_items()),
+        nuke.Int_Knob("window", "frames per model call"),
         nuke.File_Knob("output_dir", "output folder"),
         _button("colorize", "Colorize", "on_colorize", startline=True),
         _button("preview", "Preview keyframe", "on_preview"),
@@ -148,6 +153,7 @@ def build_node(group: nuke.Group) -> nuke.Group:
     group["steps"].setValue(20)
     group["guidance"].setValue(5.0)
     group["mix"].setValue(1.0)
+    group["window"].setValue(8)
     group[NODE_TAG].setValue(True)
     group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
     with group:
@@ -186,8 +192,14 @@ def _inner(group: nuke.Node, name: str) -> nuke.Node:
     return node
 
 
+def text_of(node: nuke.Node, name: str) -> str:
+    """A string knob's text as typed: ``getText()`` is "the non-evaluated value" (String_Knob), so ``[ ]`` and ``$``
+    reach the daemon verbatim; ``value()`` would TCL-evaluate them."""
+    return str(cast(nuke.String_Knob, node[name]).getText())
+
+
 def _update_label(group: nuke.Node) -> None:
-    text = str(group["keyframes"].getText()).strip()
+    text = text_of(group, "keyframes").strip()
     group["label"].setValue(f"keyframes {text}" if text else "")
 
 
@@ -205,7 +217,7 @@ def _fail(group: nuke.Node, text: str) -> None:
 # Keyframe buttons
 # ---------------------------------------------------------------------------------------------------------------
 def _keyframes(group: nuke.Node) -> List[int]:
-    return parse_frames(str(group["keyframes"].getText()))
+    return parse_frames(text_of(group, "keyframes"))
 
 
 def add_current_frame(group: nuke.Node) -> None:
@@ -259,7 +271,7 @@ def _is_plain_read(node: nuke.Node) -> bool:
         return False
     mode = node.knob("frame_mode")
     frame_knob = node.knob("frame")
-    if mode is not None and frame_knob is not None and str(frame_knob.getText()).strip():  # type: ignore[attr-defined]
+    if mode is not None and frame_knob is not None and text_of(node, "frame").strip():
         return False  # retimed: the file frames are not the comp's frames
     return True
 
@@ -362,10 +374,11 @@ def plan(group: nuke.Node, preview: bool) -> Tuple[List[PlannedJob], str]:
     if choice != AUTO_ENCODING:
         encoding = choice
         ocio_config = None if choice in BUILTIN_ENCODINGS else ocio_config_path()
-    base = dict(source=pattern, prompt=str(group["prompt"].getText()),
-                negative_prompt=str(group["negative_prompt"].getText()), seed=int(group["seed"].value()),
+    base = dict(source=pattern, prompt=text_of(group, "prompt"),
+                negative_prompt=text_of(group, "negative_prompt"), seed=int(group["seed"].value()),
                 steps=int(group["steps"].value()), guidance_scale=float(group["guidance"].value()),
-                encoding=encoding, ocio_config=ocio_config, preview=True)
+                encoding=encoding, ocio_config=ocio_config, preview=True,
+                window=max(1, int(group["window"].value())))
     ranges = [(k, k, [k]) for k in keyframes] if preview else [(first, last, keyframes)]
     jobs: List[PlannedJob] = []
     for job_first, job_last, job_keys in ranges:
@@ -512,8 +525,8 @@ def _on_submitted(name: str, job_id: str, reply: Dict[str, Any], spec: Dict[str,
         pattern = os.path.join(folder, AB_FILE_PATTERN)
     read_ab = _inner(group, "ReadAB")
     read_ab["file"].setValue(pattern)
-    first = int(reply.get("first") if reply.get("first") is not None else spec.get("first") or 0)
-    last = int(reply.get("last") if reply.get("last") is not None else spec.get("last") or first)
+    first = int(_first_not_none(reply.get("first"), output.get("first"), spec.get("first"), 0))
+    last = int(_first_not_none(reply.get("last"), output.get("last"), spec.get("last"), first))
     if str(group["job_kind"].value()) == "preview":
         known = _delivered(group) + [first, last]
         first, last = min(known), max(known)
@@ -531,9 +544,14 @@ def _on_submitted(name: str, job_id: str, reply: Dict[str, Any], spec: Dict[str,
         group["model_hash"].setValue(model_hash)
     group["frames_seed"].setValue(str(spec.get("seed", "")))
     group["frames_keyframes"].setValue(format_frames(spec.get("keyframes") or []))
-    cached = " (answered from the daemon's cache: nothing computed)" if reply.get("cached") else ""
+    from_cache = reply.get("cached") or (reply.get("duplicate") and reply.get("state") == "done")
+    cached = " (answered from the daemon's cache: nothing computed)" if from_cache else ""
     prefix = f"keyframe {index + 1}/{total}: " if total > 1 else ""
     _set_status(group, f"{prefix}{reply.get('state', 'queued')}{cached}; frames not yet colorized show the plate")
+
+
+def _first_not_none(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
 
 
 def _on_frame(name: str, frame: int, path: str) -> None:

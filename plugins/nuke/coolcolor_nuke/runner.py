@@ -60,6 +60,7 @@ class JobRunner(threading.Thread):
         self.orphaned = threading.Event()  # the node is gone: stop listening, leave the daemon's job running
         self.delivered: List[int] = []  # every frame handed to the node, in order (tests check: each once)
         self.job_ids: List[str] = []
+        self.duplicates = 0  # frames the daemon sent again although this node had them (attach must prevent it)
 
     # -- main-thread hand-off ----------------------------------------------------------------------------------
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
@@ -117,6 +118,7 @@ class JobRunner(threading.Thread):
         self.job_ids.append(job_id)
         self._post(self.cb.submitted, self.node_name, job_id, reply, job.spec, index, total_jobs, model_hash)
         state = str(reply.get("state", ""))
+        answered_at_submit = state == "done" and not job.job_id
         if state in TERMINAL_STATES and not job.job_id:
             # Finished already (the daemon's cache or the same key): fetch the frames this node lacks.
             try:
@@ -140,7 +142,9 @@ class JobRunner(threading.Thread):
                     continue
                 if msg.type == "frame_done":
                     frame = int(content["frame"])
-                    if frame not in job.have:
+                    if frame in job.have:
+                        self.duplicates += 1
+                    else:
                         job.have.add(frame)
                         self.delivered.append(frame)
                         self._post(self.cb.frame, self.node_name, frame, str(content.get("path", "")))
@@ -178,6 +182,8 @@ class JobRunner(threading.Thread):
             if status.get("state") in TERMINAL_STATES:
                 final = status
         state = str(final.get("state"))
+        if answered_at_submit and state == "done":
+            final = dict(final, cached=True)  # nothing was computed for this press
         self._post(self.cb.finished, self.node_name, job_id, final, index, total_jobs)
         if state == "failed":
             return False

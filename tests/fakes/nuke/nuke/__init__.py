@@ -417,7 +417,7 @@ def _node_knobs(cls: str) -> List[Knob]:
 
 
 _ROOT_DEFAULTS = {"first_frame": 1, "last_frame": 100, "fps": 24.0}
-_MAX_INPUTS = {"Read": 0, "Input": 0, "Root": 0, "Write": 1, "Output": 1, "Dot": 1, "Grade": 1,
+_MAX_INPUTS = {"NoOp": 1, "Read": 0, "Input": 0, "Root": 0, "Write": 1, "Output": 1, "Dot": 1, "Grade": 1,
                "MergeExpression": 2, "Copy": 2, "Switch": 2, "Group": 0, "Expression": 1}
 
 
@@ -1347,14 +1347,29 @@ class _Fake:
     def press_cancel(self, task: ProgressTask) -> None:
         task._cancelled = True
 
+    def render(self, node: Node, f: int) -> Dict[str, Any]:
+        """The node's whole image at frame f: channel name → H×W float32 array, row 0 = the TOP row."""
+        return _render(node, f)
+
+    def press(self, node: Node, knob: str) -> None:
+        """The user clicks a PyScript_Knob button in the node's panel."""
+        node[knob].execute()
+
+    def run_knob_script(self, node: Node, knob: str) -> None:
+        """Nuke running a node's callback knob (onCreate when a script is opened or the node pasted, onDestroy when
+        it is deleted: DEVGUIDE "Callbacks"), with thisNode() = the node."""
+        code = node[knob].getText()
+        with _this(node, node[knob]):
+            exec(compile(code, f"<{knob} of {node.name()}>", "exec"), {"nuke": sys.modules[__name__]})
+
     def reset(self) -> None:
         """File ▸ New: onScriptClose callbacks, every node gone, a fresh Root; menus, plug-in paths and registered
         callbacks (application state) stay."""
+        global _STATE
         for fn, args, kwargs, _ in list(_CALLBACKS["onScriptClose"]):
             fn(*args, **kwargs)
         for n in allNodes(group=_STATE.root, recurseGroups=True):
             n._deleted = True
-        global _STATE
         _STATE = _State()
         _READ_CACHE.clear()
         self.messages.clear()
