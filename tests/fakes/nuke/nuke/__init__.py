@@ -1347,6 +1347,10 @@ class _Fake:
     def press_cancel(self, task: ProgressTask) -> None:
         task._cancelled = True
 
+    def select(self, node: Optional[Node]) -> None:
+        """The user clicks a node in the Node Graph (it becomes the selection createNode connects to)."""
+        _STATE.selected = node
+
     def render(self, node: Node, f: int) -> Dict[str, Any]:
         """The node's whole image at frame f: channel name → H×W float32 array, row 0 = the TOP row."""
         return _render(node, f)
