@@ -547,7 +547,8 @@ def _on_submitted(name: str, job_id: str, reply: Dict[str, Any], spec: Dict[str,
     from_cache = reply.get("cached") or (reply.get("duplicate") and reply.get("state") == "done")
     cached = " (answered from the daemon's cache: nothing computed)" if from_cache else ""
     prefix = f"keyframe {index + 1}/{total}: " if total > 1 else ""
-    _set_status(group, f"{prefix}{reply.get('state', 'queued')}{cached}; frames not yet colorized show the plate")
+    _set_status(group, f"{prefix}job {reply.get('state', 'queued')}{cached}; fetching frames — frames not yet "
+                       "colorized show the plate")
 
 
 def _first_not_none(*values: Any) -> Any:
@@ -587,8 +588,6 @@ def _on_finished(name: str, job_id: str, final: Dict[str, Any], index: int, tota
             _set_status(group, f"keyframe {index + 1}/{total} done{cached}")
             return
         _set_status(group, f"done{cached}: {done} frame(s) colorized")
-        if str(group["job_kind"].value()) != "preview":
-            _runners.pop(name, None)
     elif state == "cancelled":
         _set_status(group, f"cancelled: {done} frame(s) kept, the others show the plate")
     else:
