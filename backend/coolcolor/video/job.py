@@ -43,7 +43,15 @@ import numpy as np
 
 from coolcolor.errors import CoolColorError, InputError
 from coolcolor.video.encoding import BUILTIN_ENCODINGS, InputDecoder
-from coolcolor.video.exr import AB_CHANNELS, atomic_write, read_ab_header, write_ab_exr, write_preview_png
+from coolcolor.video.exr import (
+    AB_CHANNELS,
+    atomic_write,
+    read_ab_header,
+    resolve_outputs_present,
+    write_ab_exr,
+    write_preview_png,
+    write_resolve_outputs,
+)
 from coolcolor.video.shots import DEFAULT_MIN_SHOT_FRAMES, Shot, ShotDetector
 from coolcolor.video.sources import FrameReadError, FrameSource, _compress_ranges, open_source
 
@@ -76,6 +84,8 @@ class ColorizeJob:
     preview: bool = False  # also write preview.NNNN.png (sRGB, 8-bit)
     clip_model_dir: str | None = None  # local CLIP model folder: rank automatic keyframes by CLIP too
     window: int = 8  # frames per pipeline call (memory), results do not depend on it
+    resolve_sidecar: bool = False  # also write ab_rg.NNNN.exr (R = a*, G = b*) for a Fusion Loader
+    rgb_plate: bool = False  # also write rgb.NNNN.exr: the plate's L* + ab, in the job's encoding
 
     def validate(self) -> None:
         """InputError naming the first field that is wrong."""
@@ -118,6 +128,10 @@ class ColorizeJob:
                 "or an OCIO colorspace name together with ocio_config"
             )
         _check_type("preview", self.preview, bool)
+        _check_type("resolve_sidecar", self.resolve_sidecar, bool)
+        _check_type("rgb_plate", self.rgb_plate, bool)
+        if self.rgb_plate and self.encoding not in BUILTIN_ENCODINGS:
+            raise InputError(f"rgb_plate is written in a built-in encoding only, not {self.encoding!r}")
         if self.clip_model_dir is not None:
             _check_type("clip_model_dir", self.clip_model_dir, str)
         _check_int("window", self.window)
@@ -330,7 +344,7 @@ class _Runner:
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a run that was killed mid-write (never a finished output)."""
-        for pattern in (".ab.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
+        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
             for path in glob.glob(os.path.join(glob.escape(self.job.output_dir), pattern)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -345,7 +359,9 @@ class _Runner:
             if header is None:
                 continue  # not a complete ab file of ours: it is redone (overwritten)
             if header.get("job_key") == self.key:
-                done.add(f)
+                if resolve_outputs_present(self.job.output_dir, f, sidecar=self.job.resolve_sidecar,
+                                           plate=self.job.rgb_plate):
+                    done.add(f)
             else:
                 foreign.append(f)
         if foreign:
@@ -598,7 +614,7 @@ class _Runner:
             result = self.pipe(
                 np.stack(grays), prompt=job.prompt, negative_prompt=job.negative_prompt,
                 keyframe=key_gray, num_inference_steps=job.steps, guidance_scale=job.guidance_scale,
-                seed=job.seed, progress=self.pipeline_progress(total), preview=job.preview,
+                seed=job.seed, progress=self.pipeline_progress(total), preview=job.preview or job.rgb_plate,
             )
             self.timings["pipeline_s"] += time.perf_counter() - t
             io.finish_writes()  # the previous window's files: at most two windows of results alive
@@ -606,8 +622,10 @@ class _Runner:
 
     def write_frame(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
         """Write one frame's outputs (on the writer thread); returns the ab file's path."""
-        if rgb is not None:
+        if rgb is not None and self.job.preview:
             write_preview_png(preview_frame_path(self.job.output_dir, frame), rgb)
+        write_resolve_outputs(self.job.output_dir, frame, ab, rgb, provenance, sidecar=self.job.resolve_sidecar,
+                              plate=self.job.rgb_plate, encoding=self.job.encoding)
         path = ab_frame_path(self.job.output_dir, frame)
         write_ab_exr(path, ab, provenance)
         return path
