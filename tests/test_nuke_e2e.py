@@ -105,6 +105,9 @@ def test_colorize_recombines_the_real_ab_frames_into_the_daemons_preview_and_a_r
     r = runner(g)
     assert sorted(r.delivered) == [1, 2, 3] and r.duplicates == 0
     assert nuke.fake.main_thread_violations == 0
+    task = nuke.fake.progress_tasks[-1]
+    assert task.progress and all(0 <= p <= 100 for p in task.progress) and task.progress[-1] >= 50
+    assert any("frames" in m and "ETA" in m for m in task.messages), task.messages
     read_ab = g.node("ReadAB")
     pattern = read_ab["file"].value()
     out_dir = os.path.dirname(pattern)
@@ -196,7 +199,7 @@ def test_deleting_the_node_leaves_the_job_running_and_reopening_attaches(nuke, d
     nuke.fake.press(g, "colorize")
     nuke.fake.run_main_loop(lambda: len(delivered(g)) >= 1 or status(g).startswith(("done", "error")))
     saved = {k: g[k].getText() if hasattr(g[k], "getText") else g[k].value()
-             for k in ("job_id", "delivered", "status", "job_kind")}
+             for k in ("job_id", "delivered", "status", "job_kind", "job_state")}
     saved_read = g.node("ReadAB")["file"].value()
     first_runner = runner(g)
     nuke.delete(g)
@@ -217,6 +220,7 @@ def test_deleting_the_node_leaves_the_job_running_and_reopening_attaches(nuke, d
     r = runner(g2)
     assert r.duplicates == 0 and set(r.delivered) == set(range(1, count + 1)) - had
     assert delivered(g2) == list(range(1, count + 1))
+    assert g2["frames_seed"].value() == "0" and g2["frames_keyframes"].value() == "1"  # provenance from the job
 
 
 def test_a_daemon_error_for_the_job_shows_its_code_and_message(nuke, tmp_path):

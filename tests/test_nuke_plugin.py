@@ -231,3 +231,20 @@ def test_mypy_against_types_nuke_has_no_errors():
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Success: no issues found" in proc.stdout
+
+
+def test_unknown_prompt_words_and_provenance_reported_by_the_daemon_reach_the_node(nuke, plate):
+    from coolcolor_nuke import node
+
+    g = new_node(nuke, plain_read(nuke, plate))
+    reply = {"job_id": "j1", "state": "queued", "first": 11, "last": 15, "unknown_words": ["tramcar", "zeppelin"],
+             "output": {"dir": "/out", "pattern": "/out/ab.%04d.exr", "first": 11, "last": 15}}
+    node._on_submitted(g.fullName(), "j1", reply, {"seed": 3, "keyframes": [11, 12, 13]}, 0, 1, "01e84cc1abcdef")
+    assert g["unknown_words"].value() == "tramcar, zeppelin"
+    assert g.node("ReadAB")["file"].value() == "/out/ab.%04d.exr"
+    assert (g["model_hash"].value(), g["frames_seed"].value(), g["frames_keyframes"].value()) == (
+        "01e84cc1abcdef", "3", "11-13")
+    assert g["job_state"].value() == "queued" and "not yet colorized show the plate" in g["status"].value()
+    node._on_frame(g.fullName(), 12, "/out/ab.0012.exr")
+    which = g.node("ColorizedOrPlate")["which"]
+    assert [which.getValueAt(f) for f in range(11, 16)] == [0, 1, 0, 0, 0]

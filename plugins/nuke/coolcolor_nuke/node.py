@@ -27,6 +27,7 @@ import nuke
 from coolcolor_protocol import ProtocolError
 from coolcolor_protocol.abfiles import AB_CHANNELS, AB_FILE_PATTERN, AB_LAYER, BUILTIN_ENCODINGS
 from coolcolor_protocol.jobspec import JobSpec
+from coolcolor_protocol.messages import TERMINAL_STATES
 from coolcolor_protocol.recombine import nuke_expressions
 
 from coolcolor_nuke.frames import FrameListError, format_frames, parse_frames
@@ -144,6 +145,7 @@ def build_node(group: nuke.Group) -> nuke.Group:
         _read_only(nuke.String_Knob("frames_keyframes", "keyframes of frames")),
         _hidden(nuke.String_Knob("job_id", "job id")),
         _hidden(nuke.String_Knob("job_kind", "job kind")),
+        _hidden(nuke.String_Knob("job_state", "job state")),
         _hidden(nuke.String_Knob("delivered", "delivered frames")),
         _hidden(nuke.Boolean_Knob(NODE_TAG, NODE_TAG)),
     ]
@@ -470,8 +472,7 @@ def on_create(group: nuke.Node) -> None:
     """onCreate (a script is opened, or the node pasted): declare the ab layer and re-attach to an unfinished job."""
     nuke.Layer(AB_LAYER, list(AB_CHANNELS))
     job_id = str(group["job_id"].value()).strip()
-    status = str(group["status"].value())
-    if not job_id or status.startswith(("done", "cancelled", "error")):
+    if not job_id or str(group["job_state"].value()) in TERMINAL_STATES:
         return
     try:
         have = set(parse_frames(str(group["delivered"].value())))
@@ -518,6 +519,7 @@ def _on_submitted(name: str, job_id: str, reply: Dict[str, Any], spec: Dict[str,
     if group is None:
         return
     group["job_id"].setValue(job_id)
+    group["job_state"].setValue(str(reply.get("state", "queued")))
     output = reply.get("output") or {}
     pattern = str(output.get("pattern") or "")
     if not pattern:
@@ -578,6 +580,7 @@ def _on_finished(name: str, job_id: str, final: Dict[str, Any], index: int, tota
     if group is None:
         return
     state = str(final.get("state"))
+    group["job_state"].setValue(state)
     words = final.get("unknown_words") or (final.get("job") or {}).get("unknown_words") or []
     if words:
         group["unknown_words"].setValue(", ".join(str(w) for w in words))

@@ -116,6 +116,11 @@ class JobRunner(threading.Thread):
             return False
         job_id = str(reply["job_id"])
         self.job_ids.append(job_id)
+        if not job.spec:  # re-attached: the job's own fields (status carries them) give the provenance
+            try:
+                job.spec = dict(reply.get("job") or client.status(job_id).get("job") or {})
+            except (ProtocolError, DaemonUnavailable):
+                job.spec = {}
         self._post(self.cb.submitted, self.node_name, job_id, reply, job.spec, index, total_jobs, model_hash)
         state = str(reply.get("state", ""))
         answered_at_submit = state == "done" and not job.job_id
