@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError, InputError
 from coolcolor.video.encoding import BUILTIN_ENCODINGS, InputDecoder
 from coolcolor.video.exr import AB_CHANNELS, atomic_write, read_ab_header, write_ab_exr, write_preview_png
@@ -614,6 +615,7 @@ class _Runner:
     def frame_written(self, frame: int, path: str) -> None:
         self.written.append(frame)
         self.events.frame_done(frame, path)
+        faults.hit("frame_written")
         self.events.progress(self.frames_finished(), len(self.frames), self.job.steps, self.job.steps)
 
 
