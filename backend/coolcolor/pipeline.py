@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from coolcolor import color
+from coolcolor import color, faults
 from coolcolor.chroma import resize, upsample_ab
 from coolcolor.errors import InputError
 from coolcolor.model.attention import KeyframeAttention, install_keyframe_attention
@@ -286,6 +286,7 @@ class CoolColorPipeline:
                     with mode:
                         eps = self._guided_eps(latents[batch], gray_rows[batch], t, text, guidance_scale)
                     latents[batch] = self.scheduler.step(eps, t, latents[batch]).prev_sample
+                faults.hit("mid_step")
                 report(PipelineProgress("denoise", step, len(timesteps)))
         finally:
             attention.clear()  # a cancelled call must not leave K/V behind for the next

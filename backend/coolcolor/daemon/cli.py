@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError
 
 EXIT_CANCELLED = 3
@@ -139,6 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)  # before the connection file exists: no window without it
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
+    faults.hit("startup")
     print(f"coolcolor daemon listening on {config.ip}:{daemon.port}; connection file {config.connection_file}; "
           f"model {name} ({path or 'built in code'})", flush=True)
     while not daemon.stopping:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError, InputError
 from coolcolor.video.encoding import BUILTIN_ENCODINGS, InputDecoder
 from coolcolor.video.exr import read_ab_header, resolve_outputs_present
@@ -434,6 +435,7 @@ class JobRun(SegmentEvents):
     def frame_done(self, frame: int, path: str) -> None:
         self.written.append(frame)
         self.events.frame_done(frame, path)
+        faults.hit("frame_written")
         self.events.progress(self.frames_finished(), len(self.frames), self.job.steps, self.job.steps)
 
 
