@@ -89,8 +89,8 @@ class CoolColorPipeline:
         save_components(self.components, path)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> CoolColorPipeline:
-        for module in (self.unet, self.vae, self.text_encoder):
-            module.to(device) if dtype is None else module.to(device=device, dtype=dtype)
+        """Move (and cast) the model; ``model_hash`` stays the identity of the weights before a cast."""
+        self.components.cast(device, dtype)
         return self
 
     @property
@@ -112,7 +112,8 @@ class CoolColorPipeline:
 
     @functools.cached_property
     def model_hash(self) -> str:
-        """Identifies the weights (not the files): provenance in outputs and the daemon's cache key."""
+        """The canonical weights hash (``Components.weights_hash``): the same on every device and in
+        every dtype; provenance in outputs, manifests, the daemon's cache key and job resume."""
         return self.components.weights_hash()
 
     # ----------------------------------------------------------------- sizes and batching
