@@ -1,6 +1,6 @@
 """``coolcolor colorize``: the main job — footage in, ab EXR sequence (+ manifest, previews) out.
 
-    coolcolor colorize INPUT --prompt "…" [--keyframe N … | --auto-keyframe] [--first F --last L]
+    coolcolor colorize INPUT --prompt "…" [--keyframe N …] [--first F --last L]
                        [--model PATH] -o OUT
 
 INPUT is an image sequence (``name.%04d.exr`` or ``name.####.exr``), one image, or a movie.
@@ -16,7 +16,7 @@ import time
 from typing import TextIO
 
 from coolcolor.errors import InputError
-from coolcolor.video.encoding import BUILTIN_ENCODINGS
+from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.video.job import ColorizeJob, JobEvents, check_job_input, run_colorize_job
 
 _PHASES = {
@@ -34,28 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", metavar="INPUT", help="name.%%04d.ext or name.####.ext sequence, an image, or a movie")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
-    p.add_argument("--prompt", default="", help="what the colors should be, e.g. \"a red car on a sunny street\"")
-    p.add_argument("--negative-prompt", default="", metavar="TEXT")
-    keys = p.add_mutually_exclusive_group()
-    keys.add_argument("--keyframe", type=int, nargs="+", action="extend", default=[], metavar="N",
-                      help="artist-marked keyframe(s), in the source's frame numbers; shots without one get an "
-                      "automatic keyframe")
-    keys.add_argument("--auto-keyframe", action="store_true",
-                      help="choose one keyframe per shot automatically (the default when no --keyframe is given)")
-    p.add_argument("--first", type=int, metavar="F", help="first frame to colorize (source numbering, inclusive)")
-    p.add_argument("--last", type=int, metavar="L", help="last frame to colorize (inclusive)")
+    add_job_arguments(p)  # the job's flags, the same as `coolcolor submit`'s
     p.add_argument("--model", metavar="PATH", help="CoolColor checkpoint folder (default: the embedded default model)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20, help="diffusion steps (default 20)")
-    p.add_argument("--guidance-scale", type=float, default=5.0)
-    p.add_argument("--encoding", default="srgb",
-                   help=f"input encoding: {', '.join(BUILTIN_ENCODINGS)}, or an OCIO colorspace with --ocio-config")
-    p.add_argument("--ocio-config", metavar="CONFIG", help="OCIO config file (or ocio:// URI) for --encoding")
-    p.add_argument("--preview", action="store_true", help="also write preview.NNNN.png (sRGB)")
-    p.add_argument("--clip-model", metavar="DIR", help="local CLIP model folder to rank automatic keyframes")
-    p.add_argument("--window", type=int, default=8, help="frames per model call (memory; default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=run)
 
@@ -140,23 +120,7 @@ class ProgressLine(JobEvents):
 
 
 def run(args: argparse.Namespace) -> int:
-    job = ColorizeJob(
-        source=args.input,
-        output_dir=args.output,
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        first=args.first,
-        last=args.last,
-        keyframes=list(args.keyframe),
-        seed=args.seed,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        encoding=args.encoding,
-        ocio_config=args.ocio_config,
-        preview=args.preview,
-        clip_model_dir=args.clip_model,
-        window=args.window,
-    )
+    job = job_from_args(args, ColorizeJob)
     check_job_input(job)[1].close()  # bad input is reported before the model is loaded
     pipeline = load_pipeline(args.model, args.device)
     events = ProgressLine()

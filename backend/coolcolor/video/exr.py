@@ -35,7 +35,13 @@ import numpy as np
 
 from coolcolor import __version__
 from coolcolor.errors import InputError
-from coolcolor_protocol.abfiles import AB_CHANNELS, PROVENANCE_PREFIX
+from coolcolor_protocol.abfiles import (
+    AB_CHANNELS,
+    BUILTIN_ENCODINGS,
+    PROVENANCE_PREFIX,
+    RESOLVE_SIDECAR_PATTERN,
+    RGB_PLATE_PATTERN,
+)
 
 ATTRIBUTE_PREFIX = PROVENANCE_PREFIX  # the names are the protocol's (coolcolor_protocol.abfiles): hosts read them
 
@@ -178,9 +184,7 @@ def write_preview_png(path: str, rgb: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------- DaVinci Resolve outputs (DESIGN §3, §5)
-RESOLVE_SIDECAR_PATTERN = "ab_rg.%04d.exr"
-RGB_PLATE_PATTERN = "rgb.%04d.exr"
-RGB_PLATE_ENCODINGS = ("srgb", "rec709", "linear")
+RGB_PLATE_ENCODINGS = BUILTIN_ENCODINGS
 _BT1886_GAMMA = 2.4  # the display EOTF the ``rec709`` input encoding is read with (video/encoding.py)
 
 
