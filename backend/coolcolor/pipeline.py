@@ -35,6 +35,7 @@ from coolcolor.model.checkpoint import (
 )
 from coolcolor.model.prompt_words import PromptWords, prompt_words, token_limit
 from coolcolor.model.unet import merge_gray
+from coolcolor_protocol.jobspec import MAX_GUIDANCE, MAX_SEED, MAX_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -387,9 +388,10 @@ def _check_settings(prompt: object, negative: object, steps: object, guidance: o
     for name, value in (("prompt", prompt), ("negative_prompt", negative)):
         if not isinstance(value, str):
             raise InputError(f"{name} must be a string, got {type(value).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= 1000:
-        raise InputError(f"num_inference_steps must be an integer in 1…1000, got {steps!r}")
-    if not isinstance(guidance, (int, float)) or not np.isfinite(guidance) or guidance < 0:
-        raise InputError(f"guidance_scale must be a finite number ≥ 0, got {guidance!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    # the limits are the job contract's (coolcolor_protocol.jobspec): one set for the wire, the engine and here
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"num_inference_steps must be an integer in 1…{MAX_STEPS}, got {steps!r}")
+    if not isinstance(guidance, (int, float)) or not np.isfinite(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
+        raise InputError(f"guidance_scale must be a finite number in 0…{MAX_GUIDANCE:g}, got {guidance!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be a non-negative integer ≤ {MAX_SEED}, got {seed!r}")
