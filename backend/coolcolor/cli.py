@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "coolcolor.video.cli",
     "coolcolor.daemon.cli",
     "coolcolor.train.cli",
+    "coolcolor.plugins_install",
 )
 DEBUG_ENV = "COOLCOLOR_DEBUG"
 EXIT_ERROR = 1  # the user's input or the system refused: the message says what to change
