@@ -72,8 +72,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _train(args: argparse.Namespace) -> int:
     from coolcolor.train.trainer import Trainer
 
+    import os
+
+    from coolcolor.errors import InputError
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
+    if os.path.exists(config.output) and not os.path.isdir(config.output):
+        raise InputError(f"run folder {config.output} is a file, not a folder (--output)")
     command = "coolcolor " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0] else ""
     final = Trainer(config, command=command).run(progress=not args.no_progress)
     print(f"trained model written to {final}")
