@@ -333,6 +333,7 @@ class RayExecutor:
         self.model_hash = hashes.pop()
         self.resolution = int(infos[0]["resolution"])
         self.worker_info = infos
+        self.last_records = []
         self._run_id: str | None = None
         self._probe: str | None = None
         self._driver_frames = 0
@@ -399,16 +400,18 @@ class RayExecutor:
         pending: dict[Any, tuple[Segment, int]] = {}
         load = [0] * len(self.actors)
         run.timings.setdefault("ray_tasks", 0)
+        self.last_records: list[dict[str, Any]] = []
         t0 = time.perf_counter()
         try:
             while queue or pending:
-                for index, actor in enumerate(self.actors):
-                    while queue and load[index] < self.in_flight_per_worker:
-                        window = queue.popleft()
-                        ref = actor.colorize.remote(run_id, job_dict, probe, run.key, keyframes, window.to_dict(),
-                                                    fault)
-                        pending[ref] = (window, index)
-                        load[index] += 1
+                for depth in range(1, self.in_flight_per_worker + 1):  # round robin: spread, then queue
+                    for index, actor in enumerate(self.actors):
+                        if queue and load[index] < depth:
+                            window = queue.popleft()
+                            ref = actor.colorize.remote(run_id, job_dict, probe, run.key, keyframes,
+                                                        window.to_dict(), fault)
+                            pending[ref] = (window, index)
+                            load[index] += 1
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 run.check_cancel()
                 for ref in ready:
@@ -440,6 +443,7 @@ class RayExecutor:
                                  f"{self.max_task_retries + 1} tries: {_cause(exc)}") from None
 
     def _apply(self, run: JobRun, window: Segment, record: dict[str, Any]) -> None:
+        self.last_records.append(record)
         run.timings["ray_tasks"] += 1
         for name, seconds in (record.get("timings") or {}).items():
             run.timings[f"workers_{name}"] = run.timings.get(f"workers_{name}", 0.0) + seconds
