@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 from coolcolor.errors import CoolColorError, InputError  # noqa: E402
 from coolcolor.video.exr import read_ab_exr, read_ab_header  # noqa: E402
 from coolcolor.video.job import ColorizeJob, JobCancelled, run_colorize_job, run_job  # noqa: E402
-from coolcolor.video.ray_executor import RAY_FAULT_ENV, RayExecutor, connect_ray  # noqa: E402
+from coolcolor.video.ray_executor import RAY_FAULT_ENV, RayExecutor, connect_ray, start_local_ray  # noqa: E402
 from test_video_job import Recorder, one_shot_sequence, two_shot_sequence  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +39,7 @@ def model_dir(tmp_path_factory) -> str:
 def cluster():
     """One local cluster for the module: loopback only, no dashboard, a 100 MB object store. Four
     logical CPUs so that a second driver (the CLI in a subprocess) can get a worker beside the pool."""
-    ray.init(num_cpus=4, num_gpus=0, include_dashboard=False, object_store_memory=100 * 1024 * 1024,
-             _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
-    yield ray.get_runtime_context().gcs_address
+    yield start_local_ray(num_cpus=4)
     ray.shutdown()
 
 
@@ -61,8 +59,13 @@ def _no_temporaries(folder: Path) -> None:
 
 
 def test_the_cluster_listens_on_loopback_only(cluster):
+    import psutil
+
     assert cluster.startswith("127.0.0.1:")
     assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    listening = {c.laddr.ip for c in psutil.net_connections("inet") if c.status == "LISTEN" and c.pid in ours}
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
 
 
 def test_local_one_and_two_ray_workers_give_bit_identical_ab(tmp_path, cluster, model_dir, request):

@@ -23,6 +23,7 @@ Security: ``local:N`` starts Ray on 127.0.0.1 only. See ``backend/coolcolor/READ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import asdict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from coolcolor.errors import CoolColorError, InputError
@@ -77,6 +79,41 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                          "`ray start --head` or use --ray local:N") from None
 
 
+def start_local_ray(num_cpus: int, num_gpus: int = 0) -> str:
+    """A new single-node cluster whose every port listens on 127.0.0.1 only; returns its GCS address.
+
+    ``_node_ip_address="127.0.0.1"`` alone is not enough: Ray 2.60 swaps a loopback address for the
+    machine's routable one (``services.resolve_ip_for_localhost``) unless its multi-node support is
+    off, as on macOS — so it is switched off for the start of this cluster (checked in the tests by
+    the GCS address and every node's address).
+    """
+    ray = _ray()
+    with _loopback_stays_loopback():
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                 _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    return ray.get_runtime_context().gcs_address
+
+
+@contextlib.contextmanager
+def _loopback_stays_loopback() -> Iterator[None]:
+    """Stop Ray 2.60 from replacing 127.0.0.1 by the machine's routable address (it does so when
+    starting a node *and* when connecting to one, which then misses a loopback-only cluster)."""
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def connect_ray(address: str) -> int | None:
     """Connect this process to Ray: ``auto`` (the cluster ``ray start`` made on this machine),
     ``HOST:PORT`` / ``ray://HOST:PORT``, or ``local:N`` (a new cluster of N CPU workers — or the
@@ -95,14 +132,13 @@ def connect_ray(address: str) -> int | None:
     if workers is not None:
         import torch
 
-        gpus = torch.cuda.device_count()
-        ray.init(num_cpus=workers, num_gpus=min(gpus, workers), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                 _node_ip_address="127.0.0.1", **common)
+        start_local_ray(num_cpus=workers, num_gpus=min(torch.cuda.device_count(), workers))
         return workers
     if address != "auto":
         _check_reachable(address)
     try:
-        ray.init(address=address, **common)
+        with _loopback_stays_loopback() if _is_loopback(address) else contextlib.nullcontext():
+            ray.init(address=address, **common)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InputError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
     return None
