@@ -136,6 +136,9 @@ def validate_job(job: Any, where: str = "submit.job") -> dict[str, Any]:
         "preview": _bool(job, "preview", where, False),
         "clip_model_dir": _string(job, "clip_model_dir", where, nullable=True, allow_empty=False),
         "window": _int(job, "window", where, 1, MAX_WINDOW, default=8),
+        # the Resolve outputs (JobSpec.resolve_sidecar / rgb_plate), which the engine writes
+        "resolve_sidecar": _bool(job, "resolve_sidecar", where, False),
+        "rgb_plate": _bool(job, "rgb_plate", where, False),
     }
     g = job.get("guidance_scale", 5.0)
     if type(g) not in (int, float) or not math.isfinite(g) or not 0.0 <= g <= MAX_GUIDANCE:
