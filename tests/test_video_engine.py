@@ -32,11 +32,23 @@ def test_the_cli_validates_the_job_once_and_opens_the_source_once(tmp_path, monk
 
     monkeypatch.setattr(ColorizeJob, "validate", counting_validate)
     monkeypatch.setattr(job_module, "open_source", counting_open)
-    monkeypatch.setattr(video_cli, "load_pipeline", lambda model, device: FakePipeline())
+    class Words:
+        def warning(self):
+            return ""
+
+    class Pipeline(FakePipeline):
+        def prompt_words(self, prompt):
+            return Words()
+
+    class Resolved:
+        def load_pipeline(self):
+            return Pipeline()
+
+    monkeypatch.setattr(video_cli, "resolve_model", lambda model, device, dtype: Resolved())
     args = video_cli.argparse.Namespace(
         input=source, output=str(tmp_path / "out"), prompt="", negative_prompt="", first=None, last=None,
         keyframe=[1], seed=0, steps=1, guidance_scale=5.0, encoding="srgb", ocio_config=None, preview=False,
-        clip_model=None, window=4, model=None, device=None,
+        clip_model=None, window=4, model=None, device=None, dtype=None, ray=None, ray_workers=None,
     )
     assert video_cli.run(args) == 0
     assert counts == {"validate": 1, "open": 1}  # was 2 and 2 before the split

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "coolcolor.daemon.cli",
     "coolcolor.train.cli",
     "coolcolor.plugins_install",
+    "coolcolor.farm",
 )
 
 

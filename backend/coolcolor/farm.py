@@ -21,6 +21,7 @@ import os
 from typing import Any
 
 from coolcolor.errors import InputError
+from coolcolor.model.resolve import resolve_model
 
 PLAN_FORMAT = "coolcolor-farm-plan"
 
@@ -93,7 +94,7 @@ def export_openjd(args: argparse.Namespace) -> int:
 
     job = video_cli.job_from_args(args)
     with open_job(job) as opened:
-        pipeline = video_cli.load_pipeline(args.model, args.device)
+        pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
         executor = LocalExecutor(pipeline)
         run = JobRun(opened, JobEvents(), executor.model_hash, executor.resolution, "openjd")
         previous = run.prepare()
@@ -101,10 +102,10 @@ def export_openjd(args: argparse.Namespace) -> int:
         run.manifest.write("running", plan.shots)  # the plan, reused by `finish` (and any re-run)
     template_path = os.path.abspath(args.template)
     plan_path = os.path.splitext(template_path)[0] + ".plan.json"
-    model = os.path.abspath(args.model) if args.model else None
+    model = os.path.abspath(args.model) if args.model and os.path.exists(args.model) else args.model
     with open(plan_path, "w", encoding="utf-8") as fh:
         json.dump({"format": PLAN_FORMAT, "job": job.to_dict(), "job_key": run.key, "model": model,
-                   "model_hash": run.model_hash, "keyframes": plan.keyframes}, fh, indent=2)
+                   "dtype": args.dtype, "model_hash": run.model_hash, "keyframes": plan.keyframes}, fh, indent=2)
     shots = []
     for shot in plan.shots:
         windows = [_window_value(w.keyframe, w.frames) for s in plan.segments for w in s.windows(job.window)
@@ -131,9 +132,7 @@ def _load_plan(path: str) -> dict[str, Any]:
 
 
 def _pipeline_for(plan: dict[str, Any], device: str | None) -> Any:
-    from coolcolor.video import cli as video_cli
-
-    pipeline = video_cli.load_pipeline(plan["model"], device)
+    pipeline = resolve_model(plan["model"], device, plan.get("dtype")).load_pipeline()
     if pipeline.model_hash != plan["model_hash"]:
         raise InputError(f"the model on this node ({plan['model'] or 'default'}, hash {pipeline.model_hash[:12]}) "
                          f"is not the exported one (hash {plan['model_hash'][:12]}): install the same checkpoint")

@@ -33,6 +33,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_job_arguments(p)
+    p.add_argument("--ray", metavar="auto|ADDRESS|local:N", default=None,
+                   help="run the windows on a Ray cluster: auto (the one `ray start` made here), HOST:PORT, or "
+                   "local:N (a new cluster of N workers on 127.0.0.1); needs pip install 'coolcolor[ray]'")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="actors in the Ray pool (default: one per GPU of the cluster, else one per CPU)")
+    p.set_defaults(func=run)
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """The job's options (shared with ``coolcolor farm export-openjd``)."""
     p.add_argument("input", metavar="INPUT", help="name.%%04d.ext or name.####.ext sequence, an image, or a movie")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
     p.add_argument("--prompt", default="", help="what the colors should be, e.g. \"a red car on a sunny street\"")
@@ -54,13 +65,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-model", metavar="DIR", help="local CLIP model folder to rank automatic keyframes")
     p.add_argument("--window", type=int, default=8, help="frames per model call (memory; default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--ray", metavar="auto|ADDRESS|local:N", default=None,
-                   help="run the windows on a Ray cluster: auto (the one `ray start` made here), HOST:PORT, or "
-                   "local:N (a new cluster of N workers on 127.0.0.1); needs pip install 'coolcolor[ray]'")
-    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
-                   help="actors in the Ray pool (default: one per GPU of the cluster, else one per CPU)")
     p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
-    p.set_defaults(func=run)
+
+
+def job_from_args(args: argparse.Namespace) -> ColorizeJob:
+    return ColorizeJob(
+        source=args.input,
+        output_dir=args.output,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        first=args.first,
+        last=args.last,
+        keyframes=list(args.keyframe),
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        encoding=args.encoding,
+        ocio_config=args.ocio_config,
+        preview=args.preview,
+        clip_model_dir=args.clip_model,
+        window=args.window,
+    )
 
 
 class ProgressLine(JobEvents):
@@ -126,23 +151,7 @@ class ProgressLine(JobEvents):
 
 
 def run(args: argparse.Namespace) -> int:
-    job = ColorizeJob(
-        source=args.input,
-        output_dir=args.output,
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        first=args.first,
-        last=args.last,
-        keyframes=list(args.keyframe),
-        seed=args.seed,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        encoding=args.encoding,
-        ocio_config=args.ocio_config,
-        preview=args.preview,
-        clip_model_dir=args.clip_model,
-        window=args.window,
-    )
+    job = job_from_args(args)
     with open_job(job) as opened:  # bad input is reported before the model is loaded; opened once
         events = ProgressLine()
         if getattr(args, "ray", None):
@@ -171,7 +180,8 @@ def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobE
     import ray
 
     try:
-        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device)
+        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device,
+                               dtype=args.dtype)
         try:
             return run_job(job, executor, events, opened=opened)
         finally:

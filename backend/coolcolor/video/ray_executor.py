@@ -39,7 +39,7 @@ from coolcolor.video.exr import atomic_write, read_ab_header
 from coolcolor.video.plan import JobPlan, Segment, ShotPlan, auto_keyframe
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcolor.video.job import JobRun
+    from coolcolor.video.job import ColorizeJob, JobEvents, JobResult, JobRun
     from coolcolor.video.shots import Shot
 
 #: Test-only fault points, ordered by events (never by time):
@@ -195,7 +195,7 @@ class _FaultSink:
 class ColorizeWorker:
     """One Ray actor: a loaded pipeline, the jobs it has opened, the cancelled runs."""
 
-    def __init__(self, model: str | None, device: str | None, threads: int) -> None:
+    def __init__(self, model: str | None, device: str | None, threads: int, dtype: str | None = None) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -203,10 +203,12 @@ class ColorizeWorker:
         self.opened: dict[str, Any] = {}
         self.error: str | None = None
         self.pipeline: Any = None
+        self.resolved: Any = None
         try:
-            from coolcolor.video.cli import load_pipeline
+            from coolcolor.model.resolve import resolve_model
 
-            self.pipeline = load_pipeline(model, device)
+            self.resolved = resolve_model(model, device, dtype)  # the one resolver, as colorize and serve
+            self.pipeline = self.resolved.load_pipeline()
         except (CoolColorError, OSError, ValueError, RuntimeError) as exc:
             self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CoolColorError) else str(exc)
 
@@ -217,7 +219,7 @@ class ColorizeWorker:
         if self.pipeline is None:
             return {"error": self.error, "node": node, "pid": os.getpid()}
         return {"model_hash": self.pipeline.model_hash, "resolution": int(self.pipeline.resolution),
-                "device": str(self.pipeline.device), "node": node, "pid": os.getpid()}
+                **self.resolved.describe(), "node": node, "pid": os.getpid()}
 
     def _open(self, run_id: str, job_dict: dict[str, Any], probe: str) -> Any:
         """The job's source, opened once per worker and run; the output folder checked to be shared."""
@@ -323,7 +325,8 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, model: str | None = None, *, workers: int | None = None, device: str | None = None,
-                 threads: int = 1, max_task_retries: int = 2, in_flight_per_worker: int = 2) -> None:
+                 dtype: str | None = None, threads: int = 1, max_task_retries: int = 2,
+                 in_flight_per_worker: int = 2) -> None:
         ray = _ray()
         if not ray.is_initialized():
             raise CoolColorError("RayExecutor needs a Ray connection: call connect_ray first")
@@ -346,7 +349,8 @@ class RayExecutor:
         actor_cls = _actor_class()
         options = dict(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1, max_restarts=-1,
                        max_task_retries=max_task_retries)
-        self.actors = [actor_cls.options(**options).remote(model, "cuda" if use_gpu else (device or "cpu"), threads)
+        self.actors = [actor_cls.options(**options).remote(model, "cuda" if use_gpu else (device or "cpu"), threads,
+                                                           dtype)
                        for _ in range(workers)]
         try:
             infos = ray.get([a.info.remote() for a in self.actors], timeout=WORKER_START_TIMEOUT_S)
@@ -529,3 +533,45 @@ class RayExecutor:
 
 def _frames(window: Segment) -> str:
     return f"{window.frames[0]}-{window.frames[-1]}" if len(window.frames) > 1 else str(window.frames[0])
+
+
+class RayJobExecutor:
+    """The daemon's executor on Ray (``coolcolor.daemon.executor.Executor``: ``load``/``run``/``close``).
+
+    ``coolcolor serve --ray ADDRESS`` uses it: the plugins talk to the daemon as before, the job board
+    journals and cancels as before, and each job's windows run on the actor pool. One job at a time
+    goes through the pool (``capacity`` 1): a job already spreads over every worker.
+    """
+
+    capacity = 1
+
+    def __init__(self, address: str, model: str | None = None, device: str | None = None,
+                 dtype: str | None = None, workers: int | None = None) -> None:
+        self.address, self.model, self.device, self.dtype, self.workers = address, model, device, dtype, workers
+        self.pool: RayExecutor | None = None
+        self._started_ray = False
+
+    def load(self) -> dict[str, Any]:
+        ray = _ray()
+        self._started_ray = not ray.is_initialized()
+        local_workers = connect_ray(self.address)
+        self.pool = RayExecutor(self.model, workers=self.workers or local_workers, device=self.device,
+                                dtype=self.dtype)
+        info = self.pool.worker_info[0]
+        return {"name": info.get("name"), "path": info.get("path"), "hash": self.pool.model_hash,
+                "device": f"ray:{self.pool.workers}x{info.get('device')}", "dtype": info.get("dtype"),
+                "resolution": self.pool.resolution}
+
+    def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
+        from coolcolor.video.job import run_job
+
+        if self.pool is None:
+            raise CoolColorError("RayJobExecutor.run before load()")
+        return run_job(job, self.pool, events)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self._started_ray:
+            _ray().shutdown()
