@@ -217,3 +217,26 @@ def test_an_output_folder_the_workers_do_not_share(tmp_path, pool, monkeypatch):
     with pytest.raises(InputError, match=r"is not the driver's folder on Ray worker .*must be shared storage"):
         run_job(ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1), pool)
     assert list((tmp_path / "out").glob("ab.*.exr")) == []
+
+
+def test_the_daemon_executor_on_ray_cancels_and_resumes(tmp_path, cluster, model_dir):
+    """``RayJobExecutor`` is what ``serve --ray`` hands the job board: load → run(job, events) → close.
+    The board's cancel arrives as ``events.should_cancel()``; the Ray tasks stop, finished frames stay."""
+    from coolcolor.video.ray_executor import RayJobExecutor
+
+    executor = RayJobExecutor(cluster, model=model_dir, workers=1)
+    served = executor.load()
+    try:
+        assert served["hash"] == executor.pool.model_hash and served["device"].startswith("ray:1x")
+        source = one_shot_sequence(tmp_path / "src", FRAMES)
+        job = ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1, window=2)
+        board = Recorder(cancel_after=2)
+        with pytest.raises(JobCancelled):
+            executor.run(job, board)
+        kept = sorted(_ab(tmp_path / "out"))
+        assert sorted(board.done) == kept and 2 <= len(kept) < len(FRAMES)
+        again = executor.run(job, Recorder())
+        assert again.frames_skipped == kept and sorted(again.frames_skipped + again.frames_written) == list(FRAMES)
+    finally:
+        executor.close()
+    assert ray.is_initialized()  # the executor did not start this cluster, so it leaves it running
