@@ -35,8 +35,8 @@ def _ab(folder: Path) -> dict[int, np.ndarray]:
 
 
 def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, model_dir, capsys):
-    source = two_shot_sequence(tmp_path / "src", per_shot=4)
-    common = [source, "--keyframe", "2", "--steps", "1", "--window", "3", "--seed", "3", "--model", model_dir]
+    source = two_shot_sequence(tmp_path / "src", per_shot=8)
+    common = [source, "--keyframe", "2", "12", "--steps", "1", "--window", "4", "--seed", "3", "--model", model_dir]
     template = tmp_path / "farm" / "job.yaml"
     template.parent.mkdir()
     wrapper = tmp_path / "coolcolor-on-node"  # what a farm node has on its PATH
@@ -46,24 +46,25 @@ def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, mod
     wrapper.chmod(0o755)
     assert cli.main(["farm", "export-openjd", *common, "-o", str(tmp_path / "farm_out"), "--template", str(template),
                      "--coolcolor", str(wrapper)]) == 0
-    assert "2 shot step(s), 3 window task(s)" in capsys.readouterr().out
+    assert "2 shot step(s), 4 window task(s)" in capsys.readouterr().out
 
     import yaml
 
     doc = yaml.safe_load(template.read_text())
     openjd_model.decode_job_template(template=doc)  # the OpenJD model accepts it
-    assert [s["name"] for s in doc["steps"]] == ["shot-0001-0004", "shot-0005-0008", "manifest"]
-    assert doc["steps"][0]["parameterSpace"]["taskParameterDefinitions"][0]["range"] == ["2:1-3", "2:4-4"]
+    assert [s["name"] for s in doc["steps"]] == ["shot-0001-0008", "shot-0009-0016", "manifest"]
+    ranges = [s["parameterSpace"]["taskParameterDefinitions"][0]["range"] for s in doc["steps"][:2]]
+    assert ranges == [["2:1-4", "2:5-8"], ["12:9-12", "12:13-16"]]
     openjd = shutil.which("openjd") or str(Path(sys.executable).with_name("openjd"))
     check = subprocess.run([openjd, "check", str(template)], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and "passes validation" in check.stdout, check.stdout + check.stderr
 
-    for step in ("shot-0001-0004", "shot-0005-0008", "manifest"):
+    for step in ("shot-0001-0008", "shot-0009-0016", "manifest"):
         ran = subprocess.run([openjd, "run", str(template), "--step", step], capture_output=True, text=True,
                              timeout=900, cwd=tmp_path)
         assert ran.returncode == 0 and "Session ended successfully" in ran.stdout, ran.stdout[-3000:] + ran.stderr
     manifest = json.loads((tmp_path / "farm_out" / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["frames"]["done"] == 8
+    assert manifest["status"] == "complete" and manifest["frames"]["done"] == 16
     assert manifest["frames"]["written_this_run"] == []  # every frame came from the farm tasks
 
     # The same job run locally (one torch thread, as the farm tasks) gives the same bytes.
@@ -76,7 +77,7 @@ def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, mod
     finally:
         torch.set_num_threads(threads)
     farm, local = _ab(tmp_path / "farm_out"), _ab(tmp_path / "local")
-    assert sorted(farm) == sorted(local) == list(range(1, 9))
+    assert sorted(farm) == sorted(local) == list(range(1, 17))
     for frame in local:
         np.testing.assert_array_equal(farm[frame], local[frame])
     assert not [p for p in (tmp_path / "farm_out").iterdir() if ".tmp" in p.name]

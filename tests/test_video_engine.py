@@ -100,6 +100,7 @@ def test_windows_of_a_segment_run_in_any_order_give_the_same_pixels(tmp_path, ti
         windows = plan.windows(shuffled.window)
         assert [w.frames for w in windows] == [(1, 2), (3, 4), (5, 6)] and {w.keyframe for w in windows} == {2}
         context = run.segment_context(plan)
+        context.keyframe_cache = executor.keyframe_cache  # as every executor does: miss first, then hits
         for window in reversed(windows):  # last window first, each on its own
             colorize_segment(tiny_pipe, window, opened.read_gray, AbFolderSink(shuffled),
                              SegmentEvents(), context)

@@ -163,7 +163,10 @@ def run_window(args: argparse.Namespace) -> int:
         if opened.key(plan["model_hash"]) != plan["job_key"]:
             raise InputError(f"the source {job.source} on this node is not the exported one (another identity)")
         pipeline = _pipeline_for(plan, args.device)
-        context = SegmentContext(job, plan["job_key"], plan["model_hash"], plan["keyframes"])
+        from coolcolor.pipeline import KeyframeKVCache
+
+        context = SegmentContext(job, plan["job_key"], plan["model_hash"], plan["keyframes"],
+                                 keyframe_cache=KeyframeKVCache())
         colorize_segment(pipeline, Segment(keyframe, todo), opened.read_gray, AbFolderSink(job), Report(), context)
     for frame, message in sorted(failed.items()):
         print(f"frame {frame}: {message}")

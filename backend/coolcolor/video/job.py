@@ -451,6 +451,13 @@ class Executor(Protocol):
         """Colorize ``plan.segments``, reporting through ``run`` (``frame_done``, ``fail``, ...)."""
 
 
+def _keyframe_cache_for(pipeline: Any) -> Any:
+    """A ``KeyframeKVCache`` for a real pipeline (None for test doubles that are not one)."""
+    from coolcolor.pipeline import CoolColorPipeline, KeyframeKVCache
+
+    return KeyframeKVCache() if isinstance(pipeline, CoolColorPipeline) else None
+
+
 class LocalExecutor:
     """Today's behaviour: every segment in this process, on one pipeline."""
 
@@ -461,6 +468,7 @@ class LocalExecutor:
         self.model_hash = pipeline.model_hash
         self.resolution = int(pipeline.resolution)
         self._scorer: Any = None
+        self.keyframe_cache = _keyframe_cache_for(pipeline)
 
     def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
         if self._scorer is None and run.job.clip_model_dir:
@@ -472,6 +480,7 @@ class LocalExecutor:
 
     def colorize(self, run: JobRun, plan: JobPlan) -> None:
         context = run.segment_context(plan)
+        context.keyframe_cache = self.keyframe_cache
         sink = AbFolderSink(run.job)
         t0 = time.perf_counter()
         try:

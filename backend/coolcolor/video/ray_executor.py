@@ -207,8 +207,11 @@ class ColorizeWorker:
         try:
             from coolcolor.model.resolve import resolve_model
 
+            from coolcolor.pipeline import KeyframeKVCache
+
             self.resolved = resolve_model(model, device, dtype)  # the one resolver, as colorize and serve
             self.pipeline = self.resolved.load_pipeline()
+            self.keyframe_cache = KeyframeKVCache()  # a shot's keyframe denoised once per worker
         except (CoolColorError, OSError, ValueError, RuntimeError) as exc:
             self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CoolColorError) else str(exc)
 
@@ -276,7 +279,8 @@ class ColorizeWorker:
             record.update(written=[], failed={}, cancelled=True, timings={})
             return record
         opened = self._open(run_id, job_dict, probe)
-        context = SegmentContext(opened.job, key, self.pipeline.model_hash, keyframes)
+        context = SegmentContext(opened.job, key, self.pipeline.model_hash, keyframes,
+                                 keyframe_cache=self.keyframe_cache)
         sink: Any = AbFolderSink(opened.job)
         if fault.startswith("worker-"):  # the driver's RAY_FAULT_ENV, sent with the task (retries too)
             sink = _FaultSink(sink, fault, segment)
