@@ -374,7 +374,8 @@ class JobRun(SegmentEvents):
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a run that was killed mid-write (never a finished output)."""
-        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
+        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json",
+                        ".coolcolor-probe.*"):  # a Ray driver's probe, left by a driver that died
             for path in glob.glob(os.path.join(glob.escape(self.job.output_dir), pattern)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)

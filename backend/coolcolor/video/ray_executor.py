@@ -126,7 +126,12 @@ def connect_ray(address: str) -> int | None:
         if not count.isdigit() or int(count) < 1:
             raise InputError(f"--ray {address!r}: local:N needs a worker count N ≥ 1")
         workers = int(count)
-    if ray.is_initialized():
+    if workers is None and address != "auto":
+        _check_reachable(address)
+    if ray.is_initialized():  # this process is a driver already (a test's cluster, a daemon's)
+        current = ray.get_runtime_context().gcs_address
+        if workers is None and address != "auto" and address.split("://", 1)[-1] != current:
+            raise InputError(f"this process is already connected to the Ray cluster at {current}, not {address}")
         return workers
     common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if workers is not None:
@@ -134,8 +139,6 @@ def connect_ray(address: str) -> int | None:
 
         start_local_ray(num_cpus=workers, num_gpus=min(torch.cuda.device_count(), workers))
         return workers
-    if address != "auto":
-        _check_reachable(address)
     try:
         with _loopback_stays_loopback() if _is_loopback(address) else contextlib.nullcontext():
             ray.init(address=address, **common)
