@@ -45,11 +45,10 @@ def test_the_cli_validates_the_job_once_and_opens_the_source_once(tmp_path, monk
             return Pipeline()
 
     monkeypatch.setattr(video_cli, "resolve_model", lambda model, device, dtype: Resolved())
-    args = video_cli.argparse.Namespace(
-        input=source, output=str(tmp_path / "out"), prompt="", negative_prompt="", first=None, last=None,
-        keyframe=[1], seed=0, steps=1, guidance_scale=5.0, encoding="srgb", ocio_config=None, preview=False,
-        clip_model=None, window=4, model=None, device=None, dtype=None, ray=None, ray_workers=None,
-    )
+    from coolcolor.cli import build_parser
+
+    args = build_parser().parse_args(["colorize", source, "-o", str(tmp_path / "out"), "--keyframe", "1",
+                                      "--steps", "1", "--window", "4"])
     assert video_cli.run(args) == 0
     assert counts == {"validate": 1, "open": 1}  # was 2 and 2 before the split
     assert sorted(p.name for p in (tmp_path / "out").glob("ab.*.exr")) == [f"ab.{f:04d}.exr" for f in range(1, 7)]

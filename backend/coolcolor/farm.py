@@ -27,12 +27,15 @@ PLAN_FORMAT = "coolcolor-farm-plan"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from coolcolor.video import cli as video_cli
+    from coolcolor.job_args import add_job_arguments
 
     farm = subparsers.add_parser("farm", help="export a job to a render farm (Open Job Description)")
     sub = farm.add_subparsers(dest="farm_command", metavar="FARM_COMMAND")
     export = sub.add_parser("export-openjd", help="plan a job and write an OpenJD job template")
-    video_cli.add_job_arguments(export)
+    add_job_arguments(export)  # the same job flags as colorize and submit
+    export.add_argument("--model", metavar="PATH", help="the checkpoint every farm node loads (same path everywhere)")
+    export.add_argument("--device", default=None)
+    export.add_argument("--dtype", default=None)
     export.add_argument("--template", required=True, metavar="YAML", help="the OpenJD template to write")
     export.add_argument("--coolcolor", default="coolcolor", metavar="COMMAND",
                         help="the command farm nodes run (default: coolcolor on their PATH)")
@@ -88,11 +91,11 @@ def openjd_template(name: str, plan_path: str, shots: list[tuple[str, list[str]]
 def export_openjd(args: argparse.Namespace) -> int:
     import yaml
 
-    from coolcolor.video import cli as video_cli
-    from coolcolor.video.job import JobEvents, JobRun, LocalExecutor, open_job
+    from coolcolor.job_args import job_from_args
+    from coolcolor.video.job import ColorizeJob, JobEvents, JobRun, LocalExecutor, open_job
     from coolcolor.video.plan import plan_job
 
-    job = video_cli.job_from_args(args)
+    job = job_from_args(args, ColorizeJob)
     with open_job(job) as opened:
         pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
         executor = LocalExecutor(pipeline)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from coolcolor import color
+from coolcolor import color, faults
 from coolcolor.chroma import resize, upsample_ab
 from coolcolor.errors import InputError
 from coolcolor.model.attention import KeyframeAttention, install_keyframe_attention
@@ -35,6 +35,7 @@ from coolcolor.model.checkpoint import (
 )
 from coolcolor.model.prompt_words import PromptWords, prompt_words, token_limit
 from coolcolor.model.unet import merge_gray
+from coolcolor_protocol.jobspec import MAX_GUIDANCE, MAX_SEED, MAX_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ class CoolColorPipeline:
         save_components(self.components, path)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> CoolColorPipeline:
-        for module in (self.unet, self.vae, self.text_encoder):
-            module.to(device) if dtype is None else module.to(device=device, dtype=dtype)
+        """Move (and cast) the model; ``model_hash`` stays the identity of the weights before a cast."""
+        self.components.cast(device, dtype)
         return self
 
     @property
@@ -143,7 +144,8 @@ class CoolColorPipeline:
 
     @functools.cached_property
     def model_hash(self) -> str:
-        """Identifies the weights (not the files): provenance in outputs and the daemon's cache key."""
+        """The canonical weights hash (``Components.weights_hash``): the same on every device and in
+        every dtype; provenance in outputs, manifests, the daemon's cache key and job resume."""
         return self.components.weights_hash()
 
     # ----------------------------------------------------------------- sizes and batching
@@ -342,6 +344,7 @@ class CoolColorPipeline:
                     latents[batch] = self.scheduler.step(eps, t, latents[batch]).prev_sample
                     if fresh_kv is not None and b == 0:
                         fresh_kv.append(dict(attention.kv))
+                faults.hit("mid_step")
                 report(PipelineProgress("denoise", step, len(timesteps)))
             if fresh_kv is not None and keyframe_cache is not None:
                 keyframe_cache.put(signature, fresh_kv)
@@ -443,9 +446,10 @@ def _check_settings(prompt: object, negative: object, steps: object, guidance: o
     for name, value in (("prompt", prompt), ("negative_prompt", negative)):
         if not isinstance(value, str):
             raise InputError(f"{name} must be a string, got {type(value).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= 1000:
-        raise InputError(f"num_inference_steps must be an integer in 1…1000, got {steps!r}")
-    if not isinstance(guidance, (int, float)) or not np.isfinite(guidance) or guidance < 0:
-        raise InputError(f"guidance_scale must be a finite number ≥ 0, got {guidance!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    # the limits are the job contract's (coolcolor_protocol.jobspec): one set for the wire, the engine and here
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"num_inference_steps must be an integer in 1…{MAX_STEPS}, got {steps!r}")
+    if not isinstance(guidance, (int, float)) or not np.isfinite(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
+        raise InputError(f"guidance_scale must be a finite number in 0…{MAX_GUIDANCE:g}, got {guidance!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be a non-negative integer ≤ {MAX_SEED}, got {seed!r}")

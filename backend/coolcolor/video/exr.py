@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from coolcolor import __version__
+from coolcolor import __version__, faults
 from coolcolor.errors import InputError
 from coolcolor_protocol.abfiles import (
     AB_CHANNELS,
@@ -70,6 +70,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        faults.hit("mid_write")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

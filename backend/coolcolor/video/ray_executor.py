@@ -235,7 +235,7 @@ class ColorizeWorker:
         from coolcolor.video.job import ColorizeJob, OpenedJob
         from coolcolor.video.sources import open_source
 
-        job = ColorizeJob(**job_dict)
+        job = ColorizeJob.from_dict(job_dict)
         here = f"on Ray worker {socket.gethostname()} (pid {os.getpid()})"
         if not os.path.exists(probe):
             raise InputError(f"the output folder {job.output_dir} is not the driver's folder {here}: it must be "
