@@ -102,7 +102,7 @@ def estimate_step_time(c, src: str, work: str) -> float:
             done = done or (m.type == "job_state" and m.content.get("state") == "done")
         if done:
             break
-    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
     if gaps:
         print(f"progress events: {len(sent)} in {sent[-1] - sent[0]:.1f} s; gap between two: min "
               f"{min(gaps) * 1e3:.0f} ms, p50 {statistics.median(gaps) * 1e3:.0f} ms "
