@@ -460,7 +460,8 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
             run.manifest.write("cancelled", shots, str(exc))
             raise
         except BaseException as exc:
-            run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
+                run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
             raise
     finally:
         if own:
