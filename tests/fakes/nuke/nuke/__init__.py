@@ -469,7 +469,17 @@ class Node:
     def name(self) -> str:
         return self._knobs["name"].getText()
 
-    def setName(self, name: str, *args: Any, **kwargs: Any) -> None:
+    def setName(self, name: str, uncollide: bool = True, *args: Any, **kwargs: Any) -> None:
+        """PYREF nuke.Node.setName(name, uncollide=True, updateExpressions=False): with uncollide a name another node
+        of the group already has gets a number appended (Nuke's CoolColor → CoolColor1 [inference on the
+        numbering])."""
+        siblings = {n.name() for n in (self._parent.nodes() if self._parent is not None else []) if n is not self}
+        if uncollide and name in siblings:
+            base = re.sub(r"\d+$", "", name)
+            i = 1
+            while f"{base}{i}" in siblings:
+                i += 1
+            name = f"{base}{i}"
         self._knobs["name"].setValue(name)
 
     def fullName(self) -> str:
