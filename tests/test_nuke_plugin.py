@@ -248,3 +248,21 @@ def test_unknown_prompt_words_and_provenance_reported_by_the_daemon_reach_the_no
     node._on_frame(g.fullName(), 12, "/out/ab.0012.exr")
     which = g.node("ColorizedOrPlate")["which"]
     assert [which.getValueAt(f) for f in range(11, 16)] == [0, 1, 0, 0, 0]
+
+
+def test_upstream_key_without_op_hashes_follows_the_upstream_knobs(nuke, plate, monkeypatch):
+    from coolcolor_nuke import node
+
+    def no_op_hashes(self):
+        raise AttributeError("opHashes")
+
+    monkeypatch.setattr(type(nuke.nodes.NoOp()), "opHashes", no_op_hashes)
+    read = plain_read(nuke, plate)
+    grade = nuke.nodes.Grade(white=0.5, inputs=[read])
+    first = node.upstream_hash(grade)
+    assert node.upstream_hash(grade) == first
+    grade["white"].setValue(0.7)
+    assert node.upstream_hash(grade) != first
+    grade["white"].setValue(0.5)
+    read["first"].setValue(12)
+    assert node.upstream_hash(grade) != first

@@ -157,12 +157,13 @@ def build_node(group: nuke.Group) -> nuke.Group:
     group["mix"].setValue(1.0)
     group["window"].setValue(8)
     group[NODE_TAG].setValue(True)
-    group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
+    if group.knob("onCreate") is not None:  # the hidden callback knob every node has (dev guide "Callbacks")
+        group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
     with group:
         source = nuke.nodes.Input(name="Source")
         read_ab = nuke.nodes.Read(name="ReadAB")
         read_ab["raw"].setValue(True)  # the ab values are data, never colour-converted
-        read_ab["on_error"].setValue("black")
+        read_ab["on_error"].setValue("black")  # a frame not delivered yet is no error (the Switch shows the plate)
         copy = nuke.nodes.Copy(name="CopyAB")
         copy.setInput(0, source)
         copy.setInput(1, read_ab)
@@ -282,11 +283,43 @@ def _cache_root() -> str:
     return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "coolcolor", "nuke")
 
 
+def upstream_hash(node: nuke.Node) -> str:
+    """What decides the upstream's pixels: Nuke's op hashes when available, else every upstream node's class and
+    knob text (``toScript``), recursively (also what changes when a Read's file on disk is replaced: its mtime)."""
+    try:
+        return ",".join(str(h) for h in node.opHashes())
+    except (AttributeError, RuntimeError, TypeError):
+        pass
+    parts: List[str] = []
+    seen: set = set()
+    stack: List[nuke.Node] = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        knobs = []
+        for name, knob in sorted(n.knobs().items()):
+            try:
+                knobs.append(f"{name}={knob.toScript()}")
+            except (AttributeError, RuntimeError, TypeError):
+                knobs.append(f"{name}={getattr(knob, 'getText', knob.value)()}")
+        parts.append(f"{n.Class()}:{';'.join(knobs)}")
+        if n.Class() == "Read":
+            try:
+                pattern = str(n["file"].value())
+                parts.append(str(os.stat(re.sub(r"%0?(\d*)d", lambda m: str(int(n["first"].value())).zfill(
+                    int(m.group(1) or 1)), pattern)).st_mtime_ns))
+            except (OSError, ValueError):
+                pass
+        stack.extend(n.input(i) for i in range(n.inputs()) if n.input(i) is not None)  # type: ignore[misc]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int) -> str:
     """Render the input through an internal Write (EXR half, linear) into a cache folder keyed by the upstream's
     hash; an unchanged upstream is not rendered again. Returns the file pattern."""
-    hashes = [str(h) for h in source.opHashes()]
-    key = hashlib.sha256(json.dumps([source.fullName(), hashes, first, last]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([source.fullName(), upstream_hash(source), first, last]).encode()).hexdigest()[:20]
     folder = os.path.join(_cache_root(), "plates", key)
     pattern = os.path.join(folder, "plate.%04d.exr")
     marker = os.path.join(folder, ".complete")

@@ -176,6 +176,13 @@ class Knob:
                 return va + (vb - va) * (t - a) / (b - a)
         return self._value
 
+    def toScript(self, *args: Any) -> str:
+        """PYREF nuke.Knob.toScript(quote, context): "Return the value of the knob in script syntax" (unevaluated;
+        animation as its keys)."""
+        if self._keys:
+            return "{curve " + " ".join(f"x{t:g} {v}" for t, v in sorted(self._keys.items())) + "}"
+        return str(self._value)
+
     def isKeyAt(self, time: float, *args: Any) -> bool:
         return float(time) in self._keys
 
