@@ -378,6 +378,10 @@ def _check_writable(folder: str) -> None:
         raise NodeError(f"the output folder {folder} cannot be written (no write permission on {probe})")
 
 
+def _digest(fields: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
 def plan(group: nuke.Node, preview: bool) -> Tuple[List[PlannedJob], str]:
     """Read the knobs (main thread) into jobs. Raises NodeError naming the problem."""
     source = group.input(0)
@@ -400,26 +404,30 @@ def plan(group: nuke.Node, preview: bool) -> Tuple[List[PlannedJob], str]:
     plate_encoding = "linear"  # what the plate is inside Nuke (a Read linearises it)
     if _is_plain_read(source):
         pattern = str(source["file"].value())
-        encoding, ocio_config = _read_encoding(source)
+        if choice != AUTO_ENCODING:  # the artist knows better than the Read's colorspace knob
+            encoding, ocio_config = choice, (None if choice in BUILTIN_ENCODINGS else ocio_config_path())
+        else:
+            encoding, ocio_config = _read_encoding(source)
         if bool(source["raw"].value()):
             plate_encoding = encoding if encoding in BUILTIN_ENCODINGS else "linear"
     else:
+        # Nuke's working space, written without conversion: the EXR is linear whatever the knob says.
         pattern = _render_upstream(group, source, first, last)
         encoding = "linear"
-    if choice != AUTO_ENCODING:
-        encoding = choice
-        ocio_config = None if choice in BUILTIN_ENCODINGS else ocio_config_path()
     base = dict(source=pattern, prompt=text_of(group, "prompt"),
                 negative_prompt=text_of(group, "negative_prompt"), seed=int(group["seed"].value()),
                 steps=int(group["steps"].value()), guidance_scale=float(group["guidance"].value()),
                 encoding=encoding, ocio_config=ocio_config, preview=True,
                 window=max(1, int(group["window"].value())))
+    # Preview keyframe: one one-frame job per keyframe (any daemon honours that; a keyframe's pixels do not depend
+    # on the rest of the shot), all writing into one folder so the node's Read sees every previewed frame.
     ranges = [(k, k, [k]) for k in keyframes] if preview else [(first, last, keyframes)]
+    folder_key = _digest(dict(base, first=first, last=last, keyframes=keyframes, kind="preview" if preview else "full"))
     jobs: List[PlannedJob] = []
     for job_first, job_last, job_keys in ranges:
         fields: Dict[str, Any] = dict(base, first=job_first, last=job_last, keyframes=job_keys)
-        settings_key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-        fields["output_dir"] = _output_dir(group, settings_key)
+        settings_key = _digest(fields)
+        fields["output_dir"] = _output_dir(group, folder_key)
         try:
             spec = JobSpec.from_dict(fields)
             spec.validate()
