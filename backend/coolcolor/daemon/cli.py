@@ -17,7 +17,9 @@ import time
 import uuid
 from typing import Any
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError
+from coolcolor.job_args import add_job_arguments, job_from_args
 
 EXIT_CANCELLED = 3
 
@@ -40,7 +42,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="run the backend daemon that the Resolve and Nuke plugins talk to",
                               description="Run the CoolColor daemon: a ZeroMQ ROUTER on 127.0.0.1, a job "
                               "journal and a worker. Clients find it through the connection file.")
-    p.add_argument("--model", help="CoolColor checkpoint folder (default: $COOLCOLOR_MODEL)")
+    p.add_argument("--model", help="'default', a training run folder or a CoolColor checkpoint folder "
+                   "(default: $COOLCOLOR_MODEL, else the embedded default model coolcolor-tiny)")
     p.add_argument("--port", type=int, default=0, help="TCP port (default: any free port, written to the "
                    "connection file)")
     p.add_argument("--ip", default="127.0.0.1", help="address to bind; anything but loopback needs CURVE keys")
@@ -49,28 +52,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--connection-file", default=None, help="where to write the connection file")
     p.add_argument("--root", dest="roots", action="append", default=[], metavar="DIR",
                    help="only accept sources and outputs inside DIR (repeatable)")
-    p.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda, cuda:1, …)")
+    p.add_argument("--device", default=None, help="torch device for the model (cpu, cuda, cuda:1, …; default: "
+                   "cuda if available, else cpu)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--curve-secret", metavar="FILE", help="the server's zmq certificate with its secret key")
     p.add_argument("--curve-clients", metavar="DIR", help="folder of authorized clients' public certificates")
     p.add_argument("--max-queued-jobs", type=int, default=1000)
     p.add_argument("--debug", action="store_true", help="include exception details in error replies")
-    p.add_argument("--tiny-model", action="store_true", help=argparse.SUPPRESS)  # tests: tiny_pipeline(seed=0)
+    p.add_argument("--tiny-model", action="store_true", help=argparse.SUPPRESS)  # tests: --model preset:tiny
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("submit", help="submit a colorization job to the daemon")
-    p.add_argument("source", help="image sequence pattern (name.%%04d.exr or name.####.exr), image or movie")
-    p.add_argument("-o", "--output", required=True, help="output folder for the ab EXR files")
-    p.add_argument("--prompt", default="")
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--first", type=int)
-    p.add_argument("--last", type=int)
-    p.add_argument("--keyframe", dest="keyframes", type=int, action="append", default=[])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--encoding", default="srgb")
-    p.add_argument("--ocio-config")
-    p.add_argument("--preview", action="store_true")
+    add_job_arguments(p)  # the job's flags, the same as `coolcolor colorize`'s
     p.add_argument("--key", help="idempotency key (default: a new random key); resubmitting with the same "
                    "key returns the same job, or resumes it if it failed or was cancelled")
     p.add_argument("--wait", action="store_true", help="wait for the job and print progress")
@@ -108,12 +101,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s coolcolor-daemon %(levelname)s %(message)s")
-    model = args.model or os.environ.get("COOLCOLOR_MODEL")
-    if not args.tiny_model:
-        if not model:
-            raise CoolColorError("no model: pass --model PATH (a CoolColor checkpoint folder) or set COOLCOLOR_MODEL")
-        if not os.path.isdir(model):
-            raise CoolColorError(f"model folder not found: {model}")
+    from coolcolor.model.resolve import TINY_PRESET, dtype_name, resolve_device, resolve_model_source
+
+    # The model's name and folder are checked here, without torch (the socket must come up before the
+    # slow imports); the worker resolves the same spec again and loads it.
+    model = TINY_PRESET if args.tiny_model else (args.model or None)
+    name, path = resolve_model_source(model)
+    dtype_name(args.dtype)
+    if args.device is not None:
+        resolve_device(args.device)  # an explicit device that is not there: one line, before anything starts
     for root in args.roots:
         if not os.path.isdir(root):
             raise CoolColorError(f"--root {root} is not a folder")
@@ -121,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CoolColorError("--curve-secret and --curve-clients go together")
     config = DaemonConfig(
         state_dir=args.state_dir or default_state_dir(), connection_file=_connection_file(args.connection_file),
-        ip=args.ip, port=args.port, model=model, tiny_model=args.tiny_model, device=args.device,
+        ip=args.ip, port=args.port, model=model, device=args.device, dtype=args.dtype,
         roots=[os.path.abspath(r) for r in args.roots], curve_secret_file=args.curve_secret,
         curve_clients_dir=args.curve_clients, max_queued_jobs=args.max_queued_jobs, debug=args.debug,
     )
@@ -133,8 +129,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)  # before the connection file exists: no window without it
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
-    print(f"coolcolor daemon listening on {config.ip}:{daemon.port}; connection file {config.connection_file}",
-          flush=True)
+    faults.hit("startup")
+    print(f"coolcolor daemon listening on {config.ip}:{daemon.port}; connection file {config.connection_file}; "
+          f"model {name} ({path or 'built in code'})", flush=True)
     while not daemon.stopping:
         time.sleep(0.1)
     daemon.shutdown()
@@ -181,13 +178,14 @@ def _print_job(job: dict[str, Any], as_json: bool) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    job = {
-        "source": os.path.abspath(args.source), "output_dir": os.path.abspath(args.output), "prompt": args.prompt,
-        "negative_prompt": args.negative_prompt, "first": args.first, "last": args.last,
-        "keyframes": args.keyframes, "seed": args.seed, "steps": args.steps, "guidance_scale": args.guidance,
-        "encoding": args.encoding, "ocio_config": os.path.abspath(args.ocio_config) if args.ocio_config else None,
-        "preview": args.preview,
-    }
+    from coolcolor_protocol import ProtocolError
+
+    spec = job_from_args(args, absolute_paths=True)  # the daemon may run in another folder
+    try:
+        spec.validate()  # a bad flag is reported here, before the daemon is asked
+    except ProtocolError as exc:
+        raise CoolColorError(exc.message) from None
+    job = spec.to_dict()
     with _client(args) as client:
         reply = _call(client.submit, job, args.key or uuid.uuid4().hex, subscribe=args.wait)
         if not args.wait:

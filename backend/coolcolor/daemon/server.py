@@ -52,6 +52,7 @@ from coolcolor_protocol import (
     validate_request,
     write_connection_file,
 )
+from coolcolor_protocol.abfiles import job_output
 from coolcolor_protocol.messages import PROGRESS_MAX_HZ
 
 log = logging.getLogger("coolcolor.daemon")
@@ -66,9 +67,9 @@ class DaemonConfig:
     connection_file: str
     ip: str = "127.0.0.1"
     port: int = 0
-    model: str | None = None
-    tiny_model: bool = False
-    device: str = "cpu"
+    model: str | None = None  # a spec for coolcolor.model.resolve.resolve_model (None: the default model)
+    device: str | None = None  # None: cuda when present, else cpu
+    dtype: str | None = None  # None: fp16 on CUDA, fp32 on CPU
     roots: list[str] = field(default_factory=list)
     curve_secret_file: str | None = None  # zmq certificate (``zmq.auth.create_certificates``) of the server
     curve_clients_dir: str | None = None  # folder of authorized client public certificates
@@ -201,7 +202,7 @@ class Daemon:
         write_connection_file(info, cfg.connection_file)
         from coolcolor.daemon.worker import Worker
 
-        self.worker = Worker(self, cfg.model, cfg.tiny_model, cfg.device)
+        self.worker = Worker(self, cfg.model, cfg.device, cfg.dtype)
         self.worker.start()
         log.info("listening on tcp://%s:%d (session %s, connection file %s)", cfg.ip, self.port,
                  self.session_id, cfg.connection_file)
@@ -252,7 +253,8 @@ class Daemon:
     # ================================================================================ worker side
     def model_ready(self, info: dict[str, Any]) -> None:
         self.model_info = info
-        log.info("model ready: %s (hash %s)", info.get("name"), str(info.get("hash"))[:12])
+        log.info("serving model %s (path %s, hash %s) on %s in %s", info.get("name"), info.get("path"),
+                 info.get("hash"), info.get("device"), info.get("dtype"))
 
     def model_failed(self, message: str) -> None:
         self.model_info = {"state": "failed", "error": message}
@@ -628,7 +630,7 @@ class Daemon:
                 self._outbox.put(("subscribe", existing.job_id, rid, content["deliver"]))
             rec = self.journal.get(existing.job_id)
             assert rec is not None
-            return dict(self._summary(rec), duplicate=True, requeued=requeued)
+            return dict(self._summary(rec), output=job_output(rec.spec), duplicate=True, requeued=requeued)
         if self.model_info.get("state") == "failed":
             raise ProtocolError(UNAVAILABLE, f"the model failed to load: {self.model_info.get('error')}")
         if len(self.journal.queued()) >= self.config.max_queued_jobs:
@@ -653,4 +655,4 @@ class Daemon:
             self._outbox.put(("subscribe", rec.job_id, rid, content["deliver"]))
         if state == "queued":
             self._wake_worker()
-        return dict(self._summary(rec), duplicate=False, requeued=False)
+        return dict(self._summary(rec), output=job_output(rec.spec), duplicate=False, requeued=False)

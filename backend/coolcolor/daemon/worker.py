@@ -18,7 +18,8 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from coolcolor.daemon.validation import cache_key, check_job
-from coolcolor.errors import CoolColorError, InputError
+from coolcolor.errors import InputError
+from coolcolor.model.resolve import resolve_model
 from coolcolor.video.job import ColorizeJob, JobCancelled, JobEvents, ab_frame_path, run_colorize_job
 from coolcolor_protocol import BAD_REQUEST, INTERNAL, STORAGE_FULL, UNAVAILABLE, ProtocolError
 
@@ -26,18 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.daemon.server import Daemon
 
 log = logging.getLogger("coolcolor.daemon")
-
-
-def load_pipeline(model: str | None, tiny: bool, device: str) -> Any:
-    if tiny:
-        from coolcolor.model.presets import tiny_pipeline
-
-        return tiny_pipeline(seed=0, device=device)
-    from coolcolor.pipeline import CoolColorPipeline
-
-    if not model:
-        raise CoolColorError("no model: pass --model PATH (a CoolColor checkpoint folder)")
-    return CoolColorPipeline.from_pretrained(model, device=device)
 
 
 class DaemonJobEvents(JobEvents):
@@ -51,6 +40,7 @@ class DaemonJobEvents(JobEvents):
         self._fraction0 = 0.0
         self.steps_after_cancel = 0
         self._last_step: tuple[int, int] | None = None
+        self.frames_failed = 0
 
     def progress(self, frames_done: int, frames_total: int, step: int, steps_total: int) -> None:
         now = time.monotonic()
@@ -58,8 +48,9 @@ class DaemonJobEvents(JobEvents):
             self.steps_after_cancel += 1
         self._last_step = (frames_done, step)
         total = max(1, frames_total)
-        in_flight = min(self.window, max(0, frames_total - frames_done))
-        fraction = min(1.0, (frames_done + in_flight * step / max(1, steps_total)) / total)
+        settled = frames_done + self.frames_failed  # failed frames are finished work too, for the fraction
+        in_flight = min(self.window, max(0, frames_total - settled))
+        fraction = min(1.0, (settled + in_flight * step / max(1, steps_total)) / total)
         if self._t0 is None:
             self._t0, self._fraction0 = now, fraction
         eta = None
@@ -67,7 +58,8 @@ class DaemonJobEvents(JobEvents):
             rate = (fraction - self._fraction0) / (now - self._t0)
             eta = round((1.0 - fraction) / rate, 1)
         self.daemon.post_progress(self.job_id, {
-            "job_id": self.job_id, "state": "running", "frames_done": frames_done, "frames_total": frames_total,
+            "job_id": self.job_id, "state": "running", "frames_done": frames_done,
+            "frames_failed": self.frames_failed, "frames_total": frames_total,
             "step": step, "steps_total": steps_total, "fraction": round(fraction, 4), "eta_s": eta,
             "queue_position": 0,
         })
@@ -76,6 +68,7 @@ class DaemonJobEvents(JobEvents):
         self.daemon.announce_frame(self.job_id, frame, path)
 
     def frame_failed(self, frame: int, message: str) -> None:
+        self.frames_failed += 1
         self.daemon.journal.add_failed_frame(self.job_id, frame, message)
         self.daemon.post_event(self.job_id, "error", {"job_id": self.job_id, "frame": frame, "code": INTERNAL,
                                                       "message": f"frame {frame}: {message}"})
@@ -95,21 +88,19 @@ def _copy_atomic(src: str, dst: str) -> None:
 
 
 class Worker(threading.Thread):
-    def __init__(self, daemon: Daemon, model: str | None, tiny: bool, device: str):
+    def __init__(self, daemon: Daemon, model: str | None, device: str | None, dtype: str | None):
         super().__init__(name="coolcolor-worker", daemon=True)
         self.d = daemon
-        self.model, self.tiny, self.device = model, tiny, device
+        self.model, self.device, self.dtype = model, device, dtype
         self.pipeline: Any = None
         self.loaded = threading.Event()  # set once loading has succeeded or failed
 
     def run(self) -> None:
         try:
-            self.pipeline = load_pipeline(self.model, self.tiny, self.device)
+            resolved = resolve_model(self.model, self.device, self.dtype)
+            self.pipeline = resolved.load_pipeline()
             self.loaded.set()
-            self.d.model_ready({
-                "state": "ready", "hash": self.pipeline.model_hash, "resolution": self.pipeline.resolution,
-                "name": "tiny" if self.tiny else os.path.abspath(str(self.model)), "device": self.device,
-            })
+            self.d.model_ready(dict(resolved.describe(), state="ready", resolution=self.pipeline.resolution))
         except Exception as exc:  # noqa: BLE001 - the daemon keeps answering; submits get 503 naming the cause
             log.error("model failed to load: %s", exc)
             self.d.model_failed(f"{type(exc).__name__}: {exc}")
