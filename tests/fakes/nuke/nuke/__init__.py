@@ -1399,6 +1399,8 @@ class _Fake:
         self.exited = False
         self.executed.clear()
         self.errors.clear()
+        self.main_thread_calls = 0
+        self.main_thread_violations = 0
         while not self._queue.empty():
             self._queue.get_nowait()
 
