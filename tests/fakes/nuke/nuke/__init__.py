@@ -944,6 +944,19 @@ def _black_like(size: Tuple[int, int]) -> Dict[str, Any]:
 
 
 def _render(node: Optional[Node], f: float) -> Dict[str, Any]:
+    """One node's image at frame f. Per class:
+    - Read (SCAN Read.json): frames outside first..last follow ``before``/``after`` (hold, …, black); a missing file
+      follows ``on_error`` (label "missing frames": error, black, checkerboard, nearest frame); the file is read and
+      converted by ``colorspace``/``raw`` (see _image).
+    - Input/Output: a Group's Input n shows what the Group's input n is connected to; Output is the Group's result
+      (PYREF nuke.Group; DEVGUIDE "Groups" [inference: exact wiring semantics]).
+    - Switch (SCAN Switch.json): ``which`` picks the input, clamped to the connected ones; animated, per frame.
+    - Copy (SCAN Copy.json): "Replace channels in the B input with channels from the A input": ``channels`` (a whole
+      layer) and from0..3 → to0..3.
+    - Grade (Foundry node reference "Grade"): ``white`` (gain) multiplies rgb.
+    - MergeExpression: see _render_merge_expression. ``disable`` passes input 0 through (Node reference, common
+      "disable" knob).
+    """
     import numpy as np
 
     if node is None:
