@@ -360,3 +360,31 @@ def test_the_plugin_runs_in_a_python_3_9_host_with_only_pyzmq(env, daemon):
     assert result["python"] == [3, 9] and result["modules"] == [] and result["thread_violations"] == []
     assert [s for s, _ in result["jobs"]] == ["done"], result
     assert len(result["comps"]) == 1
+
+
+def test_a_comp_resolve_cannot_build_falls_back_to_the_plate_and_restores_the_artists_comp(env, daemon,
+                                                                                          monkeypatch):
+    from coolcolor_resolve import comp as comp_file
+
+    monkeypatch.setattr(comp_file, "comp_text", lambda **kw: "Composition { Tools = ordered() { broken\n")
+    app, tl, [item] = scene(env)
+    artist = item.AddFusionComp()
+    artist.text = "Composition { Tools = ordered() { Artist = Blur { }, }, }\n"
+    seen = {}
+
+    def driver(disp):
+        set_dialog(disp)
+        disp.click("Colorize")
+        h.tick_until(disp, all_finished, WAIT_S)
+        seen["job"] = h.controller().jobs[0]
+        seen["status"] = h.status_text(disp)
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["job"].state == "done" and seen["job"].message == "RGB plate on V2", seen["status"]
+    assert "Resolve did not build the CoolColor comp" in seen["status"]
+    assert "placing the RGB plate on the track above instead" in seen["status"]
+    [restored] = [item.GetFusionCompByIndex(i) for i in range(1, item.GetFusionCompCount() + 1)]
+    assert [t.Name for t in restored.GetToolList().values()] == ["Artist"]  # the artist's comp is back
+    [plate] = tl.GetItemListInTrack("video", 2)
+    assert plate.GetStart() == item.GetStart() and plate.GetDuration() == item.GetDuration()

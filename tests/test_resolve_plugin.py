@@ -318,3 +318,13 @@ def test_unknown_prompt_words_are_shown(tmp_path):
 
     h.run_script(app, driver)
     assert seen["words"] == "Words the model does not know: zorblax"
+
+
+def test_a_comp_that_cannot_be_backed_up_is_not_deleted(tmp_path):
+    app, tl, item = one_clip(tmp_path)
+    artist = item.AddFusionComp()
+    item.ExportFusionComp = lambda path, index: False  # Resolve refuses the export
+    (tmp_path / "new.comp").write_text("Composition { Tools = ordered() { CoolColorRecombine = Custom { }, }, }\n")
+    with pytest.raises(host.HostError, match="could not back up its Fusion comp 'Composition 1'; nothing was"):
+        host.replace_comp(item, str(tmp_path / "new.comp"), str(tmp_path), "CoolColorRecombine")
+    assert item.GetFusionCompCount() == 1 and item.GetFusionCompByIndex(1) is artist

@@ -89,7 +89,8 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: List[int], *, pr
         kind = "preview"
     else:
         fields.update(first=first, last=last, keyframes=sorted(set(keyframes)),
-                      resolve_sidecar=settings.result == "comp", rgb_plate=settings.result == "plate")
+                      # the plate is written in comp mode too: the fallback when the comp cannot be built
+                      resolve_sidecar=settings.result == "comp", rgb_plate=True)
         kind = "colorize"
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     fields["output_dir"] = os.path.join(output_root(), _safe(clip.item_name) + "-" + _safe(clip.item_id),
