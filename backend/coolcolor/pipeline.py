@@ -18,7 +18,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from coolcolor.model.checkpoint import (
     load_components,
     save_components,
 )
+from coolcolor.model.prompt_words import PromptWords, prompt_words, token_limit
 from coolcolor.model.unet import merge_gray
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class ColorizationResult:
     keyframe: int | None  # index of the keyframe in the input, None if external or not used
     model_size: tuple[int, int]  # (height, width) the diffusion ran at
     unet_evaluations: int  # UNet sample passes spent, keyframe passes included
+    unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignored
 
 
 ProgressCallback = Callable[[PipelineProgress], None]
@@ -155,17 +157,31 @@ class CoolColorPipeline:
         return max(1, budget // self.bytes_per_frame(size, guidance_ways))
 
     # ----------------------------------------------------------------- model stages
+    def prompt_words(self, prompt: str) -> PromptWords:
+        """Which words of ``prompt`` this model cannot read: unknown to its tokenizer, or cut by its token
+        limit (``PromptWords.warning()`` is the message to show)."""
+        if not isinstance(prompt, str):
+            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+        return prompt_words(self.tokenizer, prompt, token_limit(self.tokenizer, self.text_encoder))
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The prompt's words the model ignores (unknown words, then words past the token limit), as
+        written, in prompt order: what the CLI warns about and the daemon returns."""
+        return self.prompt_words(prompt).ignored
+
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """Text embedding (1×tokens×width). An empty prompt is the unconditional embedding."""
-        max_length = min(
-            self.tokenizer.model_max_length,
-            getattr(self.text_encoder.config, "max_position_embeddings", self.tokenizer.model_max_length),
-        )
+        """Text embedding (1×tokens×width). An empty prompt is the unconditional embedding, and so is a
+        prompt of which the model knows no word: a row of [UNK] tokens was never trained and would
+        steer the colors at random."""
+        max_length = token_limit(self.tokenizer, self.text_encoder)
+        words = prompt_words(self.tokenizer, prompt, max_length)
+        if words.all_unknown:
+            prompt = ""
         tokens = self.tokenizer(
             prompt, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
         )
-        if len(self.tokenizer(prompt).input_ids) > max_length:
+        if words.truncated:
             logger.warning("prompt longer than %d tokens was truncated: %r", max_length, prompt)
         ids = tokens.input_ids.to(self.device)
         return self.text_encoder(ids)[0].to(self.dtype)
@@ -287,7 +303,7 @@ class CoolColorPipeline:
             chunk = slice(i, i + per_decode)
             self.finish_latents(latents[chunk], full[chunk], ab[chunk], None if rgb is None else rgb[chunk])
             report(PipelineProgress("decode", min(i + per_decode, n), n))
-        return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations)
+        return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations, self.unknown_words(prompt))
 
     @torch.no_grad()
     def finish_latents(self, latents: torch.Tensor, gray_full: torch.Tensor, ab_out: np.ndarray,
