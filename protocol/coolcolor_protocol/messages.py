@@ -13,6 +13,19 @@ from collections.abc import Callable
 from typing import Any
 
 from coolcolor_protocol.errors import BAD_REQUEST, TOO_LARGE, ProtocolError
+from coolcolor_protocol.jobspec import (
+    JOB_LIMITS,
+    MAX_FRAME_NUMBER,
+    MAX_FRAMES_PER_JOB,
+    MAX_GUIDANCE,
+    MAX_KEYFRAMES,
+    MAX_PATH_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_WINDOW,
+    JobSpec,
+)
 from coolcolor_protocol.wire import DTYPES, MAX_BUFFER_BYTES, MAX_BUFFERS, MAX_CONTENT_BYTES, MAX_HEADER_BYTES
 
 REQUEST_TYPES = ("hello", "submit", "status", "list_jobs", "attach", "cancel", "ping", "shutdown")
@@ -23,17 +36,8 @@ JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL_STATES = ("done", "failed", "cancelled")
 DELIVER_MODES = ("path", "inline")
 
-# Request limits (SPEC.md §5); advertised in hello_reply.limits.
-MAX_PATH_CHARS = 4096
-MAX_PROMPT_CHARS = 2000
+# Request limits (SPEC.md §3.4); advertised in hello_reply.limits. The job's own limits are jobspec's.
 MAX_KEY_CHARS = 128
-MAX_FRAME_NUMBER = 10_000_000
-MAX_FRAMES_PER_JOB = 20_000
-MAX_KEYFRAMES = 64
-MAX_STEPS = 500
-MAX_GUIDANCE = 50.0
-MAX_SEED = 2**32 - 1
-MAX_WINDOW = 64
 MAX_LIST_LIMIT = 1000
 MAX_HAVE_ITEMS = 20_000
 PROGRESS_MAX_HZ = 10
@@ -46,15 +50,8 @@ LIMITS: dict[str, Any] = {
     "max_buffers": MAX_BUFFERS,
     "max_buffer_bytes": MAX_BUFFER_BYTES,
     "dtypes": sorted(DTYPES),
-    "max_path_chars": MAX_PATH_CHARS,
-    "max_prompt_chars": MAX_PROMPT_CHARS,
+    **JOB_LIMITS,
     "max_key_chars": MAX_KEY_CHARS,
-    "max_frame_number": MAX_FRAME_NUMBER,
-    "max_frames_per_job": MAX_FRAMES_PER_JOB,
-    "max_keyframes": MAX_KEYFRAMES,
-    "max_steps": MAX_STEPS,
-    "max_guidance_scale": MAX_GUIDANCE,
-    "max_seed": MAX_SEED,
     "progress_max_hz": PROGRESS_MAX_HZ,
     "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
     "heartbeat_liveness": HEARTBEAT_LIVENESS,
@@ -121,11 +118,6 @@ def _job_id(d: dict[str, Any], where: str) -> str:
     return value
 
 
-# Fields of the video engine's ColorizeJob that travel on the wire (SPEC.md §5.2).
-JOB_FIELDS = ("source", "output_dir", "prompt", "negative_prompt", "first", "last", "keyframes", "seed",
-              "steps", "guidance_scale", "encoding", "ocio_config", "preview", "clip_model_dir", "window")
-
-
 def validate_job(job: Any, where: str = "submit.job") -> dict[str, Any]:
     """Check a job description's fields; return it with defaults filled in and unknown fields dropped."""
     if not isinstance(job, dict):
@@ -144,6 +136,9 @@ def validate_job(job: Any, where: str = "submit.job") -> dict[str, Any]:
         "preview": _bool(job, "preview", where, False),
         "clip_model_dir": _string(job, "clip_model_dir", where, nullable=True, allow_empty=False),
         "window": _int(job, "window", where, 1, MAX_WINDOW, default=8),
+        # the Resolve outputs (JobSpec.resolve_sidecar / rgb_plate), which the engine writes
+        "resolve_sidecar": _bool(job, "resolve_sidecar", where, False),
+        "rgb_plate": _bool(job, "rgb_plate", where, False),
     }
     g = job.get("guidance_scale", 5.0)
     if type(g) not in (int, float) or not math.isfinite(g) or not 0.0 <= g <= MAX_GUIDANCE:

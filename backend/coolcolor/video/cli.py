@@ -1,23 +1,22 @@
 """``coolcolor colorize``: the main job — footage in, ab EXR sequence (+ manifest, previews) out.
 
-    coolcolor colorize INPUT --prompt "…" [--keyframe N … | --auto-keyframe] [--first F --last L]
-                       [--model PATH] -o OUT
+    coolcolor colorize INPUT --prompt "…" [--keyframe N …] [--first F --last L] [--model PATH] -o OUT
 
 INPUT is an image sequence (``name.%04d.exr`` or ``name.####.exr``), one image, or a movie.
-Re-running the same command resumes: finished frames are not redone.
+A shot without a ``--keyframe`` gets an automatic one (stored in the manifest and reused when the job
+is re-run). Re-running the same command resumes: finished frames are not redone.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import TextIO
 
-from coolcolor.errors import InputError
+from coolcolor.model.resolve import resolve_model
 from coolcolor.video.encoding import BUILTIN_ENCODINGS
-from coolcolor.video.job import ColorizeJob, JobEvents, check_job_input, run_colorize_job
+from coolcolor.video.job import ColorizeJob, JobEvents, open_job, run_colorize_job
 
 _PHASES = {
     "validate": "checking the input",
@@ -38,15 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
     p.add_argument("--prompt", default="", help="what the colors should be, e.g. \"a red car on a sunny street\"")
     p.add_argument("--negative-prompt", default="", metavar="TEXT")
-    keys = p.add_mutually_exclusive_group()
-    keys.add_argument("--keyframe", type=int, nargs="+", action="extend", default=[], metavar="N",
-                      help="artist-marked keyframe(s), in the source's frame numbers; shots without one get an "
-                      "automatic keyframe")
-    keys.add_argument("--auto-keyframe", action="store_true",
-                      help="choose one keyframe per shot automatically (the default when no --keyframe is given)")
+    p.add_argument("--keyframe", type=int, nargs="+", action="extend", default=[], metavar="N",
+                   help="artist-marked keyframe(s), in the source's frame numbers; a shot without one gets an "
+                   "automatic keyframe")
     p.add_argument("--first", type=int, metavar="F", help="first frame to colorize (source numbering, inclusive)")
     p.add_argument("--last", type=int, metavar="L", help="last frame to colorize (inclusive)")
-    p.add_argument("--model", metavar="PATH", help="CoolColor checkpoint folder (default: the embedded default model)")
+    p.add_argument("--model", metavar="PATH", help="'default', a training run folder or a CoolColor checkpoint "
+                   "folder (default: $COOLCOLOR_MODEL, else the embedded default model coolcolor-tiny)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=20, help="diffusion steps (default 20)")
     p.add_argument("--guidance-scale", type=float, default=5.0)
@@ -57,24 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-model", metavar="DIR", help="local CLIP model folder to rank automatic keyframes")
     p.add_argument("--window", type=int, default=8, help="frames per model call (memory; default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--ray", metavar="auto|ADDRESS|local:N", default=None,
+                   help="run the windows on a Ray cluster: auto (the one `ray start` made here), HOST:PORT, or "
+                   "local:N (a new cluster of N workers on 127.0.0.1); needs pip install 'coolcolor[ray]'")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="actors in the Ray pool (default: one per GPU of the cluster, else one per CPU)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
     p.set_defaults(func=run)
-
-
-def load_pipeline(model: str | None, device: str | None):
-    """The pipeline for ``--model``, or the embedded default model when none is given."""
-    import torch
-
-    from coolcolor.pipeline import CoolColorPipeline
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not model:
-        from coolcolor.default_model import default_model_path
-
-        model = str(default_model_path())  # CheckpointError naming the folder if it is missing
-    if not os.path.isdir(model):
-        raise InputError(f"model folder not found: {model}")
-    return CoolColorPipeline.from_pretrained(model, device=device)
 
 
 class ProgressLine(JobEvents):
@@ -157,13 +143,16 @@ def run(args: argparse.Namespace) -> int:
         clip_model_dir=args.clip_model,
         window=args.window,
     )
-    check_job_input(job)[1].close()  # bad input is reported before the model is loaded
-    pipeline = load_pipeline(args.model, args.device)
-    unread = pipeline.prompt_words(job.prompt).warning()
-    if unread:
-        sys.stderr.write(f"coolcolor colorize: warning: {unread}\n")
-    events = ProgressLine()
-    result = run_colorize_job(job, pipeline, events)
+    with open_job(job) as opened:  # bad input is reported before the model is loaded; opened once
+        events = ProgressLine()
+        if getattr(args, "ray", None):
+            result = _run_on_ray(args, job, opened, events)
+        else:
+            pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
+            unread = pipeline.prompt_words(job.prompt).warning()
+            if unread:
+                sys.stderr.write(f"coolcolor colorize: warning: {unread}\n")
+            result = run_colorize_job(job, pipeline, events, opened=opened)
     if events.tty and events._last_len:
         sys.stderr.write("\n")
     print(
@@ -171,3 +160,21 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.frames_failed)} failed; manifest: {result.manifest_path}"
     )
     return 0 if result.ok else 1
+
+
+def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobEvents):
+    """The same driver as a local run, with the windows on a Ray actor pool (video/ray_executor.py)."""
+    from coolcolor.video.job import run_job
+    from coolcolor.video.ray_executor import RayExecutor, connect_ray
+
+    local_workers = connect_ray(args.ray)
+    import ray
+
+    try:
+        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device)
+        try:
+            return run_job(job, executor, events, opened=opened)
+        finally:
+            executor.close()
+    finally:
+        ray.shutdown()
