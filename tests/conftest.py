@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +11,6 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-for package_root in (ROOT / "backend", ROOT / "protocol"):
-    if str(package_root) not in sys.path:
-        sys.path.insert(0, str(package_root))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -19,7 +19,15 @@ import zmq
 from coolcolor.daemon.testing import DaemonProcess, child_env, write_gray_sequence
 from coolcolor.video.exr import read_ab_exr
 from coolcolor.video.job import ab_frame_path
-from coolcolor_protocol import Client, ProtocolError, Session, endpoint, read_connection_file, split_identities
+from coolcolor_protocol import (
+    PROTOCOL_VERSION,
+    Client,
+    ProtocolError,
+    Session,
+    endpoint,
+    read_connection_file,
+    split_identities,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +89,13 @@ def test_connection_file_hello_and_version_negotiation(daemon):
     assert info["ip"] == "127.0.0.1" and len(info["key"]) == 64 and info["signature_scheme"] == "hmac-sha256"
     with daemon.client() as c:
         hello = c.hello()
-        assert hello["protocol"] == "1.0"
+        assert hello["protocol"] == PROTOCOL_VERSION
         assert hello["server"]["session"] == info["session"]
         assert hello["model"]["state"] == "ready" and len(hello["model"]["hash"]) == 64
         assert hello["limits"]["progress_max_hz"] == 10 and "<f2" in hello["limits"]["dtypes"]
         with pytest.raises(ProtocolError) as exc:
             c.request("hello", {"protocol": "2.0"})
-        assert exc.value.code == 426 and "speaks 1.0" in exc.value.message
+        assert exc.value.code == 426 and f"this daemon speaks {PROTOCOL_VERSION}" in exc.value.message
     raw = Raw(daemon)
     try:
         frames = raw.build("ping")

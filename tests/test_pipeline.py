@@ -184,7 +184,7 @@ def test_bad_frames_are_named(tiny_pipe, gray, message):
         ({"keyframe": 1.0}, "keyframe must be a frame index or an H×W gray image, got float"),
         ({"keyframe": True}, "got bool"),
         ({"keyframe": np.zeros((8, 8), np.float32)}, "keyframe image is 8×8, the frames are 48×64"),
-        ({"num_inference_steps": 0}, "num_inference_steps must be an integer in 1…1000"),
+        ({"num_inference_steps": 0}, "num_inference_steps must be an integer in 1…500"),
         ({"guidance_scale": -1.0}, "guidance_scale must be a finite number"),
         ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number"),
         ({"prompt": None}, "prompt must be a string"),

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "coolcolor.video.cli",
     "coolcolor.daemon.cli",
     "coolcolor.train.cli",
+    "coolcolor.plugins_install",
 )
 
 

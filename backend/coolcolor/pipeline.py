@@ -18,12 +18,12 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from coolcolor import color
+from coolcolor import color, faults
 from coolcolor.chroma import resize, upsample_ab
 from coolcolor.errors import InputError
 from coolcolor.model.attention import KeyframeAttention, install_keyframe_attention
@@ -33,7 +33,9 @@ from coolcolor.model.checkpoint import (
     load_components,
     save_components,
 )
+from coolcolor.model.prompt_words import PromptWords, prompt_words, token_limit
 from coolcolor.model.unet import merge_gray
+from coolcolor_protocol.jobspec import MAX_GUIDANCE, MAX_SEED, MAX_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class ColorizationResult:
     keyframe: int | None  # index of the keyframe in the input, None if external or not used
     model_size: tuple[int, int]  # (height, width) the diffusion ran at
     unet_evaluations: int  # UNet sample passes spent, keyframe passes included
+    unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignored
 
 
 ProgressCallback = Callable[[PipelineProgress], None]
@@ -156,17 +159,31 @@ class CoolColorPipeline:
         return max(1, budget // self.bytes_per_frame(size, guidance_ways))
 
     # ----------------------------------------------------------------- model stages
+    def prompt_words(self, prompt: str) -> PromptWords:
+        """Which words of ``prompt`` this model cannot read: unknown to its tokenizer, or cut by its token
+        limit (``PromptWords.warning()`` is the message to show)."""
+        if not isinstance(prompt, str):
+            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+        return prompt_words(self.tokenizer, prompt, token_limit(self.tokenizer, self.text_encoder))
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The prompt's words the model ignores (unknown words, then words past the token limit), as
+        written, in prompt order: what the CLI warns about and the daemon returns."""
+        return self.prompt_words(prompt).ignored
+
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """Text embedding (1×tokens×width). An empty prompt is the unconditional embedding."""
-        max_length = min(
-            self.tokenizer.model_max_length,
-            getattr(self.text_encoder.config, "max_position_embeddings", self.tokenizer.model_max_length),
-        )
+        """Text embedding (1×tokens×width). An empty prompt is the unconditional embedding, and so is a
+        prompt of which the model knows no word: a row of [UNK] tokens was never trained and would
+        steer the colors at random."""
+        max_length = token_limit(self.tokenizer, self.text_encoder)
+        words = prompt_words(self.tokenizer, prompt, max_length)
+        if words.all_unknown:
+            prompt = ""
         tokens = self.tokenizer(
             prompt, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
         )
-        if len(self.tokenizer(prompt).input_ids) > max_length:
+        if words.truncated:
             logger.warning("prompt longer than %d tokens was truncated: %r", max_length, prompt)
         ids = tokens.input_ids.to(self.device)
         return self.text_encoder(ids)[0].to(self.dtype)
@@ -271,6 +288,7 @@ class CoolColorPipeline:
                     with mode:
                         eps = self._guided_eps(latents[batch], gray_rows[batch], t, text, guidance_scale)
                     latents[batch] = self.scheduler.step(eps, t, latents[batch]).prev_sample
+                faults.hit("mid_step")
                 report(PipelineProgress("denoise", step, len(timesteps)))
         finally:
             attention.clear()  # a cancelled call must not leave K/V behind for the next
@@ -288,7 +306,7 @@ class CoolColorPipeline:
             chunk = slice(i, i + per_decode)
             self.finish_latents(latents[chunk], full[chunk], ab[chunk], None if rgb is None else rgb[chunk])
             report(PipelineProgress("decode", min(i + per_decode, n), n))
-        return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations)
+        return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations, self.unknown_words(prompt))
 
     @torch.no_grad()
     def finish_latents(self, latents: torch.Tensor, gray_full: torch.Tensor, ab_out: np.ndarray,
@@ -370,9 +388,10 @@ def _check_settings(prompt: object, negative: object, steps: object, guidance: o
     for name, value in (("prompt", prompt), ("negative_prompt", negative)):
         if not isinstance(value, str):
             raise InputError(f"{name} must be a string, got {type(value).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= 1000:
-        raise InputError(f"num_inference_steps must be an integer in 1…1000, got {steps!r}")
-    if not isinstance(guidance, (int, float)) or not np.isfinite(guidance) or guidance < 0:
-        raise InputError(f"guidance_scale must be a finite number ≥ 0, got {guidance!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    # the limits are the job contract's (coolcolor_protocol.jobspec): one set for the wire, the engine and here
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"num_inference_steps must be an integer in 1…{MAX_STEPS}, got {steps!r}")
+    if not isinstance(guidance, (int, float)) or not np.isfinite(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
+        raise InputError(f"guidance_scale must be a finite number in 0…{MAX_GUIDANCE:g}, got {guidance!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be a non-negative integer ≤ {MAX_SEED}, got {seed!r}")

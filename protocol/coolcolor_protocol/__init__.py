@@ -4,6 +4,7 @@ Normative description: ``protocol/SPEC.md``. This package imports only the stand
 pyzmq and runs on Python 3.9+, because it is loaded inside DaVinci Resolve's and Nuke's Python.
 """
 
+from coolcolor_protocol import abfiles
 from coolcolor_protocol.client import Client
 from coolcolor_protocol.connection import (
     CONNECTION_FILE_ENV,
@@ -29,6 +30,7 @@ from coolcolor_protocol.errors import (
     DaemonUnavailable,
     ProtocolError,
 )
+from coolcolor_protocol.jobspec import JOB_LIMITS, JobSpec
 from coolcolor_protocol.messages import (
     DELIVER_MODES,
     EVENT_TYPES,
@@ -55,6 +57,7 @@ from coolcolor_protocol.wire import (
 __version__ = PROTOCOL_VERSION
 
 __all__ = [
+    "abfiles",
     "BAD_REQUEST",
     "CONFLICT",
     "CONNECTION_FILE_ENV",
@@ -64,6 +67,7 @@ __all__ = [
     "ERROR_CODES",
     "EVENT_TYPES",
     "INTERNAL",
+    "JOB_LIMITS",
     "JOB_STATES",
     "LIMITS",
     "NOT_FOUND",
@@ -81,6 +85,7 @@ __all__ = [
     "UPGRADE_REQUIRED",
     "Client",
     "DaemonUnavailable",
+    "JobSpec",
     "Message",
     "ProtocolError",
     "Session",

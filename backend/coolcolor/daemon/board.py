@@ -37,6 +37,7 @@ from coolcolor_protocol import (
     UNAVAILABLE,
     ProtocolError,
 )
+from coolcolor_protocol.abfiles import job_output
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.daemon.executor import Executor
@@ -97,6 +98,7 @@ class BoardJobEvents:
         self._fraction0 = 0.0
         self.steps_after_cancel = 0
         self._last_step: tuple[int, int] | None = None
+        self.frames_failed = 0
 
     def phase(self, name: str) -> None:
         pass
@@ -107,8 +109,9 @@ class BoardJobEvents:
             self.steps_after_cancel += 1
         self._last_step = (frames_done, step)
         total = max(1, frames_total)
-        in_flight = min(self.window, max(0, frames_total - frames_done))
-        fraction = min(1.0, (frames_done + in_flight * step / max(1, steps_total)) / total)
+        settled = frames_done + self.frames_failed  # failed frames are finished work too, for the fraction
+        in_flight = min(self.window, max(0, frames_total - settled))
+        fraction = min(1.0, (settled + in_flight * step / max(1, steps_total)) / total)
         if self._t0 is None:
             self._t0, self._fraction0 = now, fraction
         eta = None
@@ -116,7 +119,8 @@ class BoardJobEvents:
             rate = (fraction - self._fraction0) / (now - self._t0)
             eta = round((1.0 - fraction) / rate, 1)
         self.board.post_progress(self.job_id, {
-            "job_id": self.job_id, "state": "running", "frames_done": frames_done, "frames_total": frames_total,
+            "job_id": self.job_id, "state": "running", "frames_done": frames_done,
+            "frames_failed": self.frames_failed, "frames_total": frames_total,
             "step": step, "steps_total": steps_total, "fraction": round(fraction, 4), "eta_s": eta,
             "queue_position": 0,
         })
@@ -125,6 +129,7 @@ class BoardJobEvents:
         self.board.announce_frame(self.job_id, frame, path)
 
     def frame_failed(self, frame: int, message: str) -> None:
+        self.frames_failed += 1
         self.board.frame_failed(self.job_id, frame, message)
 
     def should_cancel(self) -> bool:
@@ -292,7 +297,8 @@ class JobBoard:
                     self.journal.set_state(rec.job_id, "queued")
                     requeued = True
                     self._cv.notify_all()
-            return dict(self.summary(self.job(existing.job_id)), duplicate=True, requeued=requeued)
+            rec = self.job(existing.job_id)
+            return dict(self.summary(rec), output=job_output(rec.spec), duplicate=True, requeued=requeued)
         if self.model_info.get("state") == "failed":
             raise ProtocolError(UNAVAILABLE, f"the model failed to load: {self.model_info.get('error')}")
         if self.queued_count() >= self.max_queued_jobs:
@@ -318,7 +324,7 @@ class JobBoard:
         if state == "queued":
             with self._cv:
                 self._cv.notify_all()
-        return dict(self.summary(rec), duplicate=False, requeued=False)
+        return dict(self.summary(rec), output=job_output(rec.spec), duplicate=False, requeued=False)
 
     def cancel(self, job_id: str) -> str:
         """``"cancelled"`` (it was queued, or already cancelled) or ``"cancelling"`` (it is running and

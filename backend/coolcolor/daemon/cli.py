@@ -17,7 +17,9 @@ import time
 import uuid
 from typing import Any
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError
+from coolcolor.job_args import add_job_arguments, job_from_args
 
 EXIT_CANCELLED = 3
 
@@ -61,19 +63,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("submit", help="submit a colorization job to the daemon")
-    p.add_argument("source", help="image sequence pattern (name.%%04d.exr or name.####.exr), image or movie")
-    p.add_argument("-o", "--output", required=True, help="output folder for the ab EXR files")
-    p.add_argument("--prompt", default="")
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--first", type=int)
-    p.add_argument("--last", type=int)
-    p.add_argument("--keyframe", dest="keyframes", type=int, action="append", default=[])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--encoding", default="srgb")
-    p.add_argument("--ocio-config")
-    p.add_argument("--preview", action="store_true")
+    add_job_arguments(p)  # the job's flags, the same as `coolcolor colorize`'s
     p.add_argument("--key", help="idempotency key (default: a new random key); resubmitting with the same "
                    "key returns the same job, or resumes it if it failed or was cancelled")
     p.add_argument("--wait", action="store_true", help="wait for the job and print progress")
@@ -139,6 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)  # before the connection file exists: no window without it
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
+    faults.hit("startup")
     print(f"coolcolor daemon listening on {config.ip}:{daemon.port}; connection file {config.connection_file}; "
           f"model {name} ({path or 'built in code'})", flush=True)
     while not daemon.stopping:
@@ -187,13 +178,14 @@ def _print_job(job: dict[str, Any], as_json: bool) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    job = {
-        "source": os.path.abspath(args.source), "output_dir": os.path.abspath(args.output), "prompt": args.prompt,
-        "negative_prompt": args.negative_prompt, "first": args.first, "last": args.last,
-        "keyframes": args.keyframes, "seed": args.seed, "steps": args.steps, "guidance_scale": args.guidance,
-        "encoding": args.encoding, "ocio_config": os.path.abspath(args.ocio_config) if args.ocio_config else None,
-        "preview": args.preview,
-    }
+    from coolcolor_protocol import ProtocolError
+
+    spec = job_from_args(args, absolute_paths=True)  # the daemon may run in another folder
+    try:
+        spec.validate()  # a bad flag is reported here, before the daemon is asked
+    except ProtocolError as exc:
+        raise CoolColorError(exc.message) from None
+    job = spec.to_dict()
     with _client(args) as client:
         reply = _call(client.submit, job, args.key or uuid.uuid4().hex, subscribe=args.wait)
         if not args.wait:

@@ -107,8 +107,9 @@ class Trainer:
         if c.data == "world":
             return WorldSource(c.resolution, c.seed, c.degradation_max, c.clean_fraction)
         captioner = blip_captioner(c.captioner) if c.captioner else None
+        tokenizer = self.components.tokenizer if getattr(self, "components", None) is not None else None
         return FolderSource(c.data, c.resolution, c.seed, c.manifest, c.min_colorfulness, c.require_color_words,
-                            captioner)
+                            captioner, tokenizer)
 
     def _build(self) -> None:
         c = self.config

@@ -31,8 +31,8 @@ import numpy as np
 
 from coolcolor import color
 from coolcolor.errors import InputError
+from coolcolor_protocol.abfiles import BUILTIN_ENCODINGS  # one list of names, shared with the plugins
 
-BUILTIN_ENCODINGS = ("srgb", "rec709", "linear")
 _OCIO_TARGET = "sRGB - Display"
 _BT1886_GAMMA = 2.4
 

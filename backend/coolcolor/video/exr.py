@@ -1,5 +1,8 @@
 """The ab layer file (DESIGN §3): OpenEXR, half float, one layer ``ab`` of two channels.
 
+The names (channels, file patterns, attribute prefix) are defined once in ``coolcolor_protocol.abfiles``,
+which the plugins import too; this module is how the engine writes and reads the files.
+
 Channel names: ``ab.a_star`` (CIE a*) and ``ab.b_star`` (CIE b*).
 
 Why not ``ab.a`` / ``ab.b``: Nuke's EXR reader (NDK ``ExrChannelNameToNuke::setFromPrefixedExrName``,
@@ -30,11 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from coolcolor import __version__
+from coolcolor import __version__, faults
 from coolcolor.errors import InputError
+from coolcolor_protocol.abfiles import (
+    AB_CHANNELS,
+    BUILTIN_ENCODINGS,
+    PROVENANCE_PREFIX,
+    RESOLVE_SIDECAR_PATTERN,
+    RGB_PLATE_PATTERN,
+    frame_file,
+)
 
-AB_CHANNELS = ("ab.a_star", "ab.b_star")
-ATTRIBUTE_PREFIX = "coolcolor:"
+ATTRIBUTE_PREFIX = PROVENANCE_PREFIX  # the names are the protocol's (coolcolor_protocol.abfiles): hosts read them
 
 
 def _fsync_dir(folder: str) -> None:
@@ -60,6 +70,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        faults.hit("mid_write")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -172,3 +183,97 @@ def write_preview_png(path: str, rgb: np.ndarray) -> None:
             out.close()
 
     atomic_write(path, write)
+
+
+# ----------------------------------------------------------------- DaVinci Resolve outputs (DESIGN §3, §5)
+RGB_PLATE_ENCODINGS = BUILTIN_ENCODINGS
+_BT1886_GAMMA = 2.4  # the display EOTF the ``rec709`` input encoding is read with (video/encoding.py)
+
+
+def _write_rgb_exr(path: str, rgb: np.ndarray, provenance: dict[str, Any]) -> None:
+    """H×W×3 float as a half-float R, G, B EXR (ZIP), atomically, provenance in the header."""
+    import OpenImageIO as oiio
+
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise InputError(f"an RGB frame must be H×W×3, got shape {rgb.shape}")
+    height, width = rgb.shape[:2]
+
+    def write(tmp: str) -> None:
+        spec = oiio.ImageSpec(width, height, 3, "half")
+        spec.channelnames = ("R", "G", "B")
+        spec.attribute("compression", "zip")
+        spec.attribute(ATTRIBUTE_PREFIX + "version", __version__)
+        for key, value in provenance.items():
+            spec.attribute(ATTRIBUTE_PREFIX + key, _header_value(value))
+        out = oiio.ImageOutput.create(tmp)
+        if out is None or not out.open(tmp, spec):
+            raise OSError(f"cannot write {path}: {oiio.geterror()}")
+        try:
+            if not out.write_image(rgb):
+                raise OSError(f"cannot write {path}: {out.geterror()}")
+        finally:
+            out.close()
+
+    atomic_write(path, write)
+
+
+def write_resolve_sidecar(path: str, ab: np.ndarray, provenance: dict[str, Any]) -> None:
+    """The ab layer for a Fusion Loader: plain R = a*, G = b*, B = 0 (half float).
+
+    Why a second file: a Loader reads R, G, B by default, and scripted EXR channel selection
+    (``Clip1.OpenEXRFormat.RedName``) is reported ignored on Resolve 21.1
+    (research/host-recombine-and-nodes.md R3), so the Custom Tool sees r2 = a*, g2 = b* without any.
+    """
+    ab = np.asarray(ab, dtype=np.float32)
+    if ab.ndim != 3 or ab.shape[-1] != 2:
+        raise InputError(f"ab must be H×W×2, got shape {ab.shape}")
+    rgb = np.concatenate([ab, np.zeros(ab.shape[:2] + (1,), np.float32)], axis=-1)
+    _write_rgb_exr(path, rgb, provenance)
+
+
+def srgb_to_encoding(srgb: np.ndarray, encoding: str) -> np.ndarray:
+    """Display sRGB (the model's space) → the job's input encoding: the inverse of ``InputDecoder.to_srgb``
+    for the built-in encodings, through ``coolcolor.color``'s transfer functions (one definition)."""
+    from coolcolor import color
+
+    x = np.asarray(srgb, dtype=np.float32)
+    if encoding == "srgb":
+        return x
+    linear = np.asarray(color.srgb_to_linear(np.ascontiguousarray(x)), dtype=np.float32)
+    if encoding == "linear":
+        return linear
+    if encoding == "rec709":
+        return np.clip(linear, 0, None) ** (1 / _BT1886_GAMMA)
+    raise InputError(f"the RGB plate is written in the built-in encodings only ({', '.join(RGB_PLATE_ENCODINGS)}); "
+                     f"got {encoding!r}")
+
+
+def write_rgb_plate(path: str, srgb: np.ndarray, encoding: str, provenance: dict[str, Any]) -> None:
+    """The colorized plate for Resolve's fallback (a clip on the track above): ``srgb`` is the pipeline's
+    ``lab_to_rgb(L* of the plate, a*, b*)`` (paper §3.5: L* kept bit for bit), re-encoded into the
+    job's encoding so it sits over the original like for like."""
+    _write_rgb_exr(path, srgb_to_encoding(srgb, encoding), provenance)
+
+
+def write_resolve_outputs(output_dir: str, frame: int, ab: np.ndarray, srgb: np.ndarray | None,
+                          provenance: dict[str, Any], *, sidecar: bool, plate: bool, encoding: str) -> list[str]:
+    """The engine's one hook: the files a job's ``resolve_sidecar`` / ``rgb_plate`` options ask for."""
+    written = []
+    if sidecar:
+        path = os.path.join(output_dir, frame_file(RESOLVE_SIDECAR_PATTERN, frame))
+        write_resolve_sidecar(path, ab, provenance)
+        written.append(path)
+    if plate:
+        if srgb is None:
+            raise InputError("the RGB plate needs the pipeline's RGB result (run it with preview/rgb on)")
+        path = os.path.join(output_dir, frame_file(RGB_PLATE_PATTERN, frame))
+        write_rgb_plate(path, srgb, encoding, provenance)
+        written.append(path)
+    return written
+
+
+def resolve_outputs_present(output_dir: str, frame: int, *, sidecar: bool, plate: bool) -> bool:
+    """Whether a finished frame also has the Resolve files its job asks for (else it is redone)."""
+    return ((not sidecar or os.path.exists(os.path.join(output_dir, frame_file(RESOLVE_SIDECAR_PATTERN, frame))))
+            and (not plate or os.path.exists(os.path.join(output_dir, frame_file(RGB_PLATE_PATTERN, frame)))))

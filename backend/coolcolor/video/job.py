@@ -1,24 +1,25 @@
 """One colorize job: a source (sequence, image or movie) → one ab EXR per frame + a manifest.
 
-This is the interface between the video engine and the daemon (agreed; both sides code to it) and
-the body of ``coolcolor colorize``. The order of work:
+This is the interface between the video engine and its callers (``coolcolor colorize``, the daemon)
+and the job's *driver*. The work is split in public parts, each with one job:
 
-1. **Validate everything first** — job fields, the encoding (and OCIO config), the source (missing
-   files, gaps, unreadable headers, mismatched sizes, the frame range), keyframes inside the range,
-   and frames already in ``output_dir`` that belong to a *different* job. Each problem is an
-   ``InputError`` naming it, raised before any pixel is colorized.
-2. **Shots**: one streaming pass over the gray frames finds the cuts (``shots.py``).
-3. **Keyframes**: artist-marked frames belong to the shot they fall in; a shot without one gets an
-   automatic keyframe (``coolcolor.keyframes``: candidates colorized cheaply, ranked). With several
-   artist keyframes in a shot, each frame follows the nearest one. The plan (shots, keyframes,
-   rankings) is stored in the manifest and reused when the same job is re-run.
-4. **Windows**: each shot segment is colorized ``window`` frames at a time, every call given the
-   segment's keyframe as an image, so memory stays flat in clip length. The pipeline draws one
-   noise for all frames and shares the keyframe's K/V, so a frame's result does not depend on which
-   window it lands in — a resumed, partly finished window gives the same pixels (up to float
-   rounding of different batch sizes, ≤ 0.05 a*/b* units in the tests).
-5. **Outputs**: ``ab.NNNN.exr`` (``exr.py``) written atomically before ``frame_done`` is called;
-   optional ``preview.NNNN.png``; ``manifest.json`` (also atomic) at the start and the end.
+- ``ColorizeJob`` (the job's fields, checked by ``validate``) and ``open_job``: **validate once and
+  open the source once** — fields, the encoding (and OCIO config), the source (missing files, gaps,
+  unreadable headers, mismatched sizes, the frame range), keyframes inside the range, a writable
+  output folder. Each problem is an ``InputError`` naming it, raised before any pixel is colorized.
+  ``OpenedJob`` is handed on, so nothing is checked or opened twice.
+- ``job_key``: everything that decides the pixels, the source taken by its *identity* (names, sizes,
+  sampled bytes; see ``source_identity``), not its absolute path, so a job resumes on the same files
+  mounted elsewhere. Files carrying another key are never overwritten.
+- ``coolcolor.video.plan.plan_job``: shots (``shots.py``), keyframes (artist-marked, else automatic,
+  ``coolcolor.keyframes``; several in a shot: each frame follows the nearest), and the
+  ``Segment``s left to do. The plan is stored in the manifest and reused by a re-run.
+- ``coolcolor.video.segment.colorize_segment``: one segment, ``window`` frames per pipeline call,
+  ab files written atomically before ``frame_done``. The pipeline draws one noise for all frames and
+  shares the keyframe's K/V, so a frame's result does not depend on which window it lands in.
+- an executor runs the segments: ``LocalExecutor`` (in this process) or the Ray executor
+  (``coolcolor.video.ray_executor``), both through ``colorize_segment``.
+- ``coolcolor.video.manifest.ManifestWriter``: ``manifest.json``, written by the driver only.
 
 Resume: a frame whose ab file exists and carries this job's ``job_key`` is skipped. A frame that
 cannot be read mid-clip is reported (``JobEvents.frame_failed``, ``JobResult.frames_failed``, the
@@ -31,132 +32,76 @@ import contextlib
 import glob
 import hashlib
 import json
-import math
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError, InputError
-from coolcolor.video.encoding import BUILTIN_ENCODINGS, InputDecoder
-from coolcolor.video.exr import AB_CHANNELS, atomic_write, read_ab_header, write_ab_exr, write_preview_png
-from coolcolor.video.shots import DEFAULT_MIN_SHOT_FRAMES, Shot, ShotDetector
-from coolcolor.video.sources import FrameReadError, FrameSource, _compress_ranges, open_source
+from coolcolor.video.encoding import InputDecoder
+from coolcolor.video.exr import read_ab_header, resolve_outputs_present
+from coolcolor.video.manifest import MANIFEST_NAME, ManifestWriter, load_manifest
+from coolcolor.video.plan import JobPlan, ShotPlan, auto_keyframe, plan_job, shots_from_manifest
+from coolcolor.video.segment import (
+    AbFolderSink,
+    SegmentContext,
+    SegmentEvents,
+    ab_frame_path,
+    colorize_segment,
+    preview_frame_path,
+)
+from coolcolor.video.sources import FrameSource, _compress_ranges, open_source
+
+from coolcolor_protocol.errors import ProtocolError
+from coolcolor_protocol.jobspec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.video.shots import Shot
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "coolcolor-job-manifest"
-MANIFEST_VERSION = 1
-MAX_STEPS = 1000
+__all__ = [
+    "MANIFEST_NAME", "ColorizeJob", "JobEvents", "JobCancelled", "JobResult", "OpenedJob", "JobRun",
+    "Executor", "LocalExecutor", "open_job", "check_job_input", "job_key", "source_identity", "run_job",
+    "run_colorize_job", "ab_frame_path", "preview_frame_path", "ShotPlan", "JobPlan", "plan_job",
+]
+
 
 
 @dataclass
-class ColorizeJob:
-    """What to colorize and how. Frame numbers are the source's own (see ``sources.py``)."""
+class ColorizeJob(JobSpec):
+    """What to colorize and how: the job contract ``coolcolor_protocol.JobSpec`` as the engine runs it.
 
-    source: str  # image-sequence pattern (name.%04d.exr or name.####.exr), one image, or a movie
-    output_dir: str
-    prompt: str = ""
-    negative_prompt: str = ""
-    first: int | None = None  # inclusive; None = the source's first frame
-    last: int | None = None  # inclusive; None = the source's last frame
-    keyframes: list[int] = field(default_factory=list)  # artist-marked; a shot without one → automatic
-    seed: int = 0
-    steps: int = 20
-    guidance_scale: float = 5.0
-    encoding: str = "srgb"  # srgb | rec709 | linear | an OCIO colorspace name (needs ocio_config)
-    ocio_config: str | None = None
-    preview: bool = False  # also write preview.NNNN.png (sRGB, 8-bit)
-    clip_model_dir: str | None = None  # local CLIP model folder: rank automatic keyframes by CLIP too
-    window: int = 8  # frames per pipeline call (memory), results do not depend on it
+    Fields, defaults, limits and the reasons a value is refused are JobSpec's (one definition, shared
+    with the daemon and the plugins). The engine adds only what needs the file system — the source
+    opens with every frame present, the output folder is writable (``check_job_input``) — and reports
+    a bad field as ``InputError``, which the CLI prints as one line.
+    """
 
-    def validate(self) -> None:
+    def validate(self, where: str = "job") -> None:
         """InputError naming the first field that is wrong."""
-        _check_type("source", self.source, str)
-        if not self.source:
-            raise InputError("source is empty: give an image, an image-sequence pattern or a movie")
-        _check_type("output_dir", self.output_dir, str)
-        if not self.output_dir:
-            raise InputError("output_dir is empty")
-        _check_type("prompt", self.prompt, str)
-        _check_type("negative_prompt", self.negative_prompt, str)
-        for name in ("first", "last"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_int(name, value)
-                if value < 0:
-                    raise InputError(f"{name} must be ≥ 0, got {value}")
-        if self.first is not None and self.last is not None and self.first > self.last:
-            raise InputError(f"first frame {self.first} is after last frame {self.last}")
-        if not isinstance(self.keyframes, (list, tuple)):
-            raise InputError(f"keyframes must be a list of frame numbers, got {type(self.keyframes).__name__}")
-        for k in self.keyframes:
-            _check_int("keyframes", k)
-        _check_int("seed", self.seed)
-        if not 0 <= self.seed < 2**63:
-            raise InputError(f"seed must be a non-negative integer below 2**63, got {self.seed}")
-        _check_int("steps", self.steps)
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise InputError(f"steps must be in 1…{MAX_STEPS}, got {self.steps}")
-        if isinstance(self.guidance_scale, bool) or not isinstance(self.guidance_scale, (int, float)):
-            raise InputError(f"guidance_scale must be a number, got {type(self.guidance_scale).__name__}")
-        if not math.isfinite(self.guidance_scale) or self.guidance_scale < 0:
-            raise InputError(f"guidance_scale must be a finite number ≥ 0, got {self.guidance_scale}")
-        _check_type("encoding", self.encoding, str)
-        if self.ocio_config is not None:
-            _check_type("ocio_config", self.ocio_config, str)
-        if self.encoding not in BUILTIN_ENCODINGS and not self.ocio_config:
-            raise InputError(
-                f"unknown input encoding {self.encoding!r}: use one of {', '.join(BUILTIN_ENCODINGS)}, "
-                "or an OCIO colorspace name together with ocio_config"
-            )
-        _check_type("preview", self.preview, bool)
-        if self.clip_model_dir is not None:
-            _check_type("clip_model_dir", self.clip_model_dir, str)
-        _check_int("window", self.window)
-        if self.window < 1:
-            raise InputError(f"window must be ≥ 1 frame, got {self.window}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe."""
-        d = asdict(self)
-        d["keyframes"] = [int(k) for k in self.keyframes]
-        return d
+        try:
+            super().validate(where)
+        except ProtocolError as exc:
+            raise InputError(exc.message) from None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ColorizeJob:
-        """From ``to_dict``'s output (e.g. JSON over the wire); unknown or wrongly typed fields → InputError."""
-        if not isinstance(d, dict):
-            raise InputError(f"a colorize job must be a JSON object, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown colorize job field(s): {', '.join(unknown)}")
-        for required in ("source", "output_dir"):
-            if required not in d:
-                raise InputError(f"colorize job is missing {required!r}")
-        values = dict(d)
-        if "keyframes" in values and isinstance(values["keyframes"], (list, tuple)):
-            values["keyframes"] = list(values["keyframes"])
-        job = cls(**values)
-        job.validate()
+    def from_dict(cls, d: Any, where: str = "job") -> ColorizeJob:
+        """From JSON (the wire, the journal); unknown fields are kept in ``extras`` and not used."""
+        try:
+            job = super().from_dict(d, where)
+        except ProtocolError as exc:
+            raise InputError(exc.message) from None
+        assert isinstance(job, ColorizeJob)
         return job
 
-
-def _check_type(name: str, value: Any, kind: type) -> None:
-    if not isinstance(value, kind):
-        raise InputError(f"{name} must be a {kind.__name__}, got {type(value).__name__} {value!r}")
-
-
-def _check_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    @classmethod
+    def from_spec(cls, spec: JobSpec) -> ColorizeJob:
+        job = cls(**{name: getattr(spec, name) for name in JobSpec.field_names()}, extras=dict(spec.extras))
+        job.validate()
+        return job
 
 
 class JobEvents:
@@ -166,7 +111,9 @@ class JobEvents:
         """Entering "validate", "shots", "keyframes", "colorize" or "done"."""
 
     def progress(self, frames_done: int, frames_total: int, step: int, steps_total: int) -> None:
-        """After each diffusion step and each finished frame; frames_done counts skipped ones too."""
+        """After each diffusion step and each finished frame. ``frames_done`` counts the frames whose ab
+        file is complete on disk, including those an earlier run wrote (SPEC §6: one meaning everywhere);
+        failed frames are not in it, they come through ``frame_failed``."""
 
     def frame_done(self, frame: int, path: str) -> None:
         """Called only after the ab file is durably on disk (fsync + rename)."""
@@ -197,19 +144,44 @@ class JobResult:
         return not self.frames_failed
 
 
-def ab_frame_path(output_dir: str, frame: int) -> str:
-    """``output_dir/ab.{frame:04d}.exr`` — the daemon uses this too."""
-    return os.path.join(output_dir, f"ab.{frame:04d}.exr")
+# ----------------------------------------------------------------------------- identity
+
+KEY_VERSION = 2
 
 
-def preview_frame_path(output_dir: str, frame: int) -> str:
-    return os.path.join(output_dir, f"preview.{frame:04d}.png")
+def source_identity(source: FrameSource) -> dict[str, Any]:
+    """What the footage *is*, independent of where it is mounted (protocol/SPEC.md, "Source identity").
+
+    The kind, the file name (a sequence's pattern without its folder), the frame range and the
+    geometry (width, height, channels, pixel format). Not the folder, not mtimes and not the bytes:
+    the same files copied or mounted elsewhere keep their identity, and so does a sequence in which a
+    damaged frame was re-rendered (the finished frames are kept, only the missing ones are redone).
+    The daemon's result cache is stricter (``daemon.validation.cache_key`` adds every file's size and
+    mtime), because a cache hit must be exact while a resume only has to be the same job.
+    """
+    info = source.info
+    return {
+        "kind": info.kind,
+        "name": os.path.basename(info.path),
+        "first": info.first,
+        "last": info.last,
+        "width": info.width,
+        "height": info.height,
+        "channels": info.channels,
+        "pixel_format": info.pixel_format,
+    }
 
 
-def job_key(job: ColorizeJob, first: int, last: int, model_hash: str) -> str:
-    """Identifies everything that decides the pixels of the output (not window, not preview)."""
+def job_key(job: ColorizeJob, first: int, last: int, model_hash: str,
+            identity: dict[str, Any] | None = None) -> str:
+    """Identifies everything that decides the pixels of the output (not window, not preview, not where
+    the files are mounted). ``identity`` is ``source_identity`` of the opened source (computed here
+    by opening it when not given)."""
+    if identity is None:
+        with open_source(job.source, first, last) as source:
+            identity = source_identity(source)
     settings = {
-        "source": os.path.abspath(job.source),
+        "source": identity,
         "first": first,
         "last": last,
         "prompt": job.prompt,
@@ -219,19 +191,53 @@ def job_key(job: ColorizeJob, first: int, last: int, model_hash: str) -> str:
         "steps": job.steps,
         "guidance_scale": float(job.guidance_scale),
         "encoding": job.encoding,
-        "ocio_config": job.ocio_config,
-        "clip_model_dir": job.clip_model_dir,
+        "ocio_config": os.path.basename(job.ocio_config) if job.ocio_config else None,
+        "clip_model_dir": os.path.basename(os.path.normpath(job.clip_model_dir)) if job.clip_model_dir else None,
         "model_hash": model_hash,
-        "key_version": 1,
+        "key_version": KEY_VERSION,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def check_job_input(job: ColorizeJob) -> tuple[InputDecoder, FrameSource]:
+# ----------------------------------------------------------------------------- checked input
+
+
+class OpenedJob:
+    """A job checked once and its source opened once; handed to the planner and the executors."""
+
+    def __init__(self, job: ColorizeJob, decoder: InputDecoder, source: FrameSource) -> None:
+        self.job, self.decoder, self.source = job, decoder, source
+        self.info = source.info
+        self.frames = list(source.frames())
+        self._identity: dict[str, Any] | None = None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = source_identity(self.source)
+        return self._identity
+
+    def key(self, model_hash: str) -> str:
+        return job_key(self.job, self.info.first, self.info.last, model_hash, self.identity)
+
+    def read_gray(self, frame: int) -> np.ndarray:
+        return self.decoder.to_gray(self.source.read(frame))
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> OpenedJob:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_job(job: ColorizeJob) -> OpenedJob:
     """Every check that needs no model: fields, encoding, source, range, keyframes, output folder.
 
-    Returns the decoder and the opened source (the caller closes it). The CLI runs this before it
-    loads the model, so bad input is reported in a fraction of a second.
+    The CLI runs this before it loads the model, so bad input is reported in a fraction of a second,
+    and passes the result on (``run_job(..., opened=)``) so the source is not opened again.
     """
     job.validate()
     decoder = InputDecoder(job.encoding, job.ocio_config)
@@ -251,85 +257,51 @@ def check_job_input(job: ColorizeJob) -> tuple[InputDecoder, FrameSource]:
             raise InputError(f"cannot create output folder {job.output_dir}: {exc}") from exc
         if not os.access(job.output_dir, os.W_OK):
             raise InputError(f"output folder {job.output_dir} is not writable")
+        return OpenedJob(job, decoder, source)
     except BaseException:
         source.close()
         raise
-    return decoder, source
 
 
-# ----------------------------------------------------------------------------- plan
+def check_job_input(job: ColorizeJob) -> tuple[InputDecoder, FrameSource]:
+    """``open_job`` as (decoder, source) — kept for callers written before ``OpenedJob``."""
+    opened = open_job(job)
+    return opened.decoder, opened.source
 
 
-@dataclass
-class ShotPlan:
-    first: int
-    last: int
-    keyframes: list[int]
-    keyframe_source: str  # "artist" | "auto"
-    ranking: dict | None = None
-
-    def keyframe_of(self, frame: int) -> int:
-        """The nearest keyframe of this shot (the earlier one on a tie)."""
-        return min(self.keyframes, key=lambda k: (abs(k - frame), k))
-
-    def segments(self) -> list[tuple[int, list[int]]]:
-        """(keyframe, frames in order) for each run of frames that share a keyframe."""
-        out: list[tuple[int, list[int]]] = []
-        for f in range(self.first, self.last + 1):
-            k = self.keyframe_of(f)
-            if out and out[-1][0] == k:
-                out[-1][1].append(f)
-            else:
-                out.append((k, [f]))
-        return out
+# ----------------------------------------------------------------------------- one run
 
 
-def _shots_from_manifest(previous: dict | None, key: str) -> list[ShotPlan] | None:
-    """The plan of an earlier run of the same job, unless unreadable frames may have skewed it."""
-    if not previous or previous.get("job_key") != key or not previous.get("shots"):
-        return None
-    if (previous.get("frames") or {}).get("failed"):
-        return None  # the files may have been fixed since: find shots and keyframes again
-    try:
-        shots = [ShotPlan(**s) for s in previous["shots"]]
-    except TypeError:
-        return None
-    return shots if all(s.keyframes for s in shots) else None
+class JobRun(SegmentEvents):
+    """The driver's state of one run: what is done, written, failed; the events; the timings.
 
+    It is also the ``SegmentEvents`` of the local executor (its callbacks land here directly).
+    """
 
-# ----------------------------------------------------------------------------- the job
-
-
-class _Runner:
-    def __init__(self, job: ColorizeJob, pipeline: CoolColorPipeline, events: JobEvents) -> None:
-        self.job = job
-        self.pipe = pipeline
-        self.events = events
+    def __init__(self, opened: OpenedJob, events: JobEvents, model_hash: str, resolution: int,
+                 executor_name: str = "local") -> None:
+        self.opened, self.job, self.events = opened, opened.job, events
+        self.frames = opened.frames
+        self.model_hash, self.resolution, self.executor_name = model_hash, int(resolution), executor_name
+        self.key = opened.key(model_hash)
         self.started = time.time()
         self.timings: dict[str, float] = {}
         self.written: list[int] = []
         self.skipped: list[int] = []
         self.failed: dict[int, str] = {}
-        self.manifest_path = os.path.join(job.output_dir, MANIFEST_NAME)
+        self.done: set[int] = set()
+        self.manifest = ManifestWriter(self)
 
-    # ---------------------------------------------------------------- validation
-    def validate(self) -> None:
-        t = time.perf_counter()
-        job = self.job
-        self.events.phase("validate")
-        self.decoder, self.source = check_job_input(job)
-        info = self.source.info
-        self.frames = list(self.source.frames())
-        self.model_hash = self.pipe.model_hash
-        self.key = job_key(job, info.first, info.last, self.model_hash)
+    def prepare(self) -> dict | None:
+        """Clear stale temporaries, find this job's finished frames; return the previous manifest."""
         self._remove_stale_temporaries()
         self.done = self._frames_already_done()
-        self.previous = self._load_manifest()
-        self.timings["validate_s"] = time.perf_counter() - t
+        self.skipped = sorted(self.done)
+        return load_manifest(self.job.output_dir)
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a run that was killed mid-write (never a finished output)."""
-        for pattern in (".ab.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
+        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
             for path in glob.glob(os.path.join(glob.escape(self.job.output_dir), pattern)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -344,7 +316,9 @@ class _Runner:
             if header is None:
                 continue  # not a complete ab file of ours: it is redone (overwritten)
             if header.get("job_key") == self.key:
-                done.add(f)
+                if resolve_outputs_present(self.job.output_dir, f, sidecar=self.job.resolve_sidecar,
+                                           plate=self.job.rgb_plate):
+                    done.add(f)
             else:
                 foreign.append(f)
         if foreign:
@@ -355,26 +329,23 @@ class _Runner:
             )
         return done
 
-    def _load_manifest(self) -> dict | None:
-        try:
-            with open(self.manifest_path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+    def segment_context(self, plan: JobPlan) -> SegmentContext:
+        return SegmentContext(self.job, self.key, self.model_hash, plan.keyframes, self.timings)
 
-    # ---------------------------------------------------------------- helpers
+    # SegmentEvents / helpers -----------------------------------------------------------------
     def check_cancel(self) -> None:
         if self.events.should_cancel():
             raise JobCancelled("cancelled; finished frames are kept and a re-run resumes")
 
     def frames_finished(self) -> int:
-        return len(self.skipped) + len(self.written) + len(self.failed)
+        """``frames_done`` as the protocol means it: frames whose ab file is complete (this run's and an
+        earlier run's), never the failed ones (those are reported by ``frame_failed``)."""
+        return len(self.skipped) + len(self.written)
 
     def read_gray(self, frame: int) -> np.ndarray:
         t = time.perf_counter()
         try:
-            return self.decoder.to_gray(self.source.read(frame))
+            return self.opened.read_gray(frame)
         finally:
             self.timings["read_s"] = self.timings.get("read_s", 0.0) + time.perf_counter() - t
 
@@ -384,325 +355,111 @@ class _Runner:
         self.failed[frame] = message
         self.events.frame_failed(frame, message)
 
-    def pipeline_progress(self, frames_total: int) -> Callable:
-        def report(event: Any) -> None:
-            self.check_cancel()
-            if getattr(event, "phase", "") == "denoise":
-                self.events.progress(self.frames_finished(), frames_total, event.step, event.total_steps)
+    frame_failed = fail
 
-        return report
+    def step(self, step: int, steps_total: int) -> None:
+        self.events.progress(self.frames_finished(), len(self.frames), step, steps_total)
 
-    # ---------------------------------------------------------------- plan
-    def plan(self) -> list[ShotPlan]:
-        reused = _shots_from_manifest(self.previous, self.key)
-        if reused is not None:
-            self.timings["shots_s"] = self.timings["keyframes_s"] = 0.0
-            return reused
-        self.events.phase("shots")
-        t = time.perf_counter()
-        detector = ShotDetector(DEFAULT_MIN_SHOT_FRAMES)
-        for f in self.frames:
-            self.check_cancel()
-            try:
-                detector.add(f, self.read_gray(f))
-            except FrameReadError as exc:
-                self.fail(f, str(exc))
-        shots: list[Shot] = detector.shots()
-        self.timings["shots_s"] = time.perf_counter() - t
-
-        self.events.phase("keyframes")
-        t = time.perf_counter()
-        scorer = None
-        artist = sorted({int(k) for k in self.job.keyframes})
-        plans = []
-        for shot in shots:
-            marked = [k for k in artist if shot.first <= k <= shot.last]
-            if marked:
-                plans.append(ShotPlan(shot.first, shot.last, marked, "artist"))
-                continue
-            if scorer is None and self.job.clip_model_dir:
-                from coolcolor.keyframes import ClipScorer
-
-                scorer = ClipScorer(self.job.clip_model_dir, device=self.pipe.device)
-            plans.append(self._auto_keyframe(shot, scorer))
-        self.timings["keyframes_s"] = time.perf_counter() - t
-        return plans
-
-    def _auto_keyframe(self, shot: Shot, scorer: Any) -> ShotPlan:
-        from coolcolor.keyframes import candidate_frames, rank_keyframes
-
-        grays = {}
-        for f in candidate_frames(shot.first, shot.last):
-            if f in self.failed:
-                continue
-            try:
-                grays[f] = self.read_gray(f)
-            except FrameReadError as exc:
-                self.fail(f, str(exc))
-        if not grays:  # every candidate unreadable: fall back on any readable frame of the shot
-            for f in shot.frames:
-                if f in self.failed:
-                    continue
-                try:
-                    grays[f] = self.read_gray(f)
-                    break
-                except FrameReadError as exc:
-                    self.fail(f, str(exc))
-        if not grays:
-            return ShotPlan(shot.first, shot.last, [], "auto", {"error": "no readable frame in the shot"})
-        ranking = rank_keyframes(
-            self.pipe, grays, self.job.prompt, self.job.negative_prompt, steps=self.job.steps,
-            guidance_scale=self.job.guidance_scale, seed=self.job.seed, clip_scorer=scorer,
-            progress=lambda _e: self.check_cancel(),
-        )
-        return ShotPlan(shot.first, shot.last, [ranking.chosen], "auto", ranking.to_dict())
-
-    # ---------------------------------------------------------------- manifest
-    def write_manifest(self, status: str, shots: list[ShotPlan] | None, error: str | None = None) -> None:
-        info = self.source.info
-        frames_total = len(self.frames)
-        colorize_s = self.timings.get("colorize_s", 0.0)
-        timings = {k: round(v, 4) for k, v in self.timings.items()}
-        timings["total_s"] = round(time.time() - self.started, 4)
-        if self.written and colorize_s > 0:
-            timings["frames_per_s"] = round(len(self.written) / colorize_s, 4)
-        done = sorted(set(self.skipped) | set(self.written))
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
-            "status": status,
-            "error": error,
-            "job": self.job.to_dict(),
-            "job_key": self.key,
-            "source": info.to_dict(),
-            "model": {"hash": self.model_hash, "resolution": int(self.pipe.resolution)},
-            "prompt": self.job.prompt,
-            "negative_prompt": self.job.negative_prompt,
-            "seed": self.job.seed,
-            "encoding": self.decoder.describe(),
-            "keyframes": sorted({k for s in shots or [] for k in s.keyframes}),
-            "shots": [asdict(s) for s in shots] if shots is not None else None,
-            "frames": {
-                "first": info.first,
-                "last": info.last,
-                "total": frames_total,
-                "done": len(done),
-                "written_this_run": self.written,
-                "skipped_this_run": self.skipped,
-                "failed": {str(k): v for k, v in sorted(self.failed.items())},
-            },
-            "outputs": {
-                "ab": os.path.basename(ab_frame_path("", 0)).replace("0000", "%04d"),
-                "ab_channels": list(AB_CHANNELS),
-                "ab_pixel_type": "half",
-                "ab_definition": "CIE a*, b* (D65, skimage Lab) of the display-sRGB rendering of the input, "
-                "fitted to the sRGB gamut for the input's own L*",
-                "preview": "preview.%04d.png" if self.job.preview else None,
-            },
-            "timings": timings,
-            "finished_at" if status != "running" else "started_at": time.strftime(
-                "%Y-%m-%dT%H:%M:%S%z", time.localtime()
-            ),
-        }
-        data = json.dumps(manifest, indent=2).encode("utf-8")
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-
-        atomic_write(self.manifest_path, write)
-
-    # ---------------------------------------------------------------- colorize
-    def provenance(self, frame: int, keyframe: int, keyframes: list[int]) -> dict[str, Any]:
-        job = self.job
-        return {
-            "prompt": job.prompt,
-            "negative_prompt": job.negative_prompt,
-            "keyframe": keyframe,
-            "keyframes": keyframes,
-            "seed": job.seed,
-            "steps": job.steps,
-            "guidance_scale": float(job.guidance_scale),
-            "model_hash": self.model_hash,
-            "encoding": job.encoding,
-            "ocio_config": job.ocio_config or "",
-            "source": os.path.abspath(job.source),
-            "frame": frame,
-            "job_key": self.key,
-        }
-
-    def colorize(self, shots: list[ShotPlan]) -> dict[int, int]:
-        """Colorize every planned frame, window by window, with reading and writing overlapped.
-
-        One reader thread (every source read goes through it, so a movie decoder is never used by two
-        threads) fetches the next window while the pipeline works on this one; one writer thread
-        writes a window's EXRs (and previews) while the pipeline works on the next. At most two
-        windows of results are alive, so memory stays flat in clip length. ``frame_done`` is always
-        called from this thread, after the file is on disk, in frame order; on cancel or error the
-        writes already handed over are finished first, so nothing colorized is lost.
-        """
-        self.events.phase("colorize")
-        total = len(self.frames)
-        all_keyframes = sorted({k for s in shots for k in s.keyframes})
-        assignment: dict[int, int] = {}
-        self.timings.setdefault("pipeline_s", 0.0)
-        self.timings.setdefault("write_s", 0.0)
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(1, "coolcolor-read") as reader, ThreadPoolExecutor(1, "coolcolor-write") as writer:
-            io = _WindowIO(self, reader, writer)
-            try:
-                for shot in shots:
-                    if not shot.keyframes:
-                        for f in range(shot.first, shot.last + 1):
-                            self.fail(f, (shot.ranking or {}).get("error", "no keyframe"))
-                        continue
-                    for keyframe, seg_frames in shot.segments():
-                        for f in seg_frames:
-                            assignment[f] = keyframe
-                        todo = [f for f in seg_frames if f not in self.done and f not in self.failed]
-                        if todo:
-                            self._colorize_segment(io, keyframe, todo, all_keyframes, total)
-                        self.timings["colorize_s"] = time.perf_counter() - t0
-            finally:
-                io.finish_writes()
-        self.timings["colorize_s"] = time.perf_counter() - t0
-        return assignment
-
-    def _colorize_segment(self, io: _WindowIO, keyframe: int, todo: list[int], all_keyframes: list[int],
-                          total: int) -> None:
-        job = self.job
-        self.check_cancel()
-        [(_, key_gray)] = io.read([keyframe]).result()
-        if isinstance(key_gray, FrameReadError):
-            for f in todo:
-                self.fail(f, f"its keyframe {keyframe} cannot be read: {key_gray}")
-            return
-        windows = [todo[i : i + job.window] for i in range(0, len(todo), job.window)]
-        next_read = io.read(windows[0])
-        for index in range(len(windows)):
-            read = next_read
-            if index + 1 < len(windows):
-                next_read = io.read(windows[index + 1])  # prefetch while this window is colorized
-            self.check_cancel()
-            window, grays = [], []
-            for f, gray in read.result():
-                if isinstance(gray, FrameReadError):
-                    self.fail(f, str(gray))
-                else:
-                    window.append(f)
-                    grays.append(gray)
-            if not window:
-                continue
-            t = time.perf_counter()
-            result = self.pipe(
-                np.stack(grays), prompt=job.prompt, negative_prompt=job.negative_prompt,
-                keyframe=key_gray, num_inference_steps=job.steps, guidance_scale=job.guidance_scale,
-                seed=job.seed, progress=self.pipeline_progress(total), preview=job.preview,
-            )
-            self.timings["pipeline_s"] += time.perf_counter() - t
-            io.finish_writes()  # the previous window's files: at most two windows of results alive
-            io.write(window, result, [self.provenance(f, keyframe, all_keyframes) for f in window])
-
-    def write_frame(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
-        """Write one frame's outputs (on the writer thread); returns the ab file's path."""
-        if rgb is not None:
-            write_preview_png(preview_frame_path(self.job.output_dir, frame), rgb)
-        path = ab_frame_path(self.job.output_dir, frame)
-        write_ab_exr(path, ab, provenance)
-        return path
-
-    def frame_written(self, frame: int, path: str) -> None:
+    def frame_done(self, frame: int, path: str) -> None:
         self.written.append(frame)
         self.events.frame_done(frame, path)
+        faults.hit("frame_written")
         self.events.progress(self.frames_finished(), len(self.frames), self.job.steps, self.job.steps)
 
 
-class _WindowIO:
-    """The reader and writer threads of ``_Runner.colorize`` and the writes not yet reported."""
+class Executor(Protocol):
+    """Runs a planned job's segments; the driver (``run_job``) plans, tracks and writes the manifest."""
 
-    def __init__(self, runner: _Runner, reader: ThreadPoolExecutor, writer: ThreadPoolExecutor) -> None:
-        self.runner, self.reader, self.writer = runner, reader, writer
-        self.pending: list[tuple[int, Future[str]]] = []
+    name: str
+    model_hash: str
+    resolution: int
 
-    def read(self, frames: list[int]) -> Future[list[tuple[int, np.ndarray | FrameReadError]]]:
-        def read_all() -> list[tuple[int, np.ndarray | FrameReadError]]:
-            out: list[tuple[int, np.ndarray | FrameReadError]] = []
-            for f in frames:
-                try:
-                    out.append((f, self.runner.read_gray(f)))
-                except FrameReadError as exc:
-                    out.append((f, exc))
-            return out
+    def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
+        """The automatic keyframe of a shot without an artist keyframe (needs the model)."""
 
-        return self.reader.submit(read_all)
+    def colorize(self, run: JobRun, plan: JobPlan) -> None:
+        """Colorize ``plan.segments``, reporting through ``run`` (``frame_done``, ``fail``, ...)."""
 
-    def write(self, window: list[int], result: Any, provenance: list[dict[str, Any]]) -> None:
-        for i, f in enumerate(window):
-            rgb = result.rgb[i] if result.rgb is not None else None
-            self.pending.append((f, self.writer.submit(self._timed_write, f, result.ab[i], rgb, provenance[i])))
 
-    def _timed_write(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
-        t = time.perf_counter()
+class LocalExecutor:
+    """Today's behaviour: every segment in this process, on one pipeline."""
+
+    name = "local"
+
+    def __init__(self, pipeline: CoolColorPipeline) -> None:
+        self.pipeline = pipeline
+        self.model_hash = pipeline.model_hash
+        self.resolution = int(pipeline.resolution)
+        self._scorer: Any = None
+
+    def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
+        if self._scorer is None and run.job.clip_model_dir:
+            from coolcolor.keyframes import ClipScorer
+
+            self._scorer = ClipScorer(run.job.clip_model_dir, device=self.pipeline.device)
+        return auto_keyframe(self.pipeline, run.job, run.read_gray, shot, run.failed, run.fail, self._scorer,
+                             run.check_cancel)
+
+    def colorize(self, run: JobRun, plan: JobPlan) -> None:
+        context = run.segment_context(plan)
+        sink = AbFolderSink(run.job)
+        t0 = time.perf_counter()
         try:
-            return self.runner.write_frame(frame, ab, rgb, provenance)
+            for segment in plan.segments:
+                todo = tuple(f for f in segment.frames if f not in run.failed)
+                if todo:
+                    colorize_segment(self.pipeline, type(segment)(segment.keyframe, todo), run.opened.read_gray,
+                                     sink, run, context)
         finally:
-            self.runner.timings["write_s"] += time.perf_counter() - t
+            run.timings["colorize_s"] = time.perf_counter() - t0
 
-    def finish_writes(self) -> None:
-        """Wait for every handed-over write, report each finished frame; then raise the first error."""
-        error: BaseException | None = None
-        pending, self.pending = self.pending, []
-        for f, future in pending:
-            try:
-                path = future.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other writes
-                error = error or exc
-                continue
-            self.runner.frame_written(f, path)
-        if error is not None:
-            raise error
+
+def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = None,
+            opened: OpenedJob | None = None) -> JobResult:
+    """The driver: check (unless ``opened`` is given), plan once, hand the segments to ``executor``,
+    write the manifest. Raises ``InputError`` (before any work) for bad input and ``JobCancelled``
+    when cancelled; frames that fail mid-clip are in ``JobResult.frames_failed``, not raised."""
+    events = events or JobEvents()
+    events.phase("validate")
+    t = time.perf_counter()
+    own = opened is None
+    opened = open_job(job) if opened is None else opened
+    shots: list[ShotPlan] | None = None
+    try:
+        run = JobRun(opened, events, executor.model_hash, executor.resolution, executor.name)
+        previous = run.prepare()
+        run.timings["validate_s"] = time.perf_counter() - t
+        try:
+            if len(run.done) == len(run.frames):
+                shots = shots_from_manifest(previous, run.key)
+                run.manifest.write("complete", shots)
+                events.progress(len(run.frames), len(run.frames), job.steps, job.steps)
+                events.phase("done")
+                return JobResult([], run.skipped, {}, run.manifest.path, timings=dict(run.timings))
+            plan = plan_job(run, lambda shot: executor.choose_keyframe(run, shot), previous)
+            shots = plan.shots
+            run.manifest.write("running", shots)
+            events.phase("colorize")
+            executor.colorize(run, plan)
+            status = "complete" if not run.failed else "complete_with_errors"
+            run.manifest.write(status, shots)
+            events.phase("done")
+            return JobResult(sorted(run.written), run.skipped, dict(run.failed), run.manifest.path,
+                             keyframes=dict(plan.assignment), timings=dict(run.timings))
+        except JobCancelled as exc:
+            run.manifest.write("cancelled", shots, str(exc))
+            raise
+        except BaseException as exc:
+            run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
+            raise
+    finally:
+        if own:
+            opened.close()
 
 
 def run_colorize_job(
-    job: ColorizeJob, pipeline: CoolColorPipeline, events: JobEvents | None = None
+    job: ColorizeJob, pipeline: CoolColorPipeline, events: JobEvents | None = None,
+    opened: OpenedJob | None = None,
 ) -> JobResult:
-    """Run ``job`` on ``pipeline``; see the module docstring for the order of work and guarantees.
-
-    Raises ``InputError`` (before any work) for bad input and ``JobCancelled`` when cancelled;
-    frames that fail mid-clip are in ``JobResult.frames_failed``, not raised.
-    """
-    events = events or JobEvents()
-    runner = _Runner(job, pipeline, events)
-    try:
-        runner.validate()
-    except BaseException:
-        if hasattr(runner, "source"):
-            runner.source.close()
-        raise
-    shots: list[ShotPlan] | None = None
-    try:
-        runner.skipped = sorted(runner.done)
-        if len(runner.done) == len(runner.frames):
-            shots = _shots_from_manifest(runner.previous, runner.key)
-            runner.write_manifest("complete", shots)
-            events.progress(len(runner.frames), len(runner.frames), job.steps, job.steps)
-            events.phase("done")
-            return JobResult([], runner.skipped, {}, runner.manifest_path, timings=dict(runner.timings))
-        shots = runner.plan()
-        runner.write_manifest("running", shots)
-        assignment = runner.colorize(shots)
-        status = "complete" if not runner.failed else "complete_with_errors"
-        runner.write_manifest(status, shots)
-        events.phase("done")
-        return JobResult(
-            runner.written, runner.skipped, dict(runner.failed), runner.manifest_path,
-            keyframes=assignment, timings=dict(runner.timings),
-        )
-    except JobCancelled as exc:
-        runner.write_manifest("cancelled", shots, str(exc))
-        raise
-    except BaseException as exc:
-        runner.write_manifest("failed", shots, f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        runner.source.close()
+    """Run ``job`` on ``pipeline`` in this process (``run_job`` with a ``LocalExecutor``)."""
+    return run_job(job, LocalExecutor(pipeline), events, opened)

@@ -1,0 +1,9 @@
+"""CoolColor for Nuke: a CoolColor Group node that sends the plate to the local CoolColor daemon and recombines the
+returned ab layer with the plate's own luminance.
+
+Runs inside Nuke's Python (3.9+) with the standard library, pyzmq and ``coolcolor_protocol`` only.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
