@@ -168,9 +168,9 @@ class ColorizeWorker:
         self.error: str | None = None
         self.pipeline: Any = None
         try:
-            from coolcolor.video.cli import load_pipeline
+            from coolcolor.model.resolve import resolve_model
 
-            self.pipeline = load_pipeline(model, device)
+            self.pipeline = resolve_model(model, device).load_pipeline()  # the same choice as colorize/serve
         except (CoolColorError, OSError, ValueError, RuntimeError) as exc:
             self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CoolColorError) else str(exc)
 
