@@ -132,9 +132,10 @@ def quiet_libraries() -> None:
 
 
 def command_name(args: argparse.Namespace) -> str:
-    """``coolcolor world render``: the sub-command(s) that ran, for the message prefix."""
-    words = ["coolcolor"] + [w for w in (getattr(args, "command", None), getattr(args, "world_command", None)) if w]
-    return " ".join(words)
+    """``coolcolor world render``: the sub-command(s) that ran (``command``, then any ``*_command``)."""
+    words = [getattr(args, "command", None)]
+    words += [value for key, value in vars(args).items() if key.endswith("_command") and key != "command"]
+    return " ".join(["coolcolor", *(str(w) for w in words if w)])
 
 
 def report_error(exc: BaseException, where: str, debug: bool) -> int:

@@ -463,8 +463,12 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.coolcolor-tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk: the old file stays whole, no temporary is left, the real name is given
+        tmp.unlink(missing_ok=True)
+        raise InstallError(f"cannot write {path}: {exc.strerror or exc}") from None
     return True
 
 
@@ -651,6 +655,8 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.plugins_action == "install":
+        if args.wheel_dir and not os.path.isdir(args.wheel_dir):
+            raise InstallError(f"--wheel-dir {args.wheel_dir} is not a folder")
         plan, changed = install(args.host, target=args.target, host_python=args.host_python, source=args.source,
                                 wheel_dir=args.wheel_dir)
         verb = "installed" if changed else "already installed, nothing changed:"
