@@ -43,20 +43,9 @@ DATASHEET_PEAK_TFLOPS = {
     "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H200": 989.4,
     "A100": 312.0, "L40S": 362.1, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.2, "RTX 6000 Ada": 364.2,
 }
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def load_pipeline(model: str | None, device: str, dtype: torch.dtype):
-    if model:
-        from coolcolor.pipeline import CoolColorPipeline
-
-        return CoolColorPipeline.from_pretrained(model, device=device, dtype=dtype)
-    from coolcolor.model.presets import tiny_pipeline
-
-    return tiny_pipeline(seed=0).to(device, dtype)
 
 
 def write_gray_sequence(folder: Path, frames: np.ndarray, first: int = 1) -> str:
@@ -217,7 +206,9 @@ def section_memory(args) -> None:
 
 def child_memory(args) -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    pipe = load_pipeline(args.model, "cpu", torch.float32)
+    from coolcolor.model.resolve import TINY_PRESET, resolve_model
+
+    pipe = resolve_model(args.model or TINY_PRESET, "cpu", "fp32").load_pipeline()
     w, h = args.mem_size
     with tempfile.TemporaryDirectory() as tmp:
         # Frames are generated and written a chunk at a time, so the clip never sits in this process.
@@ -266,10 +257,11 @@ def section_resolution(args, pipe, device, dtype) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="CoolColor checkpoint folder (default: the tiny preset, random weights)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default=None,
-                    help="default fp32 on CPU, bf16 on CUDA")
+    ap.add_argument("--model", help="model spec as for colorize: 'default', a run or checkpoint folder "
+                    "(default here: the tiny preset, random weights)")
+    ap.add_argument("--device", default=None, help="default: cuda when present, else cpu (the resolver's choice)")
+    ap.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
+                    help="default fp32 on CPU, fp16 on CUDA (the resolver's choice)")
     ap.add_argument("--sections", default="fps,memory,resolution")
     ap.add_argument("--frames", type=int, default=16, help="[fps] clip length")
     ap.add_argument("--size", type=int, default=512, help="[fps] plate width")
@@ -286,12 +278,14 @@ def main() -> None:
     if args._child_memory:
         child_memory(args)
         return
-    device = torch.device(args.device)
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    from coolcolor.model.resolve import TINY_PRESET, resolve_model, torch_dtype
+
+    resolved = resolve_model(args.model or TINY_PRESET, args.device, args.dtype)
+    device, dtype = torch.device(resolved.device), torch_dtype(resolved.dtype)
     if device.type == "cpu":
         torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
     sections = set(args.sections.split(","))
-    pipe = load_pipeline(args.model, str(device), dtype) if sections & {"fps", "resolution"} else None
+    pipe = resolved.load_pipeline() if sections & {"fps", "resolution"} else None
     print(f"model: {args.model or 'tiny preset (random weights)'}; device {device}; "
           f"threads {torch.get_num_threads()}")
     if "fps" in sections:

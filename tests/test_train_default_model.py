@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from coolcolor.default_model import DEFAULT_MODEL_DIR, default_model_path, load_default_pipeline
+from coolcolor.default_model import DEFAULT_MODEL_DIR, default_model_path
 from coolcolor.model.presets import tiny_pipeline
+from coolcolor.model.resolve import resolve_model
 from coolcolor.train.evaluate import evaluate_pipeline, evaluate_vae_ceiling, held_out_clips, markdown_table
 from coolcolor.world import render_clip
 
@@ -33,7 +34,7 @@ def test_default_model_is_small_and_records_its_training():
 def test_default_model_weights_are_the_ones_its_provenance_names():
     from coolcolor.model.checkpoint import weights_hash
 
-    pipe = load_default_pipeline()
+    pipe = resolve_model("default", device="cpu").load_pipeline()
     # The same identity its outputs carry (EXR headers, manifests, the daemon's cache key).
     assert pipe.config.provenance["weights_hash"] == pipe.model_hash
     assert pipe.model_hash == weights_hash(pipe.unet, pipe.vae, pipe.text_encoder)
@@ -41,7 +42,7 @@ def test_default_model_weights_are_the_ones_its_provenance_names():
 
 def test_default_model_loads_offline_and_colors_a_clip(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    pipe = load_default_pipeline()
+    pipe = resolve_model("default", device="cpu").load_pipeline()
     clip = render_clip(1_000_000_123, 2, (48, 40))
     result = pipe(clip.gray, prompt=clip.captions[0], keyframe=0, num_inference_steps=4, seed=1)
     assert result.rgb.shape == (2, 40, 48, 3) and np.isfinite(result.ab).all()

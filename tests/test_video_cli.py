@@ -105,9 +105,9 @@ def test_main_job_on_the_default_model_and_a_world_sample_clip(tmp_path, main, c
     assert code == 0, capsys.readouterr().err
     assert "6 frame(s) written" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
-    from coolcolor.default_model import load_default_pipeline
+    from coolcolor.model.resolve import resolve_model
 
-    assert manifest["model"]["hash"] == load_default_pipeline().model_hash
+    assert manifest["model"]["hash"] == resolve_model("default", device="cpu").hash
     ab, header = read_ab_exr(str(out / "ab.0004.exr"))
     assert ab.shape == (64, 96, 2) and header["prompt"] == clip.captions[0]
     # Recombined with the plate's own L*, every output pixel lies inside the sRGB gamut.

@@ -357,7 +357,7 @@ def test_job_dict_roundtrip_and_field_validation(tmp_path):
 
 
 def test_a_failed_write_stops_the_job_after_reporting_every_file_written(tmp_path, monkeypatch):
-    import coolcolor.video.job as job_module
+    import coolcolor.video.segment as job_module  # where the ab writer is called
 
     source = one_shot_sequence(tmp_path / "src", range(1, 9))
     out = tmp_path / "out"

@@ -18,12 +18,12 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from coolcolor import color
+from coolcolor import color, faults
 from coolcolor.chroma import resize, upsample_ab
 from coolcolor.errors import InputError
 from coolcolor.model.attention import KeyframeAttention, install_keyframe_attention
@@ -33,6 +33,7 @@ from coolcolor.model.checkpoint import (
     load_components,
     save_components,
 )
+from coolcolor.model.prompt_words import PromptWords, prompt_words, token_limit
 from coolcolor.model.unet import merge_gray
 from coolcolor_protocol.jobspec import MAX_GUIDANCE, MAX_SEED, MAX_STEPS
 
@@ -55,9 +56,41 @@ class ColorizationResult:
     keyframe: int | None  # index of the keyframe in the input, None if external or not used
     model_size: tuple[int, int]  # (height, width) the diffusion ran at
     unet_evaluations: int  # UNet sample passes spent, keyframe passes included
+    unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignored
 
 
 ProgressCallback = Callable[[PipelineProgress], None]
+
+
+class KeyframeKVCache:
+    """The per-step keyframe K/V of recent calls, so a worker denoises a shot's keyframe once, not once
+    per window (scale-out issue, item 5).
+
+    Pass one to ``CoolColorPipeline.__call__(keyframe_cache=…)`` with an external keyframe *image*.
+    The keyframe then always runs alone in its own first batch of each step, and the frames always
+    read its stored K/V (never a mixed batch). The keyframe's trajectory depends only on itself, so a
+    call that finds it cached and skips that pass gives exactly the same numbers as a call that
+    computes it. That keeps the results bit-identical wherever a window runs. Compared with the
+    uncached call, only the batch composition changes (float rounding, within the batching tests'
+    tolerance). Memory: one K/V set per step and keyframe, for at most ``max_entries`` keyframes.
+    """
+
+    def __init__(self, max_entries: int = 2) -> None:
+        self.max_entries = max(1, max_entries)
+        self.entries: dict[tuple, list[dict[str, tuple[torch.Tensor, torch.Tensor]]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, signature: tuple) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]] | None:
+        steps = self.entries.get(signature)
+        if steps is not None:
+            self.entries[signature] = self.entries.pop(signature)  # most recent last
+        return steps
+
+    def put(self, signature: tuple, steps: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]) -> None:
+        self.entries[signature] = steps
+        while len(self.entries) > self.max_entries:
+            self.entries.pop(next(iter(self.entries)))
 
 
 class CoolColorPipeline:
@@ -88,8 +121,8 @@ class CoolColorPipeline:
         save_components(self.components, path)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> CoolColorPipeline:
-        for module in (self.unet, self.vae, self.text_encoder):
-            module.to(device) if dtype is None else module.to(device=device, dtype=dtype)
+        """Move (and cast) the model; ``model_hash`` stays the identity of the weights before a cast."""
+        self.components.cast(device, dtype)
         return self
 
     @property
@@ -111,7 +144,8 @@ class CoolColorPipeline:
 
     @functools.cached_property
     def model_hash(self) -> str:
-        """Identifies the weights (not the files): provenance in outputs and the daemon's cache key."""
+        """The canonical weights hash (``Components.weights_hash``): the same on every device and in
+        every dtype; provenance in outputs, manifests, the daemon's cache key and job resume."""
         return self.components.weights_hash()
 
     # ----------------------------------------------------------------- sizes and batching
@@ -156,17 +190,31 @@ class CoolColorPipeline:
         return max(1, budget // self.bytes_per_frame(size, guidance_ways))
 
     # ----------------------------------------------------------------- model stages
+    def prompt_words(self, prompt: str) -> PromptWords:
+        """Which words of ``prompt`` this model cannot read: unknown to its tokenizer, or cut by its token
+        limit (``PromptWords.warning()`` is the message to show)."""
+        if not isinstance(prompt, str):
+            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+        return prompt_words(self.tokenizer, prompt, token_limit(self.tokenizer, self.text_encoder))
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The prompt's words the model ignores (unknown words, then words past the token limit), as
+        written, in prompt order: what the CLI warns about and the daemon returns."""
+        return self.prompt_words(prompt).ignored
+
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """Text embedding (1×tokens×width). An empty prompt is the unconditional embedding."""
-        max_length = min(
-            self.tokenizer.model_max_length,
-            getattr(self.text_encoder.config, "max_position_embeddings", self.tokenizer.model_max_length),
-        )
+        """Text embedding (1×tokens×width). An empty prompt is the unconditional embedding, and so is a
+        prompt of which the model knows no word: a row of [UNK] tokens was never trained and would
+        steer the colors at random."""
+        max_length = token_limit(self.tokenizer, self.text_encoder)
+        words = prompt_words(self.tokenizer, prompt, max_length)
+        if words.all_unknown:
+            prompt = ""
         tokens = self.tokenizer(
             prompt, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
         )
-        if len(self.tokenizer(prompt).input_ids) > max_length:
+        if words.truncated:
             logger.warning("prompt longer than %d tokens was truncated: %r", max_length, prompt)
         ids = tokens.input_ids.to(self.device)
         return self.text_encoder(ids)[0].to(self.dtype)
@@ -212,6 +260,7 @@ class CoolColorPipeline:
         memory_budget_bytes: int | None = None,
         progress: ProgressCallback | None = None,
         preview: bool = True,
+        keyframe_cache: KeyframeKVCache | None = None,
     ) -> ColorizationResult:
         """Colorize one shot.
 
@@ -252,6 +301,23 @@ class CoolColorPipeline:
             gray_rows = torch.cat((self.encode_gray(key_small), gray_rows))
         use_keyframe = key_index is not None or key_image is not None
         batches = [slice(i, i + per_batch) for i in range(0, len(gray_rows), per_batch)]
+        cached_kv: list | None = None  # the keyframe's K/V per step, from an earlier call
+        fresh_kv: list | None = None  # ... being recorded by this call
+        signature: tuple = ()
+        if keyframe_cache is not None and key_image is not None:
+            signature = (hash(key_image.tobytes()), key_image.shape, prompt, negative_prompt, num_inference_steps,
+                         float(guidance_scale), seed, size, str(self.dtype), str(device))
+            cached_kv = keyframe_cache.get(signature)
+            if cached_kv is not None:
+                keyframe_cache.hits += 1
+                gray_rows = gray_rows[1:]  # the keyframe is not denoised again
+                use_keyframe = False  # nothing to split off at the end
+            else:
+                keyframe_cache.misses += 1
+                fresh_kv = []
+            start = 0 if cached_kv is not None else 1  # the keyframe alone in the first batch
+            batches = ([] if cached_kv is not None else [slice(0, 1)]) + [
+                slice(i, min(i + per_batch, len(gray_rows))) for i in range(start, len(gray_rows), per_batch)]
 
         generator = torch.Generator("cpu").manual_seed(seed)
         noise = torch.randn((1, *gray_rows.shape[1:]), generator=generator, dtype=torch.float32)
@@ -263,15 +329,25 @@ class CoolColorPipeline:
         attention = self.keyframe_attention
         try:
             for step, t in enumerate(timesteps, start=1):
+                if cached_kv is not None:
+                    attention.kv.clear()
+                    attention.kv.update(cached_kv[step - 1])
                 for b, batch in enumerate(batches):
-                    if not use_keyframe:
+                    if cached_kv is not None:
+                        mode = attention.using()
+                    elif not use_keyframe:
                         mode = contextlib.nullcontext()
                     else:
                         mode = attention.storing(chunks=ways) if b == 0 else attention.using()
                     with mode:
                         eps = self._guided_eps(latents[batch], gray_rows[batch], t, text, guidance_scale)
                     latents[batch] = self.scheduler.step(eps, t, latents[batch]).prev_sample
+                    if fresh_kv is not None and b == 0:
+                        fresh_kv.append(dict(attention.kv))
+                faults.hit("mid_step")
                 report(PipelineProgress("denoise", step, len(timesteps)))
+            if fresh_kv is not None and keyframe_cache is not None:
+                keyframe_cache.put(signature, fresh_kv)
         finally:
             attention.clear()  # a cancelled call must not leave K/V behind for the next
 
@@ -288,7 +364,7 @@ class CoolColorPipeline:
             chunk = slice(i, i + per_decode)
             self.finish_latents(latents[chunk], full[chunk], ab[chunk], None if rgb is None else rgb[chunk])
             report(PipelineProgress("decode", min(i + per_decode, n), n))
-        return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations)
+        return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations, self.unknown_words(prompt))
 
     @torch.no_grad()
     def finish_latents(self, latents: torch.Tensor, gray_full: torch.Tensor, ab_out: np.ndarray,

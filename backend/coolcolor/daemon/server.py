@@ -67,9 +67,9 @@ class DaemonConfig:
     connection_file: str
     ip: str = "127.0.0.1"
     port: int = 0
-    model: str | None = None
-    tiny_model: bool = False
-    device: str = "cpu"
+    model: str | None = None  # a spec for coolcolor.model.resolve.resolve_model (None: the default model)
+    device: str | None = None  # None: cuda when present, else cpu
+    dtype: str | None = None  # None: fp16 on CUDA, fp32 on CPU
     roots: list[str] = field(default_factory=list)
     curve_secret_file: str | None = None  # zmq certificate (``zmq.auth.create_certificates``) of the server
     curve_clients_dir: str | None = None  # folder of authorized client public certificates
@@ -202,7 +202,7 @@ class Daemon:
         write_connection_file(info, cfg.connection_file)
         from coolcolor.daemon.worker import Worker
 
-        self.worker = Worker(self, cfg.model, cfg.tiny_model, cfg.device)
+        self.worker = Worker(self, cfg.model, cfg.device, cfg.dtype)
         self.worker.start()
         log.info("listening on tcp://%s:%d (session %s, connection file %s)", cfg.ip, self.port,
                  self.session_id, cfg.connection_file)
@@ -253,7 +253,8 @@ class Daemon:
     # ================================================================================ worker side
     def model_ready(self, info: dict[str, Any]) -> None:
         self.model_info = info
-        log.info("model ready: %s (hash %s)", info.get("name"), str(info.get("hash"))[:12])
+        log.info("serving model %s (path %s, hash %s) on %s in %s", info.get("name"), info.get("path"),
+                 info.get("hash"), info.get("device"), info.get("dtype"))
 
     def model_failed(self, message: str) -> None:
         self.model_info = {"state": "failed", "error": message}

@@ -18,7 +18,8 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from coolcolor.daemon.validation import cache_key, check_job
-from coolcolor.errors import CoolColorError, InputError
+from coolcolor.errors import InputError
+from coolcolor.model.resolve import resolve_model
 from coolcolor.video.job import ColorizeJob, JobCancelled, JobEvents, ab_frame_path, run_colorize_job
 from coolcolor_protocol import BAD_REQUEST, INTERNAL, STORAGE_FULL, UNAVAILABLE, ProtocolError
 
@@ -26,18 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.daemon.server import Daemon
 
 log = logging.getLogger("coolcolor.daemon")
-
-
-def load_pipeline(model: str | None, tiny: bool, device: str) -> Any:
-    if tiny:
-        from coolcolor.model.presets import tiny_pipeline
-
-        return tiny_pipeline(seed=0, device=device)
-    from coolcolor.pipeline import CoolColorPipeline
-
-    if not model:
-        raise CoolColorError("no model: pass --model PATH (a CoolColor checkpoint folder)")
-    return CoolColorPipeline.from_pretrained(model, device=device)
 
 
 class DaemonJobEvents(JobEvents):
@@ -99,21 +88,19 @@ def _copy_atomic(src: str, dst: str) -> None:
 
 
 class Worker(threading.Thread):
-    def __init__(self, daemon: Daemon, model: str | None, tiny: bool, device: str):
+    def __init__(self, daemon: Daemon, model: str | None, device: str | None, dtype: str | None):
         super().__init__(name="coolcolor-worker", daemon=True)
         self.d = daemon
-        self.model, self.tiny, self.device = model, tiny, device
+        self.model, self.device, self.dtype = model, device, dtype
         self.pipeline: Any = None
         self.loaded = threading.Event()  # set once loading has succeeded or failed
 
     def run(self) -> None:
         try:
-            self.pipeline = load_pipeline(self.model, self.tiny, self.device)
+            resolved = resolve_model(self.model, self.device, self.dtype)
+            self.pipeline = resolved.load_pipeline()
             self.loaded.set()
-            self.d.model_ready({
-                "state": "ready", "hash": self.pipeline.model_hash, "resolution": self.pipeline.resolution,
-                "name": "tiny" if self.tiny else os.path.abspath(str(self.model)), "device": self.device,
-            })
+            self.d.model_ready(dict(resolved.describe(), state="ready", resolution=self.pipeline.resolution))
         except Exception as exc:  # noqa: BLE001 - the daemon keeps answering; submits get 503 naming the cause
             log.error("model failed to load: %s", exc)
             self.d.model_failed(f"{type(exc).__name__}: {exc}")

@@ -1,7 +1,8 @@
 """The embedded default model ``coolcolor-tiny``, shipped as package data and loaded with no network.
 
 Its ``coolcolor.json`` records how it was trained (commands, seeds, steps, λ schedule) and what it
-measured on held-out world clips. See ``coolcolor.train`` for the trainer that made it.
+measured on held-out world clips. See ``coolcolor.train`` for the trainer that made it. Load it with
+``coolcolor.model.resolve.resolve_model("default")``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,3 @@ def default_model_path() -> Path:
             "(package data missing); reinstall coolcolor or pass a model folder")
     return DEFAULT_MODEL_DIR
 
-
-def load_default_pipeline(device: str = "cpu"):
-    """``CoolColorPipeline`` of the default model (fp32 on CPU)."""
-    from coolcolor.pipeline import CoolColorPipeline
-
-    return CoolColorPipeline.from_pretrained(default_model_path(), device=device)

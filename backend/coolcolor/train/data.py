@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,9 +25,11 @@ import torch
 
 from coolcolor.color import colorfulness
 from coolcolor.errors import InputError
+from coolcolor.model.prompt_words import prompt_words
 from coolcolor.pipeline import resize_frames
 from coolcolor.world import Degradations, luminance_gray, render_image
 from coolcolor.world.palette import PALETTE
+from coolcolor.world.spec import WorldSpec
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +67,11 @@ class WorldSource:
     still's four captions (two full, two partial), so the model also learns what to do with unnamed layers.
     """
 
-    def __init__(self, resolution: int, seed: int, degradation_max: float = 2.0, clean_fraction: float = 0.25) -> None:
+    def __init__(self, resolution: int, seed: int, degradation_max: float = 2.0, clean_fraction: float = 0.25,
+                 world: WorldSpec | None = None) -> None:
         self.resolution, self.seed = resolution, seed
         self.degradation_max, self.clean_fraction = degradation_max, clean_fraction
+        self.world = WorldSpec() if world is None else world  # its left-out items are never drawn
 
     def world_seed(self, step: int, index: int) -> int:
         return int(_sample_rng(self.seed, step, index).integers(HELD_OUT_SEED_BASE))
@@ -77,7 +82,7 @@ class WorldSource:
         clean = rng.random() < self.clean_fraction
         strength = 0.0 if clean else float(rng.uniform(0, self.degradation_max))
         big = 2 * self.resolution
-        clip = render_image(world_seed, (big, big), degradations=Degradations.old_film(strength))
+        clip = render_image(world_seed, (big, big), degradations=Degradations.old_film(strength), world=self.world)
         rgb = downsample_rgb(clip.rgb[0], self.resolution)
         gray = resize_frames(torch.from_numpy(clip.gray), (self.resolution, self.resolution))[0]
         caption = clip.captions[int(rng.integers(len(clip.captions)))]
@@ -141,18 +146,20 @@ class FolderSource:
     colorful than ``min_colorfulness`` and captions naming no color are dropped. Images without a
     caption are captioned by ``captioner`` when given, else dropped. Every dropped file is logged with
     its reason; the counts are in ``self.rejected``. Files that fail later (while training) are
-    skipped the same way and replaced by another image.
+    skipped the same way and replaced by another image. Given the model's ``tokenizer``, captions
+    of which it knows no word are dropped too: they would train the text encoder on [UNK] alone.
     """
 
     def __init__(self, root: str | Path, resolution: int, seed: int, manifest: str | Path = "",
                  min_colorfulness: float = 15.0, require_color_words: bool = True,
-                 captioner: Captioner | None = None) -> None:
+                 captioner: Captioner | None = None, tokenizer: Any = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"data folder {self.root} does not exist or is not a folder")
         self.resolution, self.seed = resolution, seed
         self.min_colorfulness, self.require_color_words = min_colorfulness, require_color_words
         self.rejected: Counter[str] = Counter()
+        self.tokenizer = tokenizer
         self.items: list[FolderItem] = []
         captions = self._manifest(Path(manifest)) if manifest else None
         paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -214,6 +221,8 @@ class FolderSource:
             raise InputError(f"{path}: caption file {txt.name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
     def _check(self, path: Path, rgb: np.ndarray, caption: str) -> None:
+        if self.tokenizer is not None and prompt_words(self.tokenizer, caption).all_unknown:
+            raise InputError(f"{path}: caption holds only words the model does not know: {caption!r}")
         if self.require_color_words and not has_color_word(caption):
             raise InputError(f"{path}: caption names no color: {caption!r}")
         c = float(colorfulness(rgb))

@@ -1,23 +1,23 @@
 """``coolcolor colorize``: the main job — footage in, ab EXR sequence (+ manifest, previews) out.
 
-    coolcolor colorize INPUT --prompt "…" [--keyframe N …] [--first F --last L]
-                       [--model PATH] -o OUT
+    coolcolor colorize INPUT --prompt "…" [--keyframe N …] [--first F --last L] [--model PATH] -o OUT
 
 INPUT is an image sequence (``name.%04d.exr`` or ``name.####.exr``), one image, or a movie.
-Re-running the same command resumes: finished frames are not redone.
+A shot without a ``--keyframe`` gets an automatic one (stored in the manifest and reused when the job
+is re-run). Re-running the same command resumes: finished frames are not redone.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import TextIO
 
-from coolcolor.errors import InputError
+from coolcolor.cli import one_line
 from coolcolor.job_args import add_job_arguments, job_from_args
-from coolcolor.video.job import ColorizeJob, JobEvents, check_job_input, run_colorize_job
+from coolcolor.model.resolve import resolve_model
+from coolcolor.video.job import ColorizeJob, JobEvents, open_job, run_colorize_job
 
 _PHASES = {
     "validate": "checking the input",
@@ -35,26 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_job_arguments(p)  # the job's flags, the same as `coolcolor submit`'s
-    p.add_argument("--model", metavar="PATH", help="CoolColor checkpoint folder (default: the embedded default model)")
+    p.add_argument("--model", metavar="PATH", help="'default', a training run folder or a CoolColor checkpoint "
+                   "folder (default: $COOLCOLOR_MODEL, else the embedded default model coolcolor-tiny)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--ray", metavar="auto|ADDRESS|local:N", default=None,
+                   help="run the windows on a Ray cluster: auto (the one `ray start` made here), HOST:PORT, or "
+                   "local:N (a new cluster of N workers on 127.0.0.1); needs pip install 'coolcolor[ray]'")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="actors in the Ray pool (default: one per GPU of the cluster, else one per CPU)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
     p.set_defaults(func=run)
-
-
-def load_pipeline(model: str | None, device: str | None):
-    """The pipeline for ``--model``, or the embedded default model when none is given."""
-    import torch
-
-    from coolcolor.pipeline import CoolColorPipeline
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not model:
-        from coolcolor.default_model import default_model_path
-
-        model = str(default_model_path())  # CheckpointError naming the folder if it is missing
-    if not os.path.isdir(model):
-        raise InputError(f"model folder not found: {model}")
-    return CoolColorPipeline.from_pretrained(model, device=device)
 
 
 class ProgressLine(JobEvents):
@@ -116,15 +106,21 @@ class ProgressLine(JobEvents):
         if self.tty and self._last_len:
             self.stream.write("\n")
             self._last_len = 0
-        self.stream.write(f"coolcolor colorize: error: {message}\n")
+        self.stream.write(f"coolcolor colorize: error: {one_line(message)}\n")  # OIIO's errors span lines
 
 
 def run(args: argparse.Namespace) -> int:
     job = job_from_args(args, ColorizeJob)
-    check_job_input(job)[1].close()  # bad input is reported before the model is loaded
-    pipeline = load_pipeline(args.model, args.device)
-    events = ProgressLine()
-    result = run_colorize_job(job, pipeline, events)
+    with open_job(job) as opened:  # bad input is reported before the model is loaded; opened once
+        events = ProgressLine()
+        if getattr(args, "ray", None):
+            result = _run_on_ray(args, job, opened, events)
+        else:
+            pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
+            unread = pipeline.prompt_words(job.prompt).warning()
+            if unread:
+                sys.stderr.write(f"coolcolor colorize: warning: {unread}\n")
+            result = run_colorize_job(job, pipeline, events, opened=opened)
     if events.tty and events._last_len:
         sys.stderr.write("\n")
     print(
@@ -132,3 +128,22 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.frames_failed)} failed; manifest: {result.manifest_path}"
     )
     return 0 if result.ok else 1
+
+
+def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobEvents):
+    """The same driver as a local run, with the windows on a Ray actor pool (video/ray_executor.py)."""
+    from coolcolor.video.job import run_job
+    from coolcolor.video.ray_executor import RayExecutor, connect_ray
+
+    local_workers = connect_ray(args.ray)
+    import ray
+
+    try:
+        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device,
+                               dtype=args.dtype)
+        try:
+            return run_job(job, executor, events, opened=opened)
+        finally:
+            executor.close()
+    finally:
+        ray.shutdown()

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from coolcolor import __version__
+from coolcolor import __version__, faults
 from coolcolor.errors import InputError
 from coolcolor_protocol.abfiles import (
     AB_CHANNELS,
@@ -41,6 +41,7 @@ from coolcolor_protocol.abfiles import (
     PROVENANCE_PREFIX,
     RESOLVE_SIDECAR_PATTERN,
     RGB_PLATE_PATTERN,
+    frame_file,
 )
 
 ATTRIBUTE_PREFIX = PROVENANCE_PREFIX  # the names are the protocol's (coolcolor_protocol.abfiles): hosts read them
@@ -69,10 +70,13 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        faults.hit("mid_write")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk: name the file, not its temporary
+            raise OSError(exc.errno, exc.strerror, path) from exc
         raise
     _fsync_dir(folder)
 
@@ -259,13 +263,13 @@ def write_resolve_outputs(output_dir: str, frame: int, ab: np.ndarray, srgb: np.
     """The engine's one hook: the files a job's ``resolve_sidecar`` / ``rgb_plate`` options ask for."""
     written = []
     if sidecar:
-        path = os.path.join(output_dir, RESOLVE_SIDECAR_PATTERN % frame)
+        path = os.path.join(output_dir, frame_file(RESOLVE_SIDECAR_PATTERN, frame))
         write_resolve_sidecar(path, ab, provenance)
         written.append(path)
     if plate:
         if srgb is None:
             raise InputError("the RGB plate needs the pipeline's RGB result (run it with preview/rgb on)")
-        path = os.path.join(output_dir, RGB_PLATE_PATTERN % frame)
+        path = os.path.join(output_dir, frame_file(RGB_PLATE_PATTERN, frame))
         write_rgb_plate(path, srgb, encoding, provenance)
         written.append(path)
     return written
@@ -273,5 +277,5 @@ def write_resolve_outputs(output_dir: str, frame: int, ab: np.ndarray, srgb: np.
 
 def resolve_outputs_present(output_dir: str, frame: int, *, sidecar: bool, plate: bool) -> bool:
     """Whether a finished frame also has the Resolve files its job asks for (else it is redone)."""
-    return ((not sidecar or os.path.exists(os.path.join(output_dir, RESOLVE_SIDECAR_PATTERN % frame)))
-            and (not plate or os.path.exists(os.path.join(output_dir, RGB_PLATE_PATTERN % frame))))
+    return ((not sidecar or os.path.exists(os.path.join(output_dir, frame_file(RESOLVE_SIDECAR_PATTERN, frame))))
+            and (not plate or os.path.exists(os.path.join(output_dir, frame_file(RGB_PLATE_PATTERN, frame)))))

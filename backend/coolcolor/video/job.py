@@ -1,24 +1,25 @@
 """One colorize job: a source (sequence, image or movie) → one ab EXR per frame + a manifest.
 
-This is the interface between the video engine and the daemon (agreed; both sides code to it) and
-the body of ``coolcolor colorize``. The order of work:
+This is the interface between the video engine and its callers (``coolcolor colorize``, the daemon)
+and the job's *driver*. The work is split in public parts, each with one job:
 
-1. **Validate everything first** — job fields, the encoding (and OCIO config), the source (missing
-   files, gaps, unreadable headers, mismatched sizes, the frame range), keyframes inside the range,
-   and frames already in ``output_dir`` that belong to a *different* job. Each problem is an
-   ``InputError`` naming it, raised before any pixel is colorized.
-2. **Shots**: one streaming pass over the gray frames finds the cuts (``shots.py``).
-3. **Keyframes**: artist-marked frames belong to the shot they fall in; a shot without one gets an
-   automatic keyframe (``coolcolor.keyframes``: candidates colorized cheaply, ranked). With several
-   artist keyframes in a shot, each frame follows the nearest one. The plan (shots, keyframes,
-   rankings) is stored in the manifest and reused when the same job is re-run.
-4. **Windows**: each shot segment is colorized ``window`` frames at a time, every call given the
-   segment's keyframe as an image, so memory stays flat in clip length. The pipeline draws one
-   noise for all frames and shares the keyframe's K/V, so a frame's result does not depend on which
-   window it lands in — a resumed, partly finished window gives the same pixels (up to float
-   rounding of different batch sizes, ≤ 0.05 a*/b* units in the tests).
-5. **Outputs**: ``ab.NNNN.exr`` (``exr.py``) written atomically before ``frame_done`` is called;
-   optional ``preview.NNNN.png``; ``manifest.json`` (also atomic) at the start and the end.
+- ``ColorizeJob`` (the job's fields, checked by ``validate``) and ``open_job``: **validate once and
+  open the source once** — fields, the encoding (and OCIO config), the source (missing files, gaps,
+  unreadable headers, mismatched sizes, the frame range), keyframes inside the range, a writable
+  output folder. Each problem is an ``InputError`` naming it, raised before any pixel is colorized.
+  ``OpenedJob`` is handed on, so nothing is checked or opened twice.
+- ``job_key``: everything that decides the pixels, the source taken by its *identity* (names, sizes,
+  sampled bytes; see ``source_identity``), not its absolute path, so a job resumes on the same files
+  mounted elsewhere. Files carrying another key are never overwritten.
+- ``coolcolor.video.plan.plan_job``: shots (``shots.py``), keyframes (artist-marked, else automatic,
+  ``coolcolor.keyframes``; several in a shot: each frame follows the nearest), and the
+  ``Segment``s left to do. The plan is stored in the manifest and reused by a re-run.
+- ``coolcolor.video.segment.colorize_segment``: one segment, ``window`` frames per pipeline call,
+  ab files written atomically before ``frame_done``. The pipeline draws one noise for all frames and
+  shares the keyframe's K/V, so a frame's result does not depend on which window it lands in.
+- an executor runs the segments: ``LocalExecutor`` (in this process) or the Ray executor
+  (``coolcolor.video.ray_executor``), both through ``colorize_segment``.
+- ``coolcolor.video.manifest.ManifestWriter``: ``manifest.json``, written by the driver only.
 
 Resume: a frame whose ab file exists and carries this job's ``job_key`` is skipped. A frame that
 cannot be read mid-clip is reported (``JobEvents.frame_failed``, ``JobResult.frames_failed``, the
@@ -33,36 +34,40 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError, InputError
 from coolcolor.video.encoding import InputDecoder
-from coolcolor.video.exr import (
-    AB_CHANNELS,
-    atomic_write,
-    read_ab_header,
-    resolve_outputs_present,
-    write_ab_exr,
-    write_preview_png,
-    write_resolve_outputs,
+from coolcolor.video.exr import read_ab_header, resolve_outputs_present
+from coolcolor.video.manifest import MANIFEST_NAME, ManifestWriter, load_manifest
+from coolcolor.video.plan import JobPlan, ShotPlan, auto_keyframe, plan_job, shots_from_manifest
+from coolcolor.video.segment import (
+    AbFolderSink,
+    SegmentContext,
+    SegmentEvents,
+    ab_frame_path,
+    colorize_segment,
+    preview_frame_path,
 )
-from coolcolor.video.shots import DEFAULT_MIN_SHOT_FRAMES, Shot, ShotDetector
-from coolcolor.video.sources import FrameReadError, FrameSource, _compress_ranges, open_source
+from coolcolor.video.sources import FrameSource, _compress_ranges, open_source
 
-from coolcolor_protocol.abfiles import AB_FILE_PATTERN, MANIFEST_NAME, PREVIEW_FILE_PATTERN, frame_file
 from coolcolor_protocol.errors import ProtocolError
 from coolcolor_protocol.jobspec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.video.shots import Shot
 
-MANIFEST_FORMAT = "coolcolor-job-manifest"
-MANIFEST_VERSION = 1
+__all__ = [
+    "MANIFEST_NAME", "ColorizeJob", "JobEvents", "JobCancelled", "JobResult", "OpenedJob", "JobRun",
+    "Executor", "LocalExecutor", "open_job", "check_job_input", "job_key", "source_identity", "run_job",
+    "run_colorize_job", "ab_frame_path", "preview_frame_path", "ShotPlan", "JobPlan", "plan_job",
+]
+
 
 
 @dataclass
@@ -139,19 +144,44 @@ class JobResult:
         return not self.frames_failed
 
 
-def ab_frame_path(output_dir: str, frame: int) -> str:
-    """``output_dir/ab.{frame:04d}.exr`` — the daemon uses this too."""
-    return os.path.join(output_dir, frame_file(AB_FILE_PATTERN, frame))
+# ----------------------------------------------------------------------------- identity
+
+KEY_VERSION = 2
 
 
-def preview_frame_path(output_dir: str, frame: int) -> str:
-    return os.path.join(output_dir, frame_file(PREVIEW_FILE_PATTERN, frame))
+def source_identity(source: FrameSource) -> dict[str, Any]:
+    """What the footage *is*, independent of where it is mounted (protocol/SPEC.md, "Source identity").
+
+    The kind, the file name (a sequence's pattern without its folder), the frame range and the
+    geometry (width, height, channels, pixel format). Not the folder, not mtimes and not the bytes:
+    the same files copied or mounted elsewhere keep their identity, and so does a sequence in which a
+    damaged frame was re-rendered (the finished frames are kept, only the missing ones are redone).
+    The daemon's result cache is stricter (``daemon.validation.cache_key`` adds every file's size and
+    mtime), because a cache hit must be exact while a resume only has to be the same job.
+    """
+    info = source.info
+    return {
+        "kind": info.kind,
+        "name": os.path.basename(info.path),
+        "first": info.first,
+        "last": info.last,
+        "width": info.width,
+        "height": info.height,
+        "channels": info.channels,
+        "pixel_format": info.pixel_format,
+    }
 
 
-def job_key(job: ColorizeJob, first: int, last: int, model_hash: str) -> str:
-    """Identifies everything that decides the pixels of the output (not window, not preview)."""
+def job_key(job: ColorizeJob, first: int, last: int, model_hash: str,
+            identity: dict[str, Any] | None = None) -> str:
+    """Identifies everything that decides the pixels of the output (not window, not preview, not where
+    the files are mounted). ``identity`` is ``source_identity`` of the opened source (computed here
+    by opening it when not given)."""
+    if identity is None:
+        with open_source(job.source, first, last) as source:
+            identity = source_identity(source)
     settings = {
-        "source": os.path.abspath(job.source),
+        "source": identity,
         "first": first,
         "last": last,
         "prompt": job.prompt,
@@ -161,19 +191,53 @@ def job_key(job: ColorizeJob, first: int, last: int, model_hash: str) -> str:
         "steps": job.steps,
         "guidance_scale": float(job.guidance_scale),
         "encoding": job.encoding,
-        "ocio_config": job.ocio_config,
-        "clip_model_dir": job.clip_model_dir,
+        "ocio_config": os.path.basename(job.ocio_config) if job.ocio_config else None,
+        "clip_model_dir": os.path.basename(os.path.normpath(job.clip_model_dir)) if job.clip_model_dir else None,
         "model_hash": model_hash,
-        "key_version": 1,
+        "key_version": KEY_VERSION,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def check_job_input(job: ColorizeJob) -> tuple[InputDecoder, FrameSource]:
+# ----------------------------------------------------------------------------- checked input
+
+
+class OpenedJob:
+    """A job checked once and its source opened once; handed to the planner and the executors."""
+
+    def __init__(self, job: ColorizeJob, decoder: InputDecoder, source: FrameSource) -> None:
+        self.job, self.decoder, self.source = job, decoder, source
+        self.info = source.info
+        self.frames = list(source.frames())
+        self._identity: dict[str, Any] | None = None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = source_identity(self.source)
+        return self._identity
+
+    def key(self, model_hash: str) -> str:
+        return job_key(self.job, self.info.first, self.info.last, model_hash, self.identity)
+
+    def read_gray(self, frame: int) -> np.ndarray:
+        return self.decoder.to_gray(self.source.read(frame))
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> OpenedJob:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_job(job: ColorizeJob) -> OpenedJob:
     """Every check that needs no model: fields, encoding, source, range, keyframes, output folder.
 
-    Returns the decoder and the opened source (the caller closes it). The CLI runs this before it
-    loads the model, so bad input is reported in a fraction of a second.
+    The CLI runs this before it loads the model, so bad input is reported in a fraction of a second,
+    and passes the result on (``run_job(..., opened=)``) so the source is not opened again.
     """
     job.validate()
     decoder = InputDecoder(job.encoding, job.ocio_config)
@@ -193,85 +257,52 @@ def check_job_input(job: ColorizeJob) -> tuple[InputDecoder, FrameSource]:
             raise InputError(f"cannot create output folder {job.output_dir}: {exc}") from exc
         if not os.access(job.output_dir, os.W_OK):
             raise InputError(f"output folder {job.output_dir} is not writable")
+        return OpenedJob(job, decoder, source)
     except BaseException:
         source.close()
         raise
-    return decoder, source
 
 
-# ----------------------------------------------------------------------------- plan
+def check_job_input(job: ColorizeJob) -> tuple[InputDecoder, FrameSource]:
+    """``open_job`` as (decoder, source) — kept for callers written before ``OpenedJob``."""
+    opened = open_job(job)
+    return opened.decoder, opened.source
 
 
-@dataclass
-class ShotPlan:
-    first: int
-    last: int
-    keyframes: list[int]
-    keyframe_source: str  # "artist" | "auto"
-    ranking: dict | None = None
-
-    def keyframe_of(self, frame: int) -> int:
-        """The nearest keyframe of this shot (the earlier one on a tie)."""
-        return min(self.keyframes, key=lambda k: (abs(k - frame), k))
-
-    def segments(self) -> list[tuple[int, list[int]]]:
-        """(keyframe, frames in order) for each run of frames that share a keyframe."""
-        out: list[tuple[int, list[int]]] = []
-        for f in range(self.first, self.last + 1):
-            k = self.keyframe_of(f)
-            if out and out[-1][0] == k:
-                out[-1][1].append(f)
-            else:
-                out.append((k, [f]))
-        return out
+# ----------------------------------------------------------------------------- one run
 
 
-def _shots_from_manifest(previous: dict | None, key: str) -> list[ShotPlan] | None:
-    """The plan of an earlier run of the same job, unless unreadable frames may have skewed it."""
-    if not previous or previous.get("job_key") != key or not previous.get("shots"):
-        return None
-    if (previous.get("frames") or {}).get("failed"):
-        return None  # the files may have been fixed since: find shots and keyframes again
-    try:
-        shots = [ShotPlan(**s) for s in previous["shots"]]
-    except TypeError:
-        return None
-    return shots if all(s.keyframes for s in shots) else None
+class JobRun(SegmentEvents):
+    """The driver's state of one run: what is done, written, failed; the events; the timings.
 
+    It is also the ``SegmentEvents`` of the local executor (its callbacks land here directly).
+    """
 
-# ----------------------------------------------------------------------------- the job
-
-
-class _Runner:
-    def __init__(self, job: ColorizeJob, pipeline: CoolColorPipeline, events: JobEvents) -> None:
-        self.job = job
-        self.pipe = pipeline
-        self.events = events
+    def __init__(self, opened: OpenedJob, events: JobEvents, model_hash: str, resolution: int,
+                 executor_name: str = "local") -> None:
+        self.opened, self.job, self.events = opened, opened.job, events
+        self.frames = opened.frames
+        self.model_hash, self.resolution, self.executor_name = model_hash, int(resolution), executor_name
+        self.key = opened.key(model_hash)
         self.started = time.time()
         self.timings: dict[str, float] = {}
         self.written: list[int] = []
         self.skipped: list[int] = []
         self.failed: dict[int, str] = {}
-        self.manifest_path = os.path.join(job.output_dir, MANIFEST_NAME)
+        self.done: set[int] = set()
+        self.manifest = ManifestWriter(self)
 
-    # ---------------------------------------------------------------- validation
-    def validate(self) -> None:
-        t = time.perf_counter()
-        job = self.job
-        self.events.phase("validate")
-        self.decoder, self.source = check_job_input(job)
-        info = self.source.info
-        self.frames = list(self.source.frames())
-        self.model_hash = self.pipe.model_hash
-        self.key = job_key(job, info.first, info.last, self.model_hash)
+    def prepare(self) -> dict | None:
+        """Clear stale temporaries, find this job's finished frames; return the previous manifest."""
         self._remove_stale_temporaries()
         self.done = self._frames_already_done()
-        self.previous = self._load_manifest()
-        self.timings["validate_s"] = time.perf_counter() - t
+        self.skipped = sorted(self.done)
+        return load_manifest(self.job.output_dir)
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a run that was killed mid-write (never a finished output)."""
-        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
+        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json",
+                        ".coolcolor-probe.*"):  # a Ray driver's probe, left by a driver that died
             for path in glob.glob(os.path.join(glob.escape(self.job.output_dir), pattern)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -299,15 +330,10 @@ class _Runner:
             )
         return done
 
-    def _load_manifest(self) -> dict | None:
-        try:
-            with open(self.manifest_path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+    def segment_context(self, plan: JobPlan) -> SegmentContext:
+        return SegmentContext(self.job, self.key, self.model_hash, plan.keyframes, self.timings)
 
-    # ---------------------------------------------------------------- helpers
+    # SegmentEvents / helpers -----------------------------------------------------------------
     def check_cancel(self) -> None:
         if self.events.should_cancel():
             raise JobCancelled("cancelled; finished frames are kept and a re-run resumes")
@@ -320,7 +346,7 @@ class _Runner:
     def read_gray(self, frame: int) -> np.ndarray:
         t = time.perf_counter()
         try:
-            return self.decoder.to_gray(self.source.read(frame))
+            return self.opened.read_gray(frame)
         finally:
             self.timings["read_s"] = self.timings.get("read_s", 0.0) + time.perf_counter() - t
 
@@ -330,327 +356,121 @@ class _Runner:
         self.failed[frame] = message
         self.events.frame_failed(frame, message)
 
-    def pipeline_progress(self, frames_total: int) -> Callable:
-        def report(event: Any) -> None:
-            self.check_cancel()
-            if getattr(event, "phase", "") == "denoise":
-                self.events.progress(self.frames_finished(), frames_total, event.step, event.total_steps)
+    frame_failed = fail
 
-        return report
+    def step(self, step: int, steps_total: int) -> None:
+        self.events.progress(self.frames_finished(), len(self.frames), step, steps_total)
 
-    # ---------------------------------------------------------------- plan
-    def plan(self) -> list[ShotPlan]:
-        reused = _shots_from_manifest(self.previous, self.key)
-        if reused is not None:
-            self.timings["shots_s"] = self.timings["keyframes_s"] = 0.0
-            return reused
-        self.events.phase("shots")
-        t = time.perf_counter()
-        detector = ShotDetector(DEFAULT_MIN_SHOT_FRAMES)
-        for f in self.frames:
-            self.check_cancel()
-            try:
-                detector.add(f, self.read_gray(f))
-            except FrameReadError as exc:
-                self.fail(f, str(exc))
-        shots: list[Shot] = detector.shots()
-        self.timings["shots_s"] = time.perf_counter() - t
-
-        self.events.phase("keyframes")
-        t = time.perf_counter()
-        scorer = None
-        artist = sorted({int(k) for k in self.job.keyframes})
-        plans = []
-        for shot in shots:
-            marked = [k for k in artist if shot.first <= k <= shot.last]
-            if marked:
-                plans.append(ShotPlan(shot.first, shot.last, marked, "artist"))
-                continue
-            if scorer is None and self.job.clip_model_dir:
-                from coolcolor.keyframes import ClipScorer
-
-                scorer = ClipScorer(self.job.clip_model_dir, device=self.pipe.device)
-            plans.append(self._auto_keyframe(shot, scorer))
-        self.timings["keyframes_s"] = time.perf_counter() - t
-        return plans
-
-    def _auto_keyframe(self, shot: Shot, scorer: Any) -> ShotPlan:
-        from coolcolor.keyframes import candidate_frames, rank_keyframes
-
-        grays = {}
-        for f in candidate_frames(shot.first, shot.last):
-            if f in self.failed:
-                continue
-            try:
-                grays[f] = self.read_gray(f)
-            except FrameReadError as exc:
-                self.fail(f, str(exc))
-        if not grays:  # every candidate unreadable: fall back on any readable frame of the shot
-            for f in shot.frames:
-                if f in self.failed:
-                    continue
-                try:
-                    grays[f] = self.read_gray(f)
-                    break
-                except FrameReadError as exc:
-                    self.fail(f, str(exc))
-        if not grays:
-            return ShotPlan(shot.first, shot.last, [], "auto", {"error": "no readable frame in the shot"})
-        ranking = rank_keyframes(
-            self.pipe, grays, self.job.prompt, self.job.negative_prompt, steps=self.job.steps,
-            guidance_scale=self.job.guidance_scale, seed=self.job.seed, clip_scorer=scorer,
-            progress=lambda _e: self.check_cancel(),
-        )
-        return ShotPlan(shot.first, shot.last, [ranking.chosen], "auto", ranking.to_dict())
-
-    # ---------------------------------------------------------------- manifest
-    def write_manifest(self, status: str, shots: list[ShotPlan] | None, error: str | None = None) -> None:
-        info = self.source.info
-        frames_total = len(self.frames)
-        colorize_s = self.timings.get("colorize_s", 0.0)
-        timings = {k: round(v, 4) for k, v in self.timings.items()}
-        timings["total_s"] = round(time.time() - self.started, 4)
-        if self.written and colorize_s > 0:
-            timings["frames_per_s"] = round(len(self.written) / colorize_s, 4)
-        done = sorted(set(self.skipped) | set(self.written))
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
-            "status": status,
-            "error": error,
-            "job": self.job.to_dict(),
-            "job_key": self.key,
-            "source": info.to_dict(),
-            "model": {"hash": self.model_hash, "resolution": int(self.pipe.resolution)},
-            "prompt": self.job.prompt,
-            "negative_prompt": self.job.negative_prompt,
-            "seed": self.job.seed,
-            "encoding": self.decoder.describe(),
-            "keyframes": sorted({k for s in shots or [] for k in s.keyframes}),
-            "shots": [asdict(s) for s in shots] if shots is not None else None,
-            "frames": {
-                "first": info.first,
-                "last": info.last,
-                "total": frames_total,
-                "done": len(done),
-                "written_this_run": self.written,
-                "skipped_this_run": self.skipped,
-                "failed": {str(k): v for k, v in sorted(self.failed.items())},
-            },
-            "outputs": {
-                "ab": AB_FILE_PATTERN,
-                "ab_channels": list(AB_CHANNELS),
-                "ab_pixel_type": "half",
-                "ab_definition": "CIE a*, b* (D65, skimage Lab) of the display-sRGB rendering of the input, "
-                "fitted to the sRGB gamut for the input's own L*",
-                "preview": PREVIEW_FILE_PATTERN if self.job.preview else None,
-            },
-            "timings": timings,
-            "finished_at" if status != "running" else "started_at": time.strftime(
-                "%Y-%m-%dT%H:%M:%S%z", time.localtime()
-            ),
-        }
-        data = json.dumps(manifest, indent=2).encode("utf-8")
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-
-        atomic_write(self.manifest_path, write)
-
-    # ---------------------------------------------------------------- colorize
-    def provenance(self, frame: int, keyframe: int, keyframes: list[int]) -> dict[str, Any]:
-        job = self.job
-        return {
-            "prompt": job.prompt,
-            "negative_prompt": job.negative_prompt,
-            "keyframe": keyframe,
-            "keyframes": keyframes,
-            "seed": job.seed,
-            "steps": job.steps,
-            "guidance_scale": float(job.guidance_scale),
-            "model_hash": self.model_hash,
-            "encoding": job.encoding,
-            "ocio_config": job.ocio_config or "",
-            "source": os.path.abspath(job.source),
-            "frame": frame,
-            "job_key": self.key,
-        }
-
-    def colorize(self, shots: list[ShotPlan]) -> dict[int, int]:
-        """Colorize every planned frame, window by window, with reading and writing overlapped.
-
-        One reader thread (every source read goes through it, so a movie decoder is never used by two
-        threads) fetches the next window while the pipeline works on this one; one writer thread
-        writes a window's EXRs (and previews) while the pipeline works on the next. At most two
-        windows of results are alive, so memory stays flat in clip length. ``frame_done`` is always
-        called from this thread, after the file is on disk, in frame order; on cancel or error the
-        writes already handed over are finished first, so nothing colorized is lost.
-        """
-        self.events.phase("colorize")
-        total = len(self.frames)
-        all_keyframes = sorted({k for s in shots for k in s.keyframes})
-        assignment: dict[int, int] = {}
-        self.timings.setdefault("pipeline_s", 0.0)
-        self.timings.setdefault("write_s", 0.0)
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(1, "coolcolor-read") as reader, ThreadPoolExecutor(1, "coolcolor-write") as writer:
-            io = _WindowIO(self, reader, writer)
-            try:
-                for shot in shots:
-                    if not shot.keyframes:
-                        for f in range(shot.first, shot.last + 1):
-                            self.fail(f, (shot.ranking or {}).get("error", "no keyframe"))
-                        continue
-                    for keyframe, seg_frames in shot.segments():
-                        for f in seg_frames:
-                            assignment[f] = keyframe
-                        todo = [f for f in seg_frames if f not in self.done and f not in self.failed]
-                        if todo:
-                            self._colorize_segment(io, keyframe, todo, all_keyframes, total)
-                        self.timings["colorize_s"] = time.perf_counter() - t0
-            finally:
-                io.finish_writes()
-        self.timings["colorize_s"] = time.perf_counter() - t0
-        return assignment
-
-    def _colorize_segment(self, io: _WindowIO, keyframe: int, todo: list[int], all_keyframes: list[int],
-                          total: int) -> None:
-        job = self.job
-        self.check_cancel()
-        [(_, key_gray)] = io.read([keyframe]).result()
-        if isinstance(key_gray, FrameReadError):
-            for f in todo:
-                self.fail(f, f"its keyframe {keyframe} cannot be read: {key_gray}")
-            return
-        windows = [todo[i : i + job.window] for i in range(0, len(todo), job.window)]
-        next_read = io.read(windows[0])
-        for index in range(len(windows)):
-            read = next_read
-            if index + 1 < len(windows):
-                next_read = io.read(windows[index + 1])  # prefetch while this window is colorized
-            self.check_cancel()
-            window, grays = [], []
-            for f, gray in read.result():
-                if isinstance(gray, FrameReadError):
-                    self.fail(f, str(gray))
-                else:
-                    window.append(f)
-                    grays.append(gray)
-            if not window:
-                continue
-            t = time.perf_counter()
-            result = self.pipe(
-                np.stack(grays), prompt=job.prompt, negative_prompt=job.negative_prompt,
-                keyframe=key_gray, num_inference_steps=job.steps, guidance_scale=job.guidance_scale,
-                seed=job.seed, progress=self.pipeline_progress(total), preview=job.preview or job.rgb_plate,
-            )
-            self.timings["pipeline_s"] += time.perf_counter() - t
-            io.finish_writes()  # the previous window's files: at most two windows of results alive
-            io.write(window, result, [self.provenance(f, keyframe, all_keyframes) for f in window])
-
-    def write_frame(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
-        """Write one frame's outputs (on the writer thread); returns the ab file's path."""
-        if rgb is not None and self.job.preview:
-            write_preview_png(preview_frame_path(self.job.output_dir, frame), rgb)
-        write_resolve_outputs(self.job.output_dir, frame, ab, rgb, provenance, sidecar=self.job.resolve_sidecar,
-                              plate=self.job.rgb_plate, encoding=self.job.encoding)
-        path = ab_frame_path(self.job.output_dir, frame)
-        write_ab_exr(path, ab, provenance)
-        return path
-
-    def frame_written(self, frame: int, path: str) -> None:
+    def frame_done(self, frame: int, path: str) -> None:
         self.written.append(frame)
         self.events.frame_done(frame, path)
+        faults.hit("frame_written")
         self.events.progress(self.frames_finished(), len(self.frames), self.job.steps, self.job.steps)
 
 
-class _WindowIO:
-    """The reader and writer threads of ``_Runner.colorize`` and the writes not yet reported."""
+class Executor(Protocol):
+    """Runs a planned job's segments; the driver (``run_job``) plans, tracks and writes the manifest."""
 
-    def __init__(self, runner: _Runner, reader: ThreadPoolExecutor, writer: ThreadPoolExecutor) -> None:
-        self.runner, self.reader, self.writer = runner, reader, writer
-        self.pending: list[tuple[int, Future[str]]] = []
+    name: str
+    model_hash: str
+    resolution: int
 
-    def read(self, frames: list[int]) -> Future[list[tuple[int, np.ndarray | FrameReadError]]]:
-        def read_all() -> list[tuple[int, np.ndarray | FrameReadError]]:
-            out: list[tuple[int, np.ndarray | FrameReadError]] = []
-            for f in frames:
-                try:
-                    out.append((f, self.runner.read_gray(f)))
-                except FrameReadError as exc:
-                    out.append((f, exc))
-            return out
+    def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
+        """The automatic keyframe of a shot without an artist keyframe (needs the model)."""
 
-        return self.reader.submit(read_all)
+    def colorize(self, run: JobRun, plan: JobPlan) -> None:
+        """Colorize ``plan.segments``, reporting through ``run`` (``frame_done``, ``fail``, ...)."""
 
-    def write(self, window: list[int], result: Any, provenance: list[dict[str, Any]]) -> None:
-        for i, f in enumerate(window):
-            rgb = result.rgb[i] if result.rgb is not None else None
-            self.pending.append((f, self.writer.submit(self._timed_write, f, result.ab[i], rgb, provenance[i])))
 
-    def _timed_write(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
-        t = time.perf_counter()
+def _keyframe_cache_for(pipeline: Any) -> Any:
+    """A ``KeyframeKVCache`` for a real pipeline (None for test doubles that are not one)."""
+    from coolcolor.pipeline import CoolColorPipeline, KeyframeKVCache
+
+    return KeyframeKVCache() if isinstance(pipeline, CoolColorPipeline) else None
+
+
+class LocalExecutor:
+    """Today's behaviour: every segment in this process, on one pipeline."""
+
+    name = "local"
+
+    def __init__(self, pipeline: CoolColorPipeline) -> None:
+        self.pipeline = pipeline
+        self.model_hash = pipeline.model_hash
+        self.resolution = int(pipeline.resolution)
+        self._scorer: Any = None
+        self.keyframe_cache = _keyframe_cache_for(pipeline)
+
+    def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
+        if self._scorer is None and run.job.clip_model_dir:
+            from coolcolor.keyframes import ClipScorer
+
+            self._scorer = ClipScorer(run.job.clip_model_dir, device=self.pipeline.device)
+        return auto_keyframe(self.pipeline, run.job, run.read_gray, shot, run.failed, run.fail, self._scorer,
+                             run.check_cancel)
+
+    def colorize(self, run: JobRun, plan: JobPlan) -> None:
+        context = run.segment_context(plan)
+        context.keyframe_cache = self.keyframe_cache
+        sink = AbFolderSink(run.job)
+        t0 = time.perf_counter()
         try:
-            return self.runner.write_frame(frame, ab, rgb, provenance)
+            for segment in plan.segments:
+                todo = tuple(f for f in segment.frames if f not in run.failed)
+                if todo:
+                    colorize_segment(self.pipeline, type(segment)(segment.keyframe, todo), run.opened.read_gray,
+                                     sink, run, context)
         finally:
-            self.runner.timings["write_s"] += time.perf_counter() - t
+            run.timings["colorize_s"] = time.perf_counter() - t0
 
-    def finish_writes(self) -> None:
-        """Wait for every handed-over write, report each finished frame; then raise the first error."""
-        error: BaseException | None = None
-        pending, self.pending = self.pending, []
-        for f, future in pending:
-            try:
-                path = future.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other writes
-                error = error or exc
-                continue
-            self.runner.frame_written(f, path)
-        if error is not None:
-            raise error
+
+def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = None,
+            opened: OpenedJob | None = None) -> JobResult:
+    """The driver: check (unless ``opened`` is given), plan once, hand the segments to ``executor``,
+    write the manifest. Raises ``InputError`` (before any work) for bad input and ``JobCancelled``
+    when cancelled; frames that fail mid-clip are in ``JobResult.frames_failed``, not raised."""
+    events = events or JobEvents()
+    events.phase("validate")
+    t = time.perf_counter()
+    own = opened is None
+    opened = open_job(job) if opened is None else opened
+    shots: list[ShotPlan] | None = None
+    try:
+        run = JobRun(opened, events, executor.model_hash, executor.resolution, executor.name)
+        previous = run.prepare()
+        run.timings["validate_s"] = time.perf_counter() - t
+        try:
+            if len(run.done) == len(run.frames):
+                shots = shots_from_manifest(previous, run.key)
+                run.manifest.write("complete", shots)
+                events.progress(len(run.frames), len(run.frames), job.steps, job.steps)
+                events.phase("done")
+                return JobResult([], run.skipped, {}, run.manifest.path, timings=dict(run.timings))
+            plan = plan_job(run, lambda shot: executor.choose_keyframe(run, shot), previous)
+            shots = plan.shots
+            run.manifest.write("running", shots)
+            events.phase("colorize")
+            executor.colorize(run, plan)
+            status = "complete" if not run.failed else "complete_with_errors"
+            run.manifest.write(status, shots)
+            events.phase("done")
+            return JobResult(sorted(run.written), run.skipped, dict(run.failed), run.manifest.path,
+                             keyframes=dict(plan.assignment), timings=dict(run.timings))
+        except JobCancelled as exc:
+            run.manifest.write("cancelled", shots, str(exc))
+            raise
+        except BaseException as exc:
+            with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
+                run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
+            raise
+    finally:
+        if own:
+            opened.close()
 
 
 def run_colorize_job(
-    job: ColorizeJob, pipeline: CoolColorPipeline, events: JobEvents | None = None
+    job: ColorizeJob, pipeline: CoolColorPipeline, events: JobEvents | None = None,
+    opened: OpenedJob | None = None,
 ) -> JobResult:
-    """Run ``job`` on ``pipeline``; see the module docstring for the order of work and guarantees.
-
-    Raises ``InputError`` (before any work) for bad input and ``JobCancelled`` when cancelled;
-    frames that fail mid-clip are in ``JobResult.frames_failed``, not raised.
-    """
-    events = events or JobEvents()
-    runner = _Runner(job, pipeline, events)
-    try:
-        runner.validate()
-    except BaseException:
-        if hasattr(runner, "source"):
-            runner.source.close()
-        raise
-    shots: list[ShotPlan] | None = None
-    try:
-        runner.skipped = sorted(runner.done)
-        if len(runner.done) == len(runner.frames):
-            shots = _shots_from_manifest(runner.previous, runner.key)
-            runner.write_manifest("complete", shots)
-            events.progress(len(runner.frames), len(runner.frames), job.steps, job.steps)
-            events.phase("done")
-            return JobResult([], runner.skipped, {}, runner.manifest_path, timings=dict(runner.timings))
-        shots = runner.plan()
-        runner.write_manifest("running", shots)
-        assignment = runner.colorize(shots)
-        status = "complete" if not runner.failed else "complete_with_errors"
-        runner.write_manifest(status, shots)
-        events.phase("done")
-        return JobResult(
-            runner.written, runner.skipped, dict(runner.failed), runner.manifest_path,
-            keyframes=assignment, timings=dict(runner.timings),
-        )
-    except JobCancelled as exc:
-        runner.write_manifest("cancelled", shots, str(exc))
-        raise
-    except BaseException as exc:
-        runner.write_manifest("failed", shots, f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        runner.source.close()
+    """Run ``job`` on ``pipeline`` in this process (``run_job`` with a ``LocalExecutor``)."""
+    return run_job(job, LocalExecutor(pipeline), events, opened)

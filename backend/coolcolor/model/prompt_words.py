@@ -1,0 +1,108 @@
+"""Which words of a prompt a model cannot use: unknown to its tokenizer, or cut by its token limit.
+
+The tiny models read prompts with a word-level tokenizer: a word outside its vocabulary becomes
+``[UNK]`` and carries no meaning ("an astronaut in a white suit" loses "astronaut" and "suit").
+A real CLIP tokenizer (SD-1.5) spells any word in sub-word pieces, so nothing is unknown there, but
+everything past its 77-token window is silently dropped. Both are reported here, word by word as the
+user wrote them, so the CLI, the daemon and the plugins can show them beside the prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# A "word" as the user sees it: a run of non-space characters; punctuation around it is not part of it.
+_CHUNK = re.compile(r"\S+")
+_EDGE_PUNCTUATION = ".,;:!?\"'()[]{}"
+
+
+@dataclass(frozen=True)
+class PromptWords:
+    """What the model will not read of one prompt (each list in prompt order, without repeats)."""
+
+    words: list[str] = field(default_factory=list)  # every word of the prompt, punctuation stripped
+    unknown: list[str] = field(default_factory=list)  # outside the tokenizer's vocabulary ([UNK])
+    truncated: list[str] = field(default_factory=list)  # past the text encoder's token limit
+    max_tokens: int = 0  # the limit, special tokens included
+    words_read: int = 0  # word occurrences the text encoder does read (known and inside the limit)
+
+    @property
+    def ignored(self) -> list[str]:
+        """Unknown and cut words together: everything of the prompt the model never sees."""
+        return _unique(self.unknown + self.truncated)
+
+    @property
+    def all_unknown(self) -> bool:
+        """True when the prompt has words and the model knows none of them: it runs as unconditional."""
+        return bool(self.words) and self.words_read == 0
+
+    def warning(self) -> str | None:
+        """The one-line message a user should see, or None when every word is read."""
+        if not self.ignored:
+            return None
+        parts = []
+        if self.unknown:
+            parts.append(f"the model does not know the word(s) {', '.join(self.unknown)}")
+        if self.truncated:
+            parts.append(f"the word(s) {', '.join(self.truncated)} lie past its {self.max_tokens}-token limit")
+        text = "; ".join(parts)
+        if self.all_unknown:
+            return f"{text}: no word of the prompt is known, so it runs as unconditional (no prompt)"
+        return f"{text}: they are ignored"
+
+
+def _unique(words: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [w for w in words if not (w in seen or seen.add(w))]  # type: ignore[func-returns-value]
+
+
+def _count(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0
+
+
+def token_limit(tokenizer: Any, text_encoder: Any = None) -> int:
+    """Tokens the text encoder reads, special tokens included: the tokenizer's maximum, capped by the
+    encoder's position embeddings (the pipeline pads and truncates to this)."""
+    limit = int(tokenizer.model_max_length)
+    if text_encoder is not None:
+        limit = min(limit, int(getattr(text_encoder.config, "max_position_embeddings", limit)))
+    return limit
+
+
+def prompt_words(tokenizer: Any, prompt: str, max_tokens: int | None = None) -> PromptWords:
+    """Split ``prompt`` into words and find those the model cannot read.
+
+    Each whitespace-separated chunk is tokenized alone (no special tokens): if any of its pieces is the
+    tokenizer's unknown token, the word is unknown. Token counts add up in prompt order; a word whose
+    pieces do not all fit into ``max_tokens`` minus the special tokens is truncated. Both word-level and
+    CLIP's BPE tokenize word by word, so the counts match tokenizing the whole prompt.
+    """
+    limit = int(tokenizer.model_max_length if max_tokens is None else max_tokens)
+    budget = limit - int(tokenizer.num_special_tokens_to_add(pair=False))
+    unk_id = tokenizer.unk_token_id
+    # CLIP's unknown token is its end-of-text token; BPE never produces it for a word, so checking is harmless.
+    words: list[str] = []
+    unknown: list[str] = []
+    truncated: list[str] = []
+    used = read = 0
+    for match in _CHUNK.finditer(prompt):
+        chunk = match.group(0)
+        word = chunk.strip(_EDGE_PUNCTUATION)
+        if not word:  # bare punctuation: nothing a user would call a word
+            used += _count(tokenizer, chunk)
+            continue
+        lead, _, trail = chunk.partition(word)
+        word_ids = tokenizer(word, add_special_tokens=False).input_ids
+        used += _count(tokenizer, lead) + len(word_ids)
+        words.append(word)
+        # The word alone decides whether it is known (a "!" after it may be [UNK] without the word being so).
+        if unk_id is not None and unk_id in word_ids:
+            unknown.append(word)
+        elif used > budget:
+            truncated.append(word)
+        else:
+            read += 1
+        used += _count(tokenizer, trail)
+    return PromptWords(_unique(words), _unique(unknown), _unique(truncated), limit, read)

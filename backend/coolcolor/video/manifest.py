@@ -1,0 +1,98 @@
+"""``manifest.json``: what a job is, its plan and how far it got — written only by the job's driver.
+
+Workers (local threads or Ray actors) write ab files and report small records; the driver alone
+writes this file (atomically), at the start of the colorize phase and at the end, so two writers
+never race on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from coolcolor.video.exr import AB_CHANNELS, atomic_write
+from coolcolor_protocol.abfiles import AB_FILE_PATTERN, MANIFEST_NAME, PREVIEW_FILE_PATTERN
+
+if TYPE_CHECKING:  # pragma: no cover
+    from coolcolor.video.job import JobRun
+    from coolcolor.video.plan import ShotPlan
+
+MANIFEST_FORMAT = "coolcolor-job-manifest"
+MANIFEST_VERSION = 1
+
+
+def load_manifest(output_dir: str) -> dict | None:
+    """The manifest in ``output_dir`` if it is one of ours, else None (missing, unreadable, foreign)."""
+    try:
+        with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+
+
+class ManifestWriter:
+    """Writes the manifest of one run from the run's own state (``JobRun``)."""
+
+    def __init__(self, run: JobRun) -> None:
+        self.run = run
+        self.path = os.path.join(run.job.output_dir, MANIFEST_NAME)
+
+    def write(self, status: str, shots: list[ShotPlan] | None, error: str | None = None) -> None:
+        run = self.run
+        job, info = run.job, run.opened.info
+        colorize_s = run.timings.get("colorize_s", 0.0)
+        timings = {k: round(v, 4) for k, v in run.timings.items()}
+        timings["total_s"] = round(time.time() - run.started, 4)
+        if run.written and colorize_s > 0:
+            timings["frames_per_s"] = round(len(run.written) / colorize_s, 4)
+        done = sorted(set(run.skipped) | set(run.written))
+        manifest: dict[str, Any] = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "status": status,
+            "error": error,
+            "job": job.to_dict(),
+            "job_key": run.key,
+            "source": info.to_dict(),
+            "source_identity": run.opened.identity,
+            "model": {"hash": run.model_hash, "resolution": int(run.resolution)},
+            "executor": run.executor_name,
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt,
+            "seed": job.seed,
+            "encoding": run.opened.decoder.describe(),
+            "keyframes": sorted({k for s in shots or [] for k in s.keyframes}),
+            "shots": [asdict(s) for s in shots] if shots is not None else None,
+            "frames": {
+                "first": info.first,
+                "last": info.last,
+                "total": len(run.frames),
+                "done": len(done),
+                "written_this_run": sorted(run.written),
+                "skipped_this_run": run.skipped,
+                "failed": {str(k): v for k, v in sorted(run.failed.items())},
+            },
+            "outputs": {
+                "ab": AB_FILE_PATTERN,
+                "ab_channels": list(AB_CHANNELS),
+                "ab_pixel_type": "half",
+                "ab_definition": "CIE a*, b* (D65, skimage Lab) of the display-sRGB rendering of the input, "
+                "fitted to the sRGB gamut for the input's own L*",
+                "preview": PREVIEW_FILE_PATTERN if job.preview else None,
+            },
+            "timings": timings,
+            "finished_at" if status != "running" else "started_at": time.strftime(
+                "%Y-%m-%dT%H:%M:%S%z", time.localtime()
+            ),
+        }
+        data = json.dumps(manifest, indent=2).encode("utf-8")
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+
+        atomic_write(self.path, write)

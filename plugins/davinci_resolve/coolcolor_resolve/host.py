@@ -1,0 +1,383 @@
+"""Everything that touches Resolve's scripting API, on the script's thread.
+
+API facts relied on (sources: Blackmagic's scripting README "Last Updated: 24 Jul 2026", [README]; the
+measured ledger samuelgursky/davinci-resolve-mcp docs/reference/api-limitations.md, [R-LIM]):
+- ``hasattr`` is always True on Resolve objects [R-LIM "hasattr()"], so optional calls are chosen by version.
+- ``Timeline.GetSelectedClips`` exists from 21.0.4 [README Timeline; davinci-resolve-mcp#131]; before it,
+  ``Timeline.GetCurrentVideoItem`` [README Timeline].
+- ``TimelineItem.GetStart`` / ``GetEnd`` are absolute timeline frames, ``GetEnd`` exclusive; ``GetLeftOffset`` /
+  ``GetRightOffset`` are the handles, in media frames ([README TimelineItem]; [R-LIM "TimelineItem.
+  GetSourceStartFrame"]: GetLeftOffset is the exact in-point on video, GetSourceStartFrame can be one off).
+- TimelineItem marker frameIds are item-relative ("clip offset 96", [README TimelineItem GetMarkers]); colours
+  are strings, there are no MARKER_* constants [R-LIM "AnalyzeForSlate markerColor"].
+- Retime: no speed property; the GetSourceStart/EndFrame span against the record duration is the witness
+  [R-LIM "Clip speed / retime ratio"].
+- ``ImportMedia([{"FilePath", "StartIndex", "EndIndex"}])`` imports one sequence clip into the CURRENT folder
+  [README MediaPool; R-LIM "ImportMedia (current-folder destination only)"].
+- ``AppendToTimeline([{clipInfo}])``: recordFrame absolute, endFrame exclusive; an overlap gives a dead handle,
+  so the result is read back [README MediaPool; R-LIM "AppendToTimeline (overlapping records)"].
+- Python scripting is Studio-only from 21.1 (release notes, quoted in ynput/ayon-resolve PR #111);
+  ``GetProductName()`` tells the editions apart [R-LIM "Studio-gated calls on the free edition"].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover - the stubs are for mypy only
+    from fusionscript import MediaPool, MediaPoolClipInfo, MediaPoolItem, Project, Resolve, Timeline, TimelineItem
+
+SELECTED_CLIPS_SINCE = (21, 0, 4)  # Timeline.GetSelectedClips [README 24 Jul 2026; davinci-resolve-mcp#131]
+PYTHON_STUDIO_ONLY_SINCE = (21, 1)  # "moved the ability to script in Python to the Studio version"
+KEYFRAME_COLOR = "Cyan"
+KEYFRAME_TAG = "coolcolor:keyframe"  # marker customData carries {"app": KEYFRAME_TAG, ...}
+BIN_NAME = "CoolColor"
+VIDEO_TYPES = ("Video", "Video + Audio")  # GetClipProperty("Type") values of a plain video clip
+REFUSED_TYPES = {"Compound": "a compound clip", "Multicam": "a multicam clip", "Timeline": "a nested timeline",
+                 "Still": "a still image", "Audio": "an audio clip", "Generator": "a generator",
+                 "Fusion Title": "a title", "Title": "a title"}
+_SEQUENCE_RE = re.compile(r"\[(\d+)-(\d+)\]")
+
+
+class HostError(Exception):
+    """A reason to show in the dialog (one line); nothing has been changed in the project."""
+
+
+def version_tuple(resolve: "Resolve") -> Tuple[int, int, int]:
+    """``GetVersion()`` → (major, minor, patch) ([README Resolve]: "[major, minor, patch, build, suffix]")."""
+    fields = resolve.GetVersion() or []
+    out = []
+    for v in list(fields)[:3]:
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError):
+            out.append(0)
+    while len(out) < 3:
+        out.append(0)
+    return out[0], out[1], out[2]
+
+
+def is_studio(resolve: "Resolve") -> bool:
+    return "Studio" in str(resolve.GetProductName() or "")
+
+
+def check_edition(resolve: "Resolve") -> None:
+    """The free edition from 21.1 runs no Python scripts; say so instead of failing later."""
+    if not is_studio(resolve) and version_tuple(resolve)[:2] >= PYTHON_STUDIO_ONLY_SINCE:
+        raise HostError(f"CoolColor needs DaVinci Resolve Studio: since Resolve 21.1 Python scripting is a "
+                        f"Studio feature (this is {resolve.GetProductName()} {resolve.GetVersionString()})")
+
+
+def current_timeline(resolve: "Resolve") -> Tuple["Project", "Timeline"]:
+    project = resolve.GetProjectManager().GetCurrentProject()
+    if not project:
+        raise HostError("no project is open")
+    timeline = project.GetCurrentTimeline()
+    if not timeline:
+        raise HostError("no timeline is open: open one on the Edit page and select clips")
+    return project, timeline
+
+
+def selected_items(resolve: "Resolve", timeline: "Timeline") -> List["TimelineItem"]:
+    """The selection: ``GetSelectedClips`` from 21.0.4, else the video item under the playhead."""
+    items: List[Any] = []
+    if version_tuple(resolve) >= SELECTED_CLIPS_SINCE:
+        items = list(getattr(timeline, "GetSelectedClips")() or [])
+    if not items:
+        current = timeline.GetCurrentVideoItem()
+        items = [current] if current else []
+    items = [i for i in items if i and (i.GetTrackTypeAndIndex() or ["", 0])[0] == "video"]
+    if not items:
+        raise HostError("nothing selected: select video clips on the Edit timeline (or park the playhead on one)")
+    return items
+
+
+@dataclass
+class Keyframe:
+    offset: int  # marker frameId, relative to the item's first frame
+    source_frame: int
+
+
+@dataclass
+class ClipSource:
+    """What the daemon reads for one timeline item, in the source's own frame numbers."""
+
+    item_name: str
+    item_id: str
+    source: str  # a %0Nd pattern or a movie path
+    source_start: int  # frame number of the media's first frame (an image sequence's first file; 0 for a movie)
+    left_offset: int  # media frames before the item's in-point (GetLeftOffset)
+    duration: int  # record frames
+    right_offset: int
+    fps: float
+    record_start: int  # GetStart(): absolute timeline frame
+    track: int
+    keyframes: List[Keyframe] = field(default_factory=list)
+
+    @property
+    def first(self) -> int:
+        return self.source_start + self.left_offset
+
+    @property
+    def last(self) -> int:
+        return self.first + self.duration - 1
+
+    def used_range(self, handles: int) -> Tuple[int, int]:
+        """The clip's frames, widened by ``handles`` on each side as far as the media allows."""
+        left = min(max(0, handles), self.left_offset)
+        right = min(max(0, handles), self.right_offset)
+        return self.first - left, self.last + right
+
+    def source_frame(self, offset: int) -> int:
+        """Item-relative marker frame → source frame: source start + left offset (the in-point) + offset."""
+        return self.first + int(offset)
+
+    def offset_of(self, source_frame: int) -> int:
+        return int(source_frame) - self.first
+
+
+def _parse_file_path(path: str, props: Dict[str, Any]) -> Tuple[str, int]:
+    """``GetClipProperty("File Path")`` → (daemon source, first frame number). An image sequence shows as
+    ``name.[1001-1096].exr`` [U: public code; confirm on a real Resolve]; a printf (``%04d``) or hash (``####``)
+    pattern is read too, its first frame from the files on disk; a movie is a plain path (frame 0)."""
+    folder, base = os.path.dirname(path), os.path.basename(path)
+    m = _SEQUENCE_RE.search(base)
+    if m:
+        return os.path.join(folder, base.replace(m.group(0), f"%0{len(m.group(1))}d")), int(m.group(1))
+    printf = re.search(r"%0?(\d*)d", base)
+    hashes = re.search(r"#+", base)
+    if printf or hashes:
+        token = printf.group(0) if printf else hashes.group(0)  # type: ignore[union-attr]
+        width = int(printf.group(1) or 1) if printf else len(token)
+        pattern = os.path.join(folder, base.replace(token, f"%0{width}d", 1))
+        head, tail = base.split(token, 1)
+        numbers = []
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name.startswith(head) and name.endswith(tail) and name[len(head):len(name) - len(tail)].isdigit():
+                numbers.append(int(name[len(head):len(name) - len(tail)]))
+        if not numbers:
+            start = str(props.get("Start", "")).strip()
+            return pattern, int(start) if start.isdigit() else 0
+        return pattern, min(numbers)
+    return path, 0
+
+
+_TRANSFORM_KEYS = ("ZoomX", "ZoomY", "Pan", "Tilt", "RotationAngle", "CropLeft", "CropRight", "CropTop",
+                   "CropBottom")  # [README "Looking up Timeline item properties"]
+
+
+def _transformed(item: "TimelineItem") -> Dict[str, float]:
+    """The Inspector transform keys that differ from identity (GetProperty with no key gives them all
+    [README TimelineItem GetProperty]; one key at a time where that is not a dict)."""
+    props = getattr(item, "GetProperty")()
+    if not isinstance(props, dict):
+        props = {k: item.GetProperty(k) for k in _TRANSFORM_KEYS}
+    out = {}
+    for k in _TRANSFORM_KEYS:
+        identity = 1.0 if k.startswith("Zoom") else 0.0
+        raw: Any = props.get(k)
+        try:
+            value = identity if raw is None else float(raw)
+        except (TypeError, ValueError):
+            continue
+        if abs(value - identity) > 1e-9:
+            out[k] = value
+    return out
+
+
+def _first_file(source: str, start: int) -> str:
+    return source % start if "%" in source else source
+
+
+def clip_source(item: "TimelineItem") -> ClipSource:
+    """Refuse (HostError naming the reason) what the daemon cannot read as-is; else describe the clip."""
+    name = item.GetName() or "clip"
+    mpi = item.GetMediaPoolItem()
+    if not mpi:
+        raise HostError(f"{name}: not a media clip (a generator, title or gap); select a video clip")
+    props = mpi.GetClipProperty(None)
+    props = props if isinstance(props, dict) else {}
+    kind = str(props.get("Type", ""))
+    if kind in REFUSED_TYPES:
+        raise HostError(f"{name}: {REFUSED_TYPES[kind]} cannot be colorized — CoolColor reads the clip's own "
+                        "media file; decompose it (or render it in place) and select the clip inside")
+    if kind and kind not in VIDEO_TYPES:
+        raise HostError(f"{name}: clip type {kind!r} is not a video clip")
+    path = str(props.get("File Path", "") or "")
+    if not path:
+        raise HostError(f"{name}: no media file (offline or generated clip)")
+    source, start = _parse_file_path(path, props)
+    if not os.path.exists(_first_file(source, start)):
+        raise HostError(f"{name}: media offline — {_first_file(source, start)} does not exist; relink it first")
+    duration = int(item.GetDuration(False))
+    span = int(item.GetSourceEndFrame()) - int(item.GetSourceStartFrame())
+    if span and abs(span - duration) > 1:
+        raise HostError(f"{name}: retimed clip ({span} source frames over {duration} record frames); CoolColor "
+                        "colorizes media frames, so render the retime first (Deliver ▸ EXR of the used range, "
+                        "import it) and colorize that clip")
+    resized = _transformed(item)
+    if resized:
+        raise HostError(f"{name}: transformed in the Inspector ({', '.join(sorted(resized))}); CoolColor "
+                        "colorizes the media as shot — reset the transform, or render the clip first")
+    try:
+        fps = float(str(props.get("FPS", "24")).split()[0])
+    except (ValueError, IndexError):
+        fps = 24.0
+    track_type, track = (item.GetTrackTypeAndIndex() or ["video", 1])[:2]
+    return ClipSource(item_name=name, item_id=str(item.GetUniqueId()), source=source, source_start=start,
+                      left_offset=int(item.GetLeftOffset(False)), duration=duration,
+                      right_offset=int(item.GetRightOffset(False)), fps=fps, record_start=int(item.GetStart(False)),
+                      track=int(track))
+
+
+# ------------------------------------------------------------------ keyframes as markers
+def _is_keyframe_marker(info: Dict[str, Any], color: str) -> bool:
+    if info.get("color") != color:
+        return False
+    try:
+        data = json.loads(info.get("customData") or "{}")
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("app") == KEYFRAME_TAG
+
+
+def read_keyframes(item: "TimelineItem", clip: ClipSource, color: str = KEYFRAME_COLOR) -> List[Keyframe]:
+    """Markers of ``color`` whose customData carries the CoolColor tag; other markers are left alone."""
+    out = []
+    for frame_id, info in sorted((item.GetMarkers() or {}).items()):
+        if _is_keyframe_marker(dict(info), color):
+            offset = int(round(float(frame_id)))
+            out.append(Keyframe(offset, clip.source_frame(offset)))
+    return out
+
+
+def playhead_offset(timeline: "Timeline", item: "TimelineItem") -> int:
+    """The playhead (absolute timecode) as a frame offset into ``item``."""
+    tc = str(timeline.GetCurrentTimecode() or "")
+    parts = re.split(r"[:;]", tc)
+    if len(parts) != 4:
+        raise HostError(f"cannot read the playhead timecode {tc!r}")
+    fps_text = str(timeline.GetSetting("timelineFrameRate") or "24")
+    fps = int(round(float(fps_text.split()[0])))
+    h, m, s, f = (int(p) for p in parts)
+    frame = ((h * 60 + m) * 60 + s) * fps + f
+    return frame - int(item.GetStart(False))
+
+
+def add_keyframe(timeline: "Timeline", item: "TimelineItem", color: str = KEYFRAME_COLOR) -> int:
+    offset = playhead_offset(timeline, item)
+    if not 0 <= offset < int(item.GetDuration(False)):
+        raise HostError(f"the playhead is not on {item.GetName()}: park it on the frame to mark")
+    data = json.dumps({"app": KEYFRAME_TAG, "v": 1})
+    if not item.AddMarker(float(offset), color, "CoolColor keyframe", "", 1.0, data):  # type: ignore[arg-type]
+        raise HostError(f"{item.GetName()}: could not add a marker at frame {offset} (one is already there?)")
+    return offset
+
+
+def remove_keyframe(item: "TimelineItem", offset: int, color: str = KEYFRAME_COLOR) -> None:
+    info = (item.GetMarkers() or {}).get(float(offset))
+    if info is None or not _is_keyframe_marker(dict(info), color):
+        raise HostError(f"no CoolColor keyframe marker at frame {offset} of {item.GetName()}")
+    item.DeleteMarkerAtFrame(float(offset))
+
+
+# ------------------------------------------------------------------ results
+def coolcolor_bin(pool: "MediaPool") -> Any:
+    root = pool.GetRootFolder()
+    for sub in root.GetSubFolderList() or []:
+        if sub.GetName() == BIN_NAME:
+            return sub
+    folder = pool.AddSubFolder(root, BIN_NAME)
+    if not folder:
+        raise HostError(f"could not create the {BIN_NAME!r} bin in the Media Pool")
+    return folder
+
+
+def import_sequence(project: "Project", pattern: str, first: int, last: int, comments: str) -> "MediaPoolItem":
+    """Import ``pattern`` (``%04d``) first..last as one clip into the CoolColor bin, provenance in Comments;
+    the artist's current folder is restored afterwards."""
+    pool = project.GetMediaPool()
+    folder = coolcolor_bin(pool)
+    previous = pool.GetCurrentFolder()
+    pool.SetCurrentFolder(folder)
+    try:
+        name = os.path.basename(pattern)
+        found: Optional["MediaPoolItem"] = None
+        for existing in folder.GetClipList() or []:  # the same result imported before: reuse it
+            path = str(existing.GetClipProperty("File Path") or "")
+            m = _SEQUENCE_RE.search(os.path.basename(path))
+            if m and os.path.dirname(path) == os.path.dirname(pattern) and \
+                    os.path.basename(path).replace(m.group(0), f"%0{len(m.group(1))}d") == name and \
+                    int(m.group(1)) == first and int(m.group(2)) == last:
+                found = existing
+                break
+        if found is None:
+            items = pool.ImportMedia([{"FilePath": pattern, "StartIndex": first, "EndIndex": last}])
+            if not items:
+                raise HostError(f"Resolve did not import {pattern} ({first}-{last})")
+            found = items[0]
+        found.SetMetadata("Comments", comments)
+        return found
+    finally:
+        if previous:
+            pool.SetCurrentFolder(previous)
+
+
+def replace_comp(item: "TimelineItem", comp_path: str, backup_dir: str, expect_tool: str) -> Any:
+    """Import ``comp_path`` as the item's only comp.
+
+    With two comps "the wrong one renders" ([RES] R2), so the others go — but first each is exported to
+    ``backup_dir`` (``ExportFusionComp(path, compIndex)`` [README TimelineItem]); one that cannot be exported
+    stops everything before anything is deleted. An import that fails, or gives an empty comp (an unparsable file
+    "imports as an EMPTY comp, silently", [RES] R2), is undone and the artist's comps re-imported; HostError.
+    """
+    names = list(item.GetFusionCompNameList() or [])
+    backups = []
+    for index, name in enumerate(names, start=1):
+        path = os.path.join(backup_dir, f"previous-{index}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(name))}.comp")
+        if not item.ExportFusionComp(path, index) or not os.path.isfile(path):
+            raise HostError(f"{item.GetName()}: could not back up its Fusion comp {name!r}; nothing was changed")
+        backups.append(path)
+    for name in names:
+        item.DeleteFusionCompByName(name)
+    comp = item.ImportFusionComp(comp_path)
+    if comp and getattr(comp, "FindTool")(expect_tool):
+        return comp
+    for name in list(item.GetFusionCompNameList() or []):
+        item.DeleteFusionCompByName(name)
+    for path in backups:
+        item.ImportFusionComp(path)
+    raise HostError(f"{item.GetName()}: Resolve did not build the CoolColor comp from {comp_path}")
+
+
+def place_plate(resolve: "Resolve", timeline: "Timeline", plate: "MediaPoolItem", clip: ClipSource,
+                first: int) -> "TimelineItem":
+    """The RGB plate on the first track above the clip that is free over its record range, NORMAL composite.
+    ``first``: the plate sequence's first frame (the clip's used range may include handles)."""
+    start_in_plate = clip.first - first
+    record = clip.record_start
+    track = clip.track + 1
+    while True:
+        if track > timeline.GetTrackCount("video"):
+            timeline.AddTrack("video", "")
+            track = timeline.GetTrackCount("video")
+        busy = any(i.GetStart(False) < record + clip.duration and record < i.GetEnd(False)
+                   for i in (timeline.GetItemListInTrack("video", track) or []))
+        if not busy:
+            break
+        track += 1
+    info: "MediaPoolClipInfo" = {
+        "mediaPoolItem": plate, "startFrame": start_in_plate, "endFrame": start_in_plate + clip.duration,
+        "mediaType": 1, "trackIndex": track, "recordFrame": record}
+    pool: Any = resolve.GetProjectManager().GetCurrentProject().GetMediaPool()  # the stub's clipInfo overload
+    placed: List[Any] = list(pool.AppendToTimeline([info]) or [])              # is malformed (-> [TimelineItem])
+    item: Optional["TimelineItem"] = placed[0] if placed else None
+    # a dead handle answers None to everything: read the placement back
+    if not item or item.GetStart(False) != record or list(item.GetTrackTypeAndIndex() or [])[:2] != ["video", track]:
+        raise HostError(f"Resolve did not place the colorized plate on V{track} at frame {record}")
+    item.SetProperty("CompositeMode", getattr(resolve, "COMPOSITE_NORMAL", 0))
+    return item

@@ -1,0 +1,205 @@
+"""Jobs for the daemon: one ``JobSpec`` per clip, submitted and then polled from the dialog's ``ui.Timer``.
+
+No thread: every call here is a short request on the script's own thread (submit, status, cancel, each with a
+few seconds' timeout), so nothing ever touches Resolve or prints from elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import coolcolor_protocol
+from coolcolor_protocol import abfiles
+from coolcolor_protocol.jobspec import JobSpec
+
+from coolcolor_resolve.host import ClipSource, HostError
+
+OUTPUT_ENV = "COOLCOLOR_RESOLVE_OUTPUT"  # where results go; default ~/CoolColor/Resolve
+REQUEST_TIMEOUT_S = 5.0
+
+
+def output_root() -> str:
+    return os.environ.get(OUTPUT_ENV) or os.path.join(os.path.expanduser("~"), "CoolColor", "Resolve")
+
+
+@dataclass
+class Settings:
+    prompt: str = ""
+    negative_prompt: str = ""
+    handles: int = 0  # 0 = the clip; N = clip + N handles each side (as far as the media has them)
+    seed: int = 0
+    steps: int = 20
+    encoding: str = "srgb"
+    result: str = "comp"  # "comp" (Fusion comp over the ab sidecar) or "plate" (RGB plate above)
+
+
+@dataclass
+class ClipJob:
+    """One clip's job and what the dialog shows for it."""
+
+    clip: ClipSource
+    spec: JobSpec
+    key: str
+    kind: str  # "colorize" | "preview"
+    job_id: Optional[str] = None
+    state: str = "new"
+    frames_done: int = 0
+    frames_total: int = 0
+    eta_s: Optional[float] = None
+    queue_position: Optional[int] = None
+    message: str = ""
+    unknown_words: List[str] = field(default_factory=list)
+    cached: bool = False
+    finished: bool = False  # results brought into Resolve (or the failure shown)
+
+    def line(self) -> str:
+        name = self.clip.item_name
+        if self.state == "queued":
+            return f"{name}: queued (position {self.queue_position})"
+        if self.state == "running":
+            eta = f", ETA {int(self.eta_s)} s" if self.eta_s is not None else ""
+            return f"{name}: {self.frames_done}/{self.frames_total} frames{eta}"
+        if self.state == "done":
+            return f"{name}: done{' (cached)' if self.cached else ''} — {self.message}".rstrip(" —")
+        if self.state in ("failed", "cancelled", "error"):
+            return f"{name}: {self.state} — {self.message}"
+        return f"{name}: {self.state}"
+
+
+def build_spec(clip: ClipSource, settings: Settings, keyframes: List[int], *, preview_frame: Optional[int] = None
+               ) -> JobSpec:
+    """The job for ``clip``: its used range (clip or clip + handles), the marked keyframes (source frames),
+    the Resolve outputs (the Loader sidecar, or the RGB plate for the fallback). Keyframes outside the used range
+    are refused here, naming them."""
+    first, last = clip.used_range(settings.handles)
+    outside = [k for k in keyframes if not first <= k <= last]
+    if outside:
+        raise HostError(f"{clip.item_name}: keyframe(s) {', '.join(map(str, outside))} outside the used range "
+                        f"{first}-{last}; move or remove those markers")
+    fields: Dict[str, Any] = {"source": clip.source, "prompt": settings.prompt,
+                              "negative_prompt": settings.negative_prompt, "seed": settings.seed,
+                              "steps": settings.steps, "encoding": settings.encoding}
+    if preview_frame is not None:
+        fields.update(first=preview_frame, last=preview_frame, keyframes=[preview_frame], preview=True)
+        kind = "preview"
+    else:
+        fields.update(first=first, last=last, keyframes=sorted(set(keyframes)),
+                      # the plate is written in comp mode too: the fallback when the comp cannot be built
+                      resolve_sidecar=settings.result == "comp", rgb_plate=True)
+        kind = "colorize"
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    fields["output_dir"] = os.path.join(output_root(), _safe(clip.item_name) + "-" + _safe(clip.item_id),
+                                        f"{kind}-{digest}")
+    spec = JobSpec(**fields)
+    spec.validate()
+    return spec
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60] or "clip"
+
+
+def job_key(spec: JobSpec) -> str:
+    """Idempotency key: the same settings give the same key, so a re-run is the daemon's cache hit."""
+    return "resolve-" + hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:40]
+
+
+class Daemon:
+    """The connection to the CoolColor daemon (``coolcolor serve``), opened on first use."""
+
+    def __init__(self) -> None:
+        self.client: Optional[coolcolor_protocol.Client] = None
+        self.model_hash = ""
+
+    def connect(self) -> coolcolor_protocol.Client:
+        if self.client is None:
+            try:
+                client = coolcolor_protocol.Client(None, name="coolcolor-resolve", timeout=REQUEST_TIMEOUT_S)
+                hello = client.hello(REQUEST_TIMEOUT_S)
+            except (coolcolor_protocol.DaemonUnavailable, coolcolor_protocol.ProtocolError, OSError) as exc:
+                raise HostError(f"no CoolColor daemon: {_one_line(exc)}") from None
+            self.client = client
+            self.model_hash = str((hello.get("model") or {}).get("hash") or "")
+        return self.client
+
+    def submit(self, job: ClipJob) -> None:
+        client = self.connect()
+        try:
+            reply = client.submit(job.spec.to_dict(), job.key, timeout=REQUEST_TIMEOUT_S)
+        except coolcolor_protocol.ProtocolError as exc:
+            raise HostError(f"{job.clip.item_name}: the daemon refused the job: {_one_line(exc)}") from None
+        except coolcolor_protocol.DaemonUnavailable as exc:
+            raise HostError(f"{job.clip.item_name}: the daemon did not answer ({_one_line(exc)})") from None
+        job.job_id = str(reply["job_id"])
+        self._update(job, reply)
+        # the same key with the same job: the daemon answers with the job it already finished
+        job.cached = job.cached or (bool(reply.get("duplicate")) and job.state == "done")
+
+    def refresh(self, job: ClipJob) -> None:
+        """One status request; a daemon that is restarting is reported and asked again on the next tick."""
+        if job.job_id is None or self.client is None:
+            return
+        try:
+            self.client.poll(0)  # drain events and keep the heartbeat going; status below is authoritative
+            status = self.client.status(job.job_id, timeout=REQUEST_TIMEOUT_S)
+        except coolcolor_protocol.DaemonUnavailable:
+            job.message = "daemon not answering — waiting for it to come back"
+            return
+        except coolcolor_protocol.ProtocolError as exc:
+            job.state, job.message = "error", _one_line(exc)
+            return
+        self._update(job, status)
+
+    def cancel(self, job: ClipJob) -> None:
+        if job.job_id is None or self.client is None:
+            return
+        try:
+            self.client.cancel(job.job_id, timeout=REQUEST_TIMEOUT_S)
+        except (coolcolor_protocol.DaemonUnavailable, coolcolor_protocol.ProtocolError) as exc:
+            job.message = f"cancel not confirmed: {_one_line(exc)}"
+
+    @staticmethod
+    def _update(job: ClipJob, status: Dict[str, Any]) -> None:
+        job.state = str(status.get("state", job.state))
+        if status.get("unknown_words"):  # submit_reply (SPEC), or a status that carries them
+            job.unknown_words = [str(w) for w in status["unknown_words"]]
+        job.frames_done = int(status.get("frames_done") or 0)
+        job.frames_total = int(status.get("frames_total") or job.frames_total or 0)
+        job.queue_position = status.get("queue_position")
+        job.cached = job.cached or bool(status.get("cached"))
+        progress = status.get("progress") or {}
+        job.eta_s = progress.get("eta_s")
+        error = status.get("error") or None
+        if error:
+            job.message = _one_line(error.get("message", error))
+
+
+def _one_line(x: Any) -> str:
+    text = str(x).strip().splitlines()
+    return text[0] if text else type(x).__name__
+
+
+def frame_path(spec: JobSpec, pattern: str, frame: int) -> str:
+    return os.path.join(spec.output_dir, abfiles.frame_file(pattern, frame))
+
+
+def provenance_comment(spec: JobSpec, model_hash: str, job_id: Optional[str]) -> str:
+    return "CoolColor " + json.dumps({"prompt": spec.prompt, "negative_prompt": spec.negative_prompt,
+                                      "keyframes": list(spec.keyframes), "seed": spec.seed, "steps": spec.steps,
+                                      "encoding": spec.encoding, "model_hash": model_hash, "job_id": job_id,
+                                      "first": spec.first, "last": spec.last}, sort_keys=True)
+
+
+def wait_for_files(paths: List[str], timeout: float = 0.0) -> List[str]:
+    """The paths that are missing (files are renamed into place atomically, so present means complete)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if not missing or time.monotonic() >= deadline:
+            return missing
+        time.sleep(0.05)

@@ -1,0 +1,650 @@
+"""The CoolColor node: a Group built by code, its knobs, its buttons, and what happens on the main thread.
+
+Inside the Group (B = plate, A = ab):
+
+    Source (Input 0) ──┬─────────────────────────────── Switch input 0 (frames not yet colorized: the plate)
+                       └─ CopyAB (B) ── Recombine (B) ── Switch input 1 ── Output
+    ReadAB (raw) ──────┴─ CopyAB (A, layer ab) ┘ (A)
+
+``Recombine`` is a MergeExpression whose knobs come from ``coolcolor_protocol.recombine.nuke_expressions`` (the one
+expression tree, DESIGN §3); the Copy carries the ``ab`` layer downstream. ``Switch.which`` is keyed per frame:
+1 where the daemon delivered the frame, 0 elsewhere.
+
+Every function here runs on Nuke's main thread (button scripts and executeInMainThread callbacks). Prompts are
+read with ``getText()``: a Multiline_Eval_String_Knob's ``value()`` would TCL-evaluate ``[ ]`` and ``$``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from typing import Any, Dict, List, Optional, Tuple, cast
+
+import nuke
+from coolcolor_protocol import ProtocolError
+from coolcolor_protocol.abfiles import AB_CHANNELS, AB_FILE_PATTERN, AB_LAYER, BUILTIN_ENCODINGS
+from coolcolor_protocol.jobspec import JobSpec
+from coolcolor_protocol.messages import TERMINAL_STATES
+from coolcolor_protocol.recombine import nuke_expressions
+
+from coolcolor_nuke.frames import FrameListError, format_frames, parse_frames
+from coolcolor_nuke.runner import START_DAEMON_HINT, Callbacks, JobRunner, PlannedJob
+
+NODE_TAG = "coolcolor_node"  # a hidden knob that marks our Groups
+AUTO_ENCODING = "from input"
+CACHE_ENV = "COOLCOLOR_NUKE_CACHE"
+CONNECTION_ENV = "COOLCOLOR_CONNECTION_FILE"
+
+_runners: Dict[str, JobRunner] = {}  # node full name -> its running press
+
+
+class NodeError(Exception):
+    """A problem with the artist's input: one line on the status knob and in nuke.message."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building the node
+# ---------------------------------------------------------------------------------------------------------------
+def _button(name: str, label: str, handler: str, startline: bool = False) -> nuke.PyScript_Knob:
+    k = nuke.PyScript_Knob(name, label, f"import coolcolor_nuke.node as _cc\n_cc.{handler}(nuke.thisNode())")
+    if startline:
+        k.setFlag(nuke.STARTLINE)
+    return k
+
+
+def _hidden(knob: nuke.Knob) -> nuke.Knob:
+    knob.setFlag(nuke.INVISIBLE)
+    return knob
+
+
+def _read_only(knob: nuke.Knob) -> nuke.Knob:
+    knob.setFlag(nuke.READ_ONLY)
+    return knob
+
+
+def encoding_items() -> List[str]:
+    """The contract's built-in encodings, plus the OCIO config's colorspaces when the script uses one."""
+    return [AUTO_ENCODING, *BUILTIN_ENCODINGS, *ocio_colorspaces()]
+
+
+def ocio_config_path() -> Optional[str]:
+    """The script's OCIO config file, when its color management is OCIO with a custom config (Root knobs
+    colorManagement / OCIO_config / customOCIOConfigPath), else $OCIO."""
+    r = nuke.root()
+    cm = r.knob("colorManagement")
+    if cm is None or str(cm.value()) != "OCIO":
+        return None
+    custom = r.knob("customOCIOConfigPath")
+    path = str(custom.value()) if custom is not None else ""
+    path = path or os.environ.get("OCIO", "")
+    return path if path and os.path.isfile(path) else None
+
+
+def ocio_colorspaces() -> List[str]:
+    path = ocio_config_path()
+    if path is None:
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return []
+    names: List[str] = []
+    for block in re.split(r"^\s*- !<ColorSpace>", text, flags=re.M)[1:]:
+        m = re.search(r"^\s*name:\s*(.+?)\s*$", block, flags=re.M)
+        if m:
+            names.append(m.group(1).strip("'\""))
+    return names
+
+
+def create_node() -> nuke.Node:
+    """Nodes toolbar ▸ CoolColor ▸ CoolColor: a new CoolColor Group, connected to the selected node (an empty Group
+    has no input yet when createNode would connect it, so the connection is made after building)."""
+    selected = nuke.selectedNodes()
+    group = cast(nuke.Group, nuke.createNode("Group", inpanel=False))
+    build_node(group)
+    if selected and selected[0] is not group:
+        group.setInput(0, selected[0])
+    return group
+
+
+def build_node(group: nuke.Group) -> nuke.Group:
+    """Fill an empty Group with the CoolColor knobs and the internal nodes."""
+    nuke.Layer(AB_LAYER, list(AB_CHANNELS))
+    group.setName("CoolColor")
+    tab = nuke.Tab_Knob("coolcolor", "CoolColor")
+    group.addKnob(tab)
+    knobs: List[nuke.Knob] = [
+        nuke.Multiline_Eval_String_Knob("prompt", "prompt"),
+        nuke.Multiline_Eval_String_Knob("negative_prompt", "negative prompt"),
+        nuke.Boolean_Knob("use_input_range", "frame range from input"),
+        nuke.Int_Knob("first", "first"),
+        nuke.Int_Knob("last", "last"),
+        nuke.Int_Knob("handles", "handles"),
+        nuke.String_Knob("keyframes", "keyframes"),
+        _button("add_keyframe", "+ current frame", "add_current_frame"),
+        _button("remove_keyframe", "\u2212 current frame", "remove_current_frame"),
+        nuke.Int_Knob("seed", "seed"),
+        nuke.Int_Knob("steps", "steps"),
+        nuke.Double_Knob("guidance", "guidance"),
+        nuke.Enumeration_Knob("encoding", "input encoding", encoding_items()),
+        nuke.Int_Knob("window", "frames per model call"),
+        nuke.File_Knob("output_dir", "output folder"),
+        _button("colorize", "Colorize", "on_colorize", startline=True),
+        _button("preview", "Preview keyframe", "on_preview"),
+        _button("cancel", "Cancel", "on_cancel"),
+        _button("check_daemon", "Check daemon", "on_check_daemon"),
+        nuke.Text_Knob("status", "status", "idle"),
+        nuke.Text_Knob("unknown_words", "unknown words", ""),
+        nuke.Double_Knob("mix", "mix"),
+        _read_only(nuke.String_Knob("model_hash", "model hash")),
+        _read_only(nuke.String_Knob("frames_seed", "seed of frames")),
+        _read_only(nuke.String_Knob("frames_keyframes", "keyframes of frames")),
+        _hidden(nuke.String_Knob("job_id", "job id")),
+        _hidden(nuke.String_Knob("job_kind", "job kind")),
+        _hidden(nuke.String_Knob("job_state", "job state")),
+        _hidden(nuke.String_Knob("delivered", "delivered frames")),
+        _hidden(nuke.Boolean_Knob(NODE_TAG, NODE_TAG)),
+    ]
+    for k in knobs:
+        group.addKnob(k)
+    group["use_input_range"].setValue(True)
+    group["steps"].setValue(20)
+    group["guidance"].setValue(5.0)
+    group["mix"].setValue(1.0)
+    group["window"].setValue(8)
+    group[NODE_TAG].setValue(True)
+    if group.knob("onCreate") is not None:  # the hidden callback knob every node has (dev guide "Callbacks")
+        group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
+    with group:
+        source = nuke.nodes.Input(name="Source")
+        read_ab = nuke.nodes.Read(name="ReadAB")
+        read_ab["raw"].setValue(True)  # the ab values are data, never colour-converted
+        read_ab["on_error"].setValue("black")  # a frame not delivered yet is no error (the Switch shows the plate)
+        copy = nuke.nodes.Copy(name="CopyAB")
+        copy.setInput(0, source)
+        copy.setInput(1, read_ab)
+        copy["channels"].setValue(AB_LAYER)
+        merge = nuke.nodes.MergeExpression(name="Recombine")
+        merge.setInput(0, copy)
+        merge.setInput(1, read_ab)
+        set_recombination(merge, "linear")
+        merge["mix"].setExpression("parent.mix")
+        switch = nuke.nodes.Switch(name="ColorizedOrPlate")
+        switch.setInput(0, source)
+        switch.setInput(1, merge)
+        out = nuke.nodes.Output(name="Output")
+        out.setInput(0, switch)
+    _update_label(group)
+    return group
+
+
+def set_recombination(merge: nuke.Node, encoding: str) -> None:
+    """The shared tree's MergeExpression knobs (never written by hand here)."""
+    for name, value in nuke_expressions(encoding, plate="B", ab="A").knobs().items():
+        merge[name].setValue(value)
+
+
+def _inner(group: nuke.Node, name: str) -> nuke.Node:
+    node = cast(nuke.Group, group).node(name)
+    if node is None:
+        raise NodeError(f"the CoolColor node's internal {name} is missing: create the node again")
+    return node
+
+
+def text_of(node: nuke.Node, name: str) -> str:
+    """A string knob's text as typed: ``getText()`` is "the non-evaluated value" (String_Knob), so ``[ ]`` and ``$``
+    reach the daemon verbatim; ``value()`` would TCL-evaluate them."""
+    return str(cast(nuke.String_Knob, node[name]).getText())
+
+
+def _update_label(group: nuke.Node) -> None:
+    text = text_of(group, "keyframes").strip()
+    group["label"].setValue(f"keyframes {text}" if text else "")
+
+
+def _set_status(group: nuke.Node, text: str) -> None:
+    group["status"].setValue(text)
+
+
+def _fail(group: nuke.Node, text: str) -> None:
+    """Bad input or a daemon error: the status line and a dialog, never a traceback."""
+    _set_status(group, f"error: {text}")
+    nuke.message(f"CoolColor ({group.name()}): {text}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Keyframe buttons
+# ---------------------------------------------------------------------------------------------------------------
+def _keyframes(group: nuke.Node) -> List[int]:
+    return parse_frames(text_of(group, "keyframes"))
+
+
+def add_current_frame(group: nuke.Node) -> None:
+    _edit_keyframes(group, add=int(nuke.frame()))
+
+
+def remove_current_frame(group: nuke.Node) -> None:
+    _edit_keyframes(group, remove=int(nuke.frame()))
+
+
+def _edit_keyframes(group: nuke.Node, add: Optional[int] = None, remove: Optional[int] = None) -> None:
+    try:
+        frames = set(_keyframes(group))
+    except FrameListError as exc:
+        _fail(group, str(exc))
+        return
+    if add is not None:
+        frames.add(add)
+    if remove is not None:
+        frames.discard(remove)
+    group["keyframes"].setValue(", ".join(str(f) for f in sorted(frames)))
+    _update_label(group)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From the node's knobs to jobs
+# ---------------------------------------------------------------------------------------------------------------
+def _read_encoding(read: nuke.Node) -> Tuple[str, Optional[str]]:
+    """A Read's colorspace knob → (job encoding, OCIO config). ``default (sRGB)`` style values name the space."""
+    value = str(read["colorspace"].value())
+    name = value
+    if name.startswith("default"):
+        inner = re.search(r"\((.*)\)", name)
+        if inner:
+            name = inner.group(1)
+        else:
+            path = str(read["file"].value()).lower()
+            name = "linear" if path.endswith((".exr", ".hdr", ".dpx.float")) else "sRGB"
+    builtin = {"srgb": "srgb", "linear": "linear", "rec709": "rec709", "rec.709": "rec709"}.get(name.lower())
+    if builtin is not None:
+        return builtin, None
+    config = ocio_config_path()
+    if config is not None:
+        return name, config
+    raise NodeError(f"the input Read's colorspace '{value}' is not one the daemon knows (srgb, rec709, linear) and "
+                    "the script has no OCIO config: set the input encoding knob")
+
+
+def _is_plain_read(node: nuke.Node) -> bool:
+    if node.Class() != "Read" or bool(node["disable"].value()):
+        return False
+    mode = node.knob("frame_mode")
+    frame_knob = node.knob("frame")
+    if mode is not None and frame_knob is not None and text_of(node, "frame").strip():
+        return False  # retimed: the file frames are not the comp's frames
+    return True
+
+
+def _cache_root() -> str:
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "coolcolor", "nuke")
+
+
+def upstream_hash(node: nuke.Node) -> str:
+    """What decides the upstream's pixels: Nuke's op hashes when available, else every upstream node's class and
+    knob text (``toScript``), recursively (also what changes when a Read's file on disk is replaced: its mtime)."""
+    try:
+        return ",".join(str(h) for h in node.opHashes())
+    except (AttributeError, RuntimeError, TypeError):
+        pass
+    parts: List[str] = []
+    seen: set = set()
+    stack: List[nuke.Node] = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        knobs = []
+        for name, knob in sorted(n.knobs().items()):
+            try:
+                knobs.append(f"{name}={knob.toScript()}")
+            except (AttributeError, RuntimeError, TypeError):
+                knobs.append(f"{name}={getattr(knob, 'getText', knob.value)()}")
+        parts.append(f"{n.Class()}:{';'.join(knobs)}")
+        if n.Class() == "Read":
+            try:
+                pattern = str(n["file"].value())
+                parts.append(str(os.stat(re.sub(r"%0?(\d*)d", lambda m: str(int(n["first"].value())).zfill(
+                    int(m.group(1) or 1)), pattern)).st_mtime_ns))
+            except (OSError, ValueError):
+                pass
+        stack.extend(n.input(i) for i in range(n.inputs()) if n.input(i) is not None)  # type: ignore[misc]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int) -> str:
+    """Render the input through an internal Write (EXR half, linear) into a cache folder keyed by the upstream's
+    hash; an unchanged upstream is not rendered again. Returns the file pattern."""
+    key = hashlib.sha256(json.dumps([source.fullName(), upstream_hash(source), first, last]).encode()).hexdigest()[:20]
+    folder = os.path.join(_cache_root(), "plates", key)
+    pattern = os.path.join(folder, "plate.%04d.exr")
+    marker = os.path.join(folder, ".complete")
+    if os.path.exists(marker):
+        return pattern
+    with cast(nuke.Group, group):
+        write = cast(nuke.Group, group).node("PlateWrite") or nuke.nodes.Write(name="PlateWrite")
+        write.setInput(0, _inner(group, "Source"))
+        write["file"].setValue(pattern)
+        write["file_type"].setValue("exr")
+        write["datatype"].setValue("16 bit half")
+        write["channels"].setValue("rgb")
+        write["colorspace"].setValue("linear")
+        write["create_directories"].setValue(True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        nuke.execute(write, first, last, 1)
+    except (RuntimeError, OSError) as exc:
+        raise NodeError(f"could not render the input to {folder}: {exc}") from None
+    with open(marker, "w", encoding="utf-8") as f:
+        f.write(f"{first} {last}\n")
+    return pattern
+
+
+def _frame_range(group: nuke.Node, source: nuke.Node) -> Tuple[int, int]:
+    rng = source.frameRange()
+    in_first, in_last = int(rng.first()), int(rng.last())
+    if bool(group["use_input_range"].value()):
+        first, last = in_first, in_last
+    else:
+        first, last = int(group["first"].value()), int(group["last"].value())
+    handles = max(0, int(group["handles"].value()))
+    first, last = max(in_first, first - handles), min(in_last, last + handles)
+    if last < first:
+        raise NodeError(f"the input has no frames in the range {first}-{last}")
+    return first, last
+
+
+def _output_dir(group: nuke.Node, settings_key: str) -> str:
+    base = str(group["output_dir"].value()).strip()
+    if not base:
+        script = str(nuke.root()["name"].value()) if nuke.root().knob("name") is not None else ""
+        parent = os.path.dirname(script) if script else _cache_root()
+        base = os.path.join(parent, "coolcolor", group.name())
+    return os.path.join(base, settings_key[:16])
+
+
+def _check_writable(folder: str) -> None:
+    probe = folder
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise NodeError(f"the output folder {folder} cannot be written (no write permission on {probe})")
+
+
+def _digest(fields: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def plan(group: nuke.Node, preview: bool) -> Tuple[List[PlannedJob], str]:
+    """Read the knobs (main thread) into jobs. Raises NodeError naming the problem."""
+    source = group.input(0)
+    if source is None:
+        raise NodeError("no input: connect the black-and-white plate to the Source input")
+    if source.Class() == "Read" and not str(source["file"].value()).strip():
+        raise NodeError(f"the input {source.name()} has no frames (its file is empty)")
+    first, last = _frame_range(group, source)
+    try:
+        keyframes = _keyframes(group)
+    except FrameListError as exc:
+        raise NodeError(str(exc)) from None
+    outside = [k for k in keyframes if not first <= k <= last]
+    if outside:
+        raise NodeError(f"keyframe {outside[0]} is outside the frame range {first}-{last}")
+    if preview and not keyframes:
+        raise NodeError("Preview keyframe needs a keyframe: press '+ current frame' first")
+    choice = str(group["encoding"].value())
+    ocio_config: Optional[str] = None
+    plate_encoding = "linear"  # what the plate is inside Nuke (a Read linearises it)
+    if _is_plain_read(source):
+        pattern = str(source["file"].value())
+        if choice != AUTO_ENCODING:  # the artist knows better than the Read's colorspace knob
+            encoding, ocio_config = choice, (None if choice in BUILTIN_ENCODINGS else ocio_config_path())
+        else:
+            encoding, ocio_config = _read_encoding(source)
+        if bool(source["raw"].value()):
+            plate_encoding = encoding if encoding in BUILTIN_ENCODINGS else "linear"
+    else:
+        # Nuke's working space, written without conversion: the EXR is linear whatever the knob says.
+        pattern = _render_upstream(group, source, first, last)
+        encoding = "linear"
+    base = dict(source=pattern, prompt=text_of(group, "prompt"),
+                negative_prompt=text_of(group, "negative_prompt"), seed=int(group["seed"].value()),
+                steps=int(group["steps"].value()), guidance_scale=float(group["guidance"].value()),
+                encoding=encoding, ocio_config=ocio_config, preview=True,
+                window=max(1, int(group["window"].value())))
+    # Preview keyframe: one one-frame job per keyframe (any daemon honours that; a keyframe's pixels do not depend
+    # on the rest of the shot), all writing into one folder so the node's Read sees every previewed frame.
+    ranges = [(k, k, [k]) for k in keyframes] if preview else [(first, last, keyframes)]
+    folder_key = _digest(dict(base, first=first, last=last, keyframes=keyframes, kind="preview" if preview else "full"))
+    jobs: List[PlannedJob] = []
+    for job_first, job_last, job_keys in ranges:
+        fields: Dict[str, Any] = dict(base, first=job_first, last=job_last, keyframes=job_keys)
+        settings_key = _digest(fields)
+        fields["output_dir"] = _output_dir(group, folder_key)
+        try:
+            spec = JobSpec.from_dict(fields)
+            spec.validate()
+        except ProtocolError as exc:
+            raise NodeError(exc.message) from None
+        _check_writable(spec.output_dir)
+        jobs.append(PlannedJob(spec=spec.to_dict(), key=f"nuke-{settings_key[:40]}"))
+    set_recombination(_inner(group, "Recombine"), plate_encoding)
+    return jobs, ("preview" if preview else "full")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Buttons
+# ---------------------------------------------------------------------------------------------------------------
+def on_colorize(group: nuke.Node) -> None:
+    _start(group, preview=False)
+
+
+def on_preview(group: nuke.Node) -> None:
+    _start(group, preview=True)
+
+
+def _start(group: nuke.Node, preview: bool, attach: Optional[PlannedJob] = None) -> Optional[JobRunner]:
+    name = group.fullName()
+    running = _runners.get(name)
+    if running is not None and running.is_alive():
+        _fail(group, "a job is already running for this node: Cancel it first")
+        return None
+    try:
+        if attach is not None:
+            jobs, kind = [attach], str(group["job_kind"].value()) or "full"
+        else:
+            jobs, kind = plan(group, preview)
+    except NodeError as exc:
+        _fail(group, str(exc))
+        return None
+    if attach is None:
+        group["job_kind"].setValue(kind)
+        group["delivered"].setValue("")
+        group["unknown_words"].setValue("")
+        _reset_switch(group)
+        _set_status(group, "submitting …")
+    runner = JobRunner(name, jobs, Callbacks(_on_submitted, _on_frame, _on_progress, _on_finished, _on_failed),
+                       connection=os.environ.get(CONNECTION_ENV) or None,
+                       title=f"CoolColor {'preview' if kind == 'preview' else 'colorize'}: {group.name()}")
+    _runners[name] = runner
+    runner.start()
+    return runner
+
+
+def on_cancel(group: nuke.Node) -> None:
+    runner = _runners.get(group.fullName())
+    if runner is None or not runner.is_alive():
+        _set_status(group, "nothing to cancel")
+        return
+    runner.cancel_requested.set()
+    _set_status(group, "cancelling …")
+
+
+def on_check_daemon(group: Optional[nuke.Node] = None) -> str:
+    """Check daemon / the CoolColor menu's "Daemon status": a short blocking hello (the daemon answers hello from
+    its socket thread, never behind the model)."""
+    from coolcolor_protocol import Client, DaemonUnavailable
+
+    try:
+        with Client(os.environ.get(CONNECTION_ENV) or None, name="coolcolor-nuke", timeout=3.0) as client:
+            hello = client.hello(3.0)
+            ping = client.request("ping", {}, 3.0)
+    except (ProtocolError, DaemonUnavailable, OSError):
+        text = START_DAEMON_HINT
+    else:
+        model = hello.get("model", {})
+        text = (f"daemon {hello.get('server', {}).get('version', '?')} ready: model {model.get('state')} "
+                f"({str(model.get('hash', ''))[:12]}, {model.get('device', '?')}), "
+                f"{ping.get('queued', 0)} queued, running {ping.get('running') or 'nothing'}")
+    if group is not None:
+        _set_status(group, text)
+    nuke.message(f"CoolColor: {text}")
+    return text
+
+
+def on_create(group: nuke.Node) -> None:
+    """onCreate (a script is opened, or the node pasted): declare the ab layer and re-attach to an unfinished job."""
+    nuke.Layer(AB_LAYER, list(AB_CHANNELS))
+    job_id = str(group["job_id"].value()).strip()
+    if not job_id or str(group["job_state"].value()) in TERMINAL_STATES:
+        return
+    try:
+        have = set(parse_frames(str(group["delivered"].value())))
+    except FrameListError:
+        have = set()
+    _set_status(group, "re-attaching to the daemon's job …")
+    _start(group, preview=False, attach=PlannedJob(spec={}, key="", job_id=job_id, have=have))
+
+
+def runner_for(group: nuke.Node) -> Optional[JobRunner]:
+    return _runners.get(group.fullName())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The worker's reports (executeInMainThread)
+# ---------------------------------------------------------------------------------------------------------------
+def _alive(name: str) -> Optional[nuke.Node]:
+    """The node, or None when it was deleted (or the script closed): then the runner stops listening and the
+    daemon's job goes on."""
+    node = nuke.toNode(name)
+    if node is None:
+        runner = _runners.pop(name, None)
+        if runner is not None:
+            runner.orphaned.set()
+    return node
+
+
+def _reset_switch(group: nuke.Node) -> None:
+    which = _inner(group, "ColorizedOrPlate")["which"]
+    which.clearAnimated()
+    which.setValue(0)
+
+
+def _delivered(group: nuke.Node) -> List[int]:
+    try:
+        return parse_frames(str(group["delivered"].value()))
+    except FrameListError:
+        return []
+
+
+def _on_submitted(name: str, job_id: str, reply: Dict[str, Any], spec: Dict[str, Any], index: int, total: int,
+                  model_hash: str) -> None:
+    group = _alive(name)
+    if group is None:
+        return
+    group["job_id"].setValue(job_id)
+    group["job_state"].setValue(str(reply.get("state", "queued")))
+    output = reply.get("output") or {}
+    pattern = str(output.get("pattern") or "")
+    if not pattern:
+        folder = str(output.get("dir") or reply.get("output_dir") or spec.get("output_dir", ""))
+        pattern = os.path.join(folder, AB_FILE_PATTERN)
+    read_ab = _inner(group, "ReadAB")
+    read_ab["file"].setValue(pattern)
+    first = int(_first_not_none(reply.get("first"), output.get("first"), spec.get("first"), 0))
+    last = int(_first_not_none(reply.get("last"), output.get("last"), spec.get("last"), first))
+    if str(group["job_kind"].value()) == "preview":
+        known = _delivered(group) + [first, last]
+        first, last = min(known), max(known)
+    for knob, value in (("first", first), ("last", last), ("origfirst", first), ("origlast", last)):
+        read_ab[knob].setValue(value)
+    which = _inner(group, "ColorizedOrPlate")["which"]
+    which.setAnimated()
+    have = set(_delivered(group))
+    for f in range(first, last + 1):
+        which.setValueAt(1 if f in have else 0, f)
+    words = reply.get("unknown_words") or []
+    if words:
+        group["unknown_words"].setValue(", ".join(str(w) for w in words))
+    if model_hash:
+        group["model_hash"].setValue(model_hash)
+    group["frames_seed"].setValue(str(spec.get("seed", "")))
+    group["frames_keyframes"].setValue(format_frames(spec.get("keyframes") or []))
+    from_cache = reply.get("cached") or (reply.get("duplicate") and reply.get("state") == "done")
+    cached = " (answered from the daemon's cache: nothing computed)" if from_cache else ""
+    prefix = f"keyframe {index + 1}/{total}: " if total > 1 else ""
+    _set_status(group, f"{prefix}job {reply.get('state', 'queued')}{cached}; fetching frames — frames not yet "
+                       "colorized show the plate")
+
+
+def _first_not_none(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
+def _on_frame(name: str, frame: int, path: str) -> None:
+    group = _alive(name)
+    if group is None:
+        return
+    frames = set(_delivered(group))
+    frames.add(frame)
+    group["delivered"].setValue(format_frames(frames))
+    _inner(group, "ColorizedOrPlate")["which"].setValueAt(1, frame)
+
+
+def _on_progress(name: str, text: str) -> None:
+    group = _alive(name)
+    if group is None:
+        return
+    n = len(_delivered(group))
+    _set_status(group, f"{text} — {n} frame(s) colorized; frames not yet colorized show the plate")
+
+
+def _on_finished(name: str, job_id: str, final: Dict[str, Any], index: int, total: int) -> None:
+    group = _alive(name)
+    if group is None:
+        return
+    state = str(final.get("state"))
+    group["job_state"].setValue(state)
+    words = final.get("unknown_words") or (final.get("job") or {}).get("unknown_words") or []
+    if words:
+        group["unknown_words"].setValue(", ".join(str(w) for w in words))
+    cached = " from the daemon's cache (nothing computed)" if final.get("cached") else ""
+    done = len(_delivered(group))
+    if state == "done":
+        if index + 1 < total:
+            _set_status(group, f"keyframe {index + 1}/{total} done{cached}")
+            return
+        _set_status(group, f"done{cached}: {done} frame(s) colorized")
+    elif state == "cancelled":
+        _set_status(group, f"cancelled: {done} frame(s) kept, the others show the plate")
+    else:
+        error = final.get("error") or {}
+        _fail(group, f"daemon error {error.get('code', '?')}: {error.get('message', state)}")
+
+
+def _on_failed(name: str, text: str, code: Optional[int]) -> None:
+    group = _alive(name)
+    if group is None:
+        return
+    _fail(group, text)
+
+
+def temp_dir() -> str:
+    return tempfile.gettempdir()

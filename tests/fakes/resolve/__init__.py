@@ -1,0 +1,698 @@
+"""A fake DaVinci Resolve for the plugin's tests, built from Blackmagic's documentation, not from the plugin.
+
+Sources, cited per behaviour below:
+- [README] Blackmagic Design, DaVinci Resolve scripting ``README.txt``, "Last Updated: 24 Jul 2026" (the 21.0.4
+  era), copy at samuelgursky/davinci-resolve-mcp:docs/reference/resolve_scripting_api.txt; cited by section and
+  object ("README TimelineItem").
+- [R-LIM] samuelgursky/davinci-resolve-mcp:docs/reference/api-limitations.md, behaviour measured on live Resolve
+  Studio 19.1-21.1, cited by entry title.
+- [RES] /work/shared/research/resolve-nuke-apis.md and host-recombine-and-nodes.md (their section numbers).
+
+What a test drives: ``FakeResolve(version=..., studio=...)``; timelines of ``FakeTimelineItem`` built with
+``add_clip``; ``ui.driver`` — a function the fake's ``RunLoop`` calls with the dispatcher, which clicks buttons
+and fires the timer the way Resolve's event loop would, all on the calling thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any, Callable, Dict, List, Optional
+
+from fakes.resolve.ui import FakeUIDispatcher, FakeUIManager  # noqa: F401  (re-exported)
+
+MARKER_COLORS = ("Blue", "Cyan", "Green", "Yellow", "Red", "Pink", "Purple", "Fuchsia", "Rose", "Lavender",
+                 "Sky", "Mint", "Lemon", "Sand", "Cocoa", "Cream")  # [README "Analyze Slate Settings"; RES A5]
+
+
+def _dead(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+class ResolveObject:
+    """Base of every fake API object.
+
+    ``hasattr`` is always True: [R-LIM "hasattr() / getattr() on Resolve API objects"] "bare hasattr() returns
+    True for EVERY name on every object"; on a bridge build any name gives a callable, and "calling a fabricated
+    method typically returns None/False with no error". So an unknown attribute here is a callable returning
+    None, and ``dir()`` lists only the real methods (the same entry: "Use dir(obj) membership").
+    Every API call must come from the thread that created the object (the script's own thread; [RES] §0.5:
+    "Touch the Resolve API and UIManager only from the script's main thread"); a call from another thread is
+    recorded in ``FakeResolve.thread_violations``.
+    """
+
+    _absent: frozenset = frozenset()
+    _app: Optional["FakeResolve"] = None
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            app = object.__getattribute__(self, "_app")
+            if app is not None and threading.get_ident() != app._thread:
+                app.thread_violations.append(f"{type(self).__name__}.{name}")
+            if name in object.__getattribute__(self, "_absent"):
+                return _dead
+        return object.__getattribute__(self, name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _dead
+
+    def __dir__(self) -> List[str]:
+        names = set()
+        for cls in type(self).__mro__:
+            names.update(n for n in vars(cls) if n[:1].isupper())
+        return sorted(names - set(self._absent))
+
+
+class DeadHandle(ResolveObject):
+    """What a failed ``AppendToTimeline`` returns: truthy, every method returns None. [R-LIM "MediaPool.
+    AppendToTimeline (overlapping records — earlier item wins)"; RES A6: auto-subs' mock_resolve_test.lua
+    reproduces real Resolve returning a dead handle when the slot is occupied or the track is missing/locked]."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("_"):
+            return object.__getattribute__(self, name)
+        return _dead
+
+
+class _Markers:
+    """AddMarker / GetMarkers / GetMarkerByCustomData / UpdateMarkerCustomData / GetMarkerCustomData /
+    DeleteMarkerAtFrame / DeleteMarkersByColor / DeleteMarkerByCustomData, as [README TimelineItem, Timeline,
+    MediaPoolItem] document them: GetMarkers returns {frameId(float): {'color', 'duration', 'note', 'name',
+    'customData'}} (README example ``{96.0: {'color': 'Green', ...}}``); colours are strings (no MARKER_*
+    constants exist: [R-LIM "Folder.AnalyzeForSlate / MediaPoolItem.AnalyzeForSlate markerColor"])."""
+
+    def _init_markers(self) -> None:
+        self._markers: Dict[float, Dict[str, Any]] = {}
+
+    def _marker_ok(self, frame: float, duration: float) -> bool:
+        return True
+
+    def AddMarker(self, frameId: float, color: str, name: str, note: str, duration: float,
+                  customData: str = "") -> bool:
+        if color not in MARKER_COLORS or float(frameId) in self._markers or duration < 1:
+            return False
+        if not self._marker_ok(float(frameId), float(duration)):
+            return False
+        self._markers[float(frameId)] = {"color": color, "duration": float(duration), "note": note, "name": name,
+                                         "customData": customData}
+        return True
+
+    def GetMarkers(self) -> Dict[float, Dict[str, Any]]:
+        return {k: dict(v) for k, v in sorted(self._markers.items())}
+
+    def GetMarkerByCustomData(self, customData: str) -> Dict[str, Any]:
+        for v in self._markers.values():
+            if v["customData"] == customData:
+                return dict(v)
+        return {}
+
+    def UpdateMarkerCustomData(self, frameId: float, customData: str) -> bool:
+        if float(frameId) not in self._markers:
+            return False
+        self._markers[float(frameId)]["customData"] = customData
+        return True
+
+    def GetMarkerCustomData(self, frameId: float) -> str:
+        return self._markers.get(float(frameId), {}).get("customData", "")
+
+    def DeleteMarkerAtFrame(self, frameNum: float) -> bool:
+        return self._markers.pop(float(frameNum), None) is not None
+
+    def DeleteMarkersByColor(self, color: str) -> bool:
+        keys = [k for k, v in self._markers.items() if color == "All" or v["color"] == color]
+        for k in keys:
+            del self._markers[k]
+        return bool(keys)
+
+    def DeleteMarkerByCustomData(self, customData: str) -> bool:
+        for k, v in list(self._markers.items()):
+            if v["customData"] == customData:
+                del self._markers[k]
+                return True
+        return False
+
+
+class FakeMediaPoolItem(_Markers, ResolveObject):
+    """[README MediaPoolItem]. ``GetClipProperty(None)`` returns the whole dict ([README "Looking up Project and
+    Clip properties"]: "call ... without parameters ... to get a snapshot"). Keys used, as in public code [RES
+    A4/R4, U]: "File Path" (an image sequence as ``name.[1001-1096].exr``, [U]), "FPS", "Frames", "Start",
+    "End", "Type" ("Video", "Video + Audio", "Still", "Compound", "Multicam", "Timeline"), "Resolution",
+    "Clip Name"."""
+
+    def __init__(self, app: "FakeResolve", name: str, properties: Dict[str, Any]):
+        self._app = app
+        self._init_markers()
+        self._name = name
+        self._props = {"Clip Name": name, **properties}
+        self._metadata: Dict[str, str] = {}
+        self._id = app._new_id()
+
+    def GetName(self) -> str:
+        return self._name
+
+    def GetClipProperty(self, propertyName: Optional[str] = None) -> Any:
+        if not propertyName:
+            return {k: str(v) for k, v in self._props.items()}
+        return str(self._props[propertyName]) if propertyName in self._props else ""
+
+    def SetClipProperty(self, propertyName: str, propertyValue: str) -> bool:
+        self._props[propertyName] = propertyValue
+        return True
+
+    def GetMetadata(self, metadataType: Optional[str] = None) -> Any:
+        return dict(self._metadata) if metadataType is None else self._metadata.get(metadataType, "")
+
+    def SetMetadata(self, metadataType: Any, metadataValue: Optional[str] = None) -> bool:
+        # [README MediaPoolItem] SetMetadata(metadataType, metadataValue) and SetMetadata({metadata})
+        if isinstance(metadataType, dict):
+            self._metadata.update({str(k): str(v) for k, v in metadataType.items()})
+        else:
+            self._metadata[str(metadataType)] = str(metadataValue)
+        return True
+
+    def GetUniqueId(self) -> str:
+        return self._id
+
+
+class FakeFolder(ResolveObject):
+    """[README Folder]: GetClipList, GetName, GetSubFolderList, GetUniqueId."""
+
+    def __init__(self, app: "FakeResolve", name: str):
+        self._app = app
+        self._name = name
+        self._clips: List[FakeMediaPoolItem] = []
+        self._subfolders: List[FakeFolder] = []
+        self._id = app._new_id()
+
+    def GetClipList(self) -> List[FakeMediaPoolItem]:
+        return list(self._clips)
+
+    def GetName(self) -> str:
+        return self._name
+
+    def GetSubFolderList(self) -> List["FakeFolder"]:
+        return list(self._subfolders)
+
+    def GetUniqueId(self) -> str:
+        return self._id
+
+
+class FakeFusionTool(ResolveObject):
+    def __init__(self, app: "FakeResolve", name: str, kind: str):
+        self._app = app
+        self.Name = name
+        self._kind = kind
+
+    def GetAttrs(self, key: Optional[str] = None) -> Any:
+        attrs = {"TOOLS_Name": self.Name, "TOOLS_RegID": self._kind}
+        return attrs if key is None else attrs.get(key)
+
+
+class FakeFusionComp(ResolveObject):
+    """A Fusion composition of a timeline item. An imported ``.comp`` keeps its text; its tools are the
+    top-level ``Name = RegID {`` entries of ``Tools = ordered() { ... }``. An unparsable file gives an EMPTY comp,
+    silently ([RES] host-recombine R2, the 21.1 field report)."""
+
+    def __init__(self, app: "FakeResolve", name: str, text: Optional[str] = None):
+        self._app = app
+        self._name = name
+        self.text = text
+        self._tools: List[FakeFusionTool] = []
+        if text is None:  # [RES R2]: a new item comp holds MediaIn1 -> MediaOut1
+            self._tools = [FakeFusionTool(app, "MediaIn1", "MediaIn"), FakeFusionTool(app, "MediaOut1", "MediaOut")]
+        else:
+            body = re.search(r"Tools\s*=\s*ordered\(\)\s*\{(.*)\}", text, re.S)
+            if body and text.count("{") == text.count("}"):
+                depth, i, src = 0, 0, body.group(1)
+                for m in re.finditer(r"[{}]|(\w+)\s*=\s*(\w+)\s*\{", src):
+                    if m.group(0) == "{":
+                        depth += 1
+                    elif m.group(0) == "}":
+                        depth -= 1
+                    else:
+                        if depth == 0:
+                            self._tools.append(FakeFusionTool(app, m.group(1), m.group(2)))
+                        depth += 1
+                    i += 1
+
+    def GetToolList(self, selected: bool = False, regid: Optional[str] = None) -> Dict[int, FakeFusionTool]:
+        tools = [t for t in self._tools if regid is None or t._kind == regid]
+        return {i + 1: t for i, t in enumerate(tools)}
+
+    def FindTool(self, name: str) -> Optional[FakeFusionTool]:
+        for t in self._tools:
+            if t.Name == name:
+                return t
+        return None
+
+
+class FakeTimelineItem(_Markers, ResolveObject):
+    """[README TimelineItem]. Frame conventions:
+    - ``GetStart`` / ``GetEnd``: "the start/end frame position on the timeline" — absolute timeline frames
+      (timeline start e.g. 86400) [RES A4; R-LIM / davinci-resolve-mcp#164: recordFrame is absolute];
+      ``GetEnd`` is exclusive: GetEnd - GetStart == GetDuration, the same exclusive end AppendToTimeline's
+      endFrame uses [R-LIM: "endFrame EXCLUSIVE (verified at 1, 119 and 120 frames)"].
+    - ``GetLeftOffset``/``GetRightOffset``: "the maximum extension by frame for clip from left/right side", i.e.
+      media frames before the in-point / after the out-point (the handles) [README].
+    - ``GetSourceStartFrame``/``GetSourceEndFrame``: the media frames used; on a retimed clip their span differs
+      from the record span, which is the documented speed witness [R-LIM "Clip speed / retime ratio"].
+    - Marker frameIds are relative to the item ("indicates a single green marker at clip offset 96",
+      [README TimelineItem GetMarkers]); a marker beyond the item is refused.
+    - ``ImportFusionComp(path)`` "Imports a Fusion composition from given file path by creating and adding a new
+      composition for the item" [README]; ``GetFusionCompNameList``, ``GetFusionCompByIndex`` (1-based),
+      ``DeleteFusionCompByName``, ``ExportFusionComp(path, compIndex)`` [README].
+    """
+
+    def __init__(self, app: "FakeResolve", timeline: "FakeTimeline", mpi: Optional[FakeMediaPoolItem],
+                 track: int, start: int, duration: int, left_offset: int, right_offset: int,
+                 source_span: Optional[int] = None, track_type: str = "video", name: Optional[str] = None,
+                 properties: Optional[Dict[str, Any]] = None):
+        self._app = app
+        self._init_markers()
+        self._timeline = timeline
+        self._mpi = mpi
+        self._track = track
+        self._track_type = track_type
+        self._start = start
+        self._duration = duration
+        self._left = left_offset
+        self._right = right_offset
+        self._source_span = duration if source_span is None else source_span
+        self._name = name or (mpi.GetName() if mpi else "item")
+        self._props: Dict[str, Any] = {"Pan": 0.0, "Tilt": 0.0, "ZoomX": 1.0, "ZoomY": 1.0, "RotationAngle": 0.0,
+                                       "CropLeft": 0.0, "CropRight": 0.0, "CropTop": 0.0, "CropBottom": 0.0,
+                                       "CompositeMode": 0, "Opacity": 100.0, **(properties or {})}
+        self._comps: List[FakeFusionComp] = []
+        self._clip_color = ""
+        self._id = app._new_id()
+
+    def _marker_ok(self, frame: float, duration: float) -> bool:
+        return 0 <= frame < self._duration
+
+    def GetName(self) -> str:
+        return self._name
+
+    def GetStart(self, subframe_precision: bool = False) -> int:
+        return self._start
+
+    def GetEnd(self, subframe_precision: bool = False) -> int:
+        return self._start + self._duration
+
+    def GetDuration(self, subframe_precision: bool = False) -> int:
+        return self._duration
+
+    def GetLeftOffset(self, subframe_precision: bool = False) -> int:
+        return self._left
+
+    def GetRightOffset(self, subframe_precision: bool = False) -> int:
+        return self._right
+
+    def GetSourceStartFrame(self) -> int:
+        return self._left
+
+    def GetSourceEndFrame(self) -> int:
+        return self._left + self._source_span
+
+    def GetMediaPoolItem(self) -> Optional[FakeMediaPoolItem]:
+        return self._mpi
+
+    def GetTrackTypeAndIndex(self) -> List[Any]:
+        return [self._track_type, self._track]
+
+    def GetUniqueId(self) -> str:
+        return self._id
+
+    def GetProperty(self, propertyKey: Optional[str] = None) -> Any:
+        # [README "Looking up Timeline item properties"]; no speed key exists [R-LIM "Clip speed"]
+        return dict(self._props) if not propertyKey else self._props.get(propertyKey)
+
+    def SetProperty(self, propertyKey: str, propertyValue: Any) -> bool:
+        if propertyKey not in self._props:
+            return False
+        self._props[propertyKey] = propertyValue
+        return True
+
+    def SetClipColor(self, colorName: str) -> bool:
+        self._clip_color = colorName
+        return True
+
+    def GetClipColor(self) -> str:
+        return self._clip_color
+
+    # Fusion comps [README TimelineItem]
+    def GetFusionCompCount(self) -> int:
+        return len(self._comps)
+
+    def GetFusionCompNameList(self) -> List[str]:
+        return [c._name for c in self._comps]
+
+    def GetFusionCompByIndex(self, compIndex: int) -> Optional[FakeFusionComp]:
+        return self._comps[compIndex - 1] if 1 <= compIndex <= len(self._comps) else None
+
+    def GetFusionCompByName(self, compName: str) -> Optional[FakeFusionComp]:
+        return next((c for c in self._comps if c._name == compName), None)
+
+    def _comp_name(self) -> str:
+        n = len(self._comps) + 1
+        while any(c._name == f"Composition {n}" for c in self._comps):
+            n += 1
+        return f"Composition {n}"
+
+    def AddFusionComp(self) -> FakeFusionComp:
+        comp = FakeFusionComp(self._app, self._comp_name())
+        self._comps.append(comp)
+        return comp
+
+    def ImportFusionComp(self, path: str) -> Optional[FakeFusionComp]:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError:
+            return None
+        comp = FakeFusionComp(self._app, self._comp_name(), text)
+        self._comps.append(comp)
+        return comp
+
+    def ExportFusionComp(self, path: str, compIndex: int) -> bool:
+        comp = self.GetFusionCompByIndex(compIndex)
+        if comp is None:
+            return False
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(comp.text if comp.text is not None else "Composition { Tools = ordered() { } }\n")
+        return True
+
+    def DeleteFusionCompByName(self, compName: str) -> bool:
+        for c in self._comps:
+            if c._name == compName:
+                self._comps.remove(c)
+                return True
+        return False
+
+
+def _timecode(frame: int, fps: int) -> str:
+    s, f = divmod(frame, fps)
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}:{f:02d}"
+
+
+class FakeTimeline(_Markers, ResolveObject):
+    """[README Timeline]. ``GetSelectedClips`` ("Returns the currently selected timeline items") is in the
+    24 Jul 2026 README and absent before Resolve 21.0.4 ([RES A3]: added in 21.0.4, davinci-resolve-mcp#131 /
+    PR #133): on an older version it is missing from ``dir()`` and, like any unknown name, returns None
+    (``hasattr`` stays True). ``GetCurrentVideoItem`` returns the item under the playhead on the highest video
+    track ([RES A3], one report, [U]). ``GetCurrentTimecode`` is the absolute playhead timecode [README]."""
+
+    def __init__(self, app: "FakeResolve", name: str, fps: int = 24, start_frame: int = 86400):
+        self._app = app
+        self._init_markers()
+        self._name = name
+        self._fps = fps
+        self._start_frame = start_frame
+        self._tracks: Dict[int, List[FakeTimelineItem]] = {1: []}
+        self._selected: List[FakeTimelineItem] = []
+        self.playhead = start_frame
+        self._id = app._new_id()
+        if app._version < (21, 0, 4):
+            self._absent = frozenset({"GetSelectedClips"})
+
+    # test helpers -------------------------------------------------------------------------------------
+    def add_clip(self, mpi: Optional[FakeMediaPoolItem], *, track: int = 1, start: Optional[int] = None,
+                 duration: int, left_offset: int = 0, right_offset: int = 0, **kw: Any) -> FakeTimelineItem:
+        while track not in self._tracks:
+            self._tracks[len(self._tracks) + 1] = []
+        if start is None:
+            start = max([i.GetEnd() for i in self._tracks[track]] + [self._start_frame])
+        item = FakeTimelineItem(self._app, self, mpi, track, start, duration, left_offset, right_offset, **kw)
+        self._tracks[track].append(item)
+        return item
+
+    def select(self, *items: FakeTimelineItem) -> None:
+        self._selected = list(items)
+
+    # API ------------------------------------------------------------------------------------------------
+    def GetName(self) -> str:
+        return self._name
+
+    def GetStartFrame(self) -> int:
+        return self._start_frame
+
+    def GetEndFrame(self) -> int:
+        return max([i.GetEnd() for t in self._tracks.values() for i in t] + [self._start_frame])
+
+    def GetSetting(self, settingName: Optional[str] = None) -> Any:
+        settings = {"timelineFrameRate": str(self._fps)}
+        return settings if not settingName else settings.get(settingName, "")
+
+    def GetTrackCount(self, trackType: str) -> int:
+        return len(self._tracks) if trackType == "video" else 0
+
+    def AddTrack(self, trackType: str, subTrackType: Any = None) -> bool:
+        if trackType != "video":
+            return False
+        self._tracks[len(self._tracks) + 1] = []
+        return True
+
+    def GetItemListInTrack(self, trackType: str, index: int) -> Optional[List[FakeTimelineItem]]:
+        if trackType != "video" or index not in self._tracks:
+            return None
+        return sorted(self._tracks[index], key=lambda i: i.GetStart())
+
+    def GetSelectedClips(self) -> List[FakeTimelineItem]:
+        return list(self._selected)
+
+    def GetCurrentVideoItem(self) -> Optional[FakeTimelineItem]:
+        for track in sorted(self._tracks, reverse=True):
+            for item in self._tracks[track]:
+                if item.GetStart() <= self.playhead < item.GetEnd():
+                    return item
+        return None
+
+    def GetCurrentTimecode(self) -> str:
+        return _timecode(self.playhead, self._fps)
+
+    def SetCurrentTimecode(self, timecode: str) -> bool:
+        h, m, s, f = (int(x) for x in re.split(r"[:;]", timecode))
+        self.playhead = ((h * 60 + m) * 60 + s) * self._fps + f
+        return True
+
+    def GetUniqueId(self) -> str:
+        return self._id
+
+    def _append(self, info: Dict[str, Any]) -> ResolveObject:
+        """[README MediaPool AppendToTimeline clipInfo]: "startFrame", "endFrame" (exclusive, [R-LIM]),
+        "mediaType", "trackIndex", "recordFrame" (absolute, [R-LIM]/#164). An overlap or a missing track gives a
+        dead handle ([R-LIM] "overlapping placements are rejected, and the earlier item wins")."""
+        mpi = info.get("mediaPoolItem")
+        track = int(info.get("trackIndex", 1))
+        start, end = int(info.get("startFrame", 0)), int(info.get("endFrame", 0))
+        record = int(info.get("recordFrame", self.GetEndFrame()))
+        if not isinstance(mpi, FakeMediaPoolItem) or track not in self._tracks or end <= start:
+            return DeadHandle()
+        duration = end - start
+        for other in self._tracks[track]:
+            if record < other.GetEnd() and other.GetStart() < record + duration:
+                return DeadHandle()
+        frames = int(mpi._props.get("Frames", duration))
+        item = FakeTimelineItem(self._app, self, mpi, track, record, duration, start, max(0, frames - end))
+        self._tracks[track].append(item)
+        return item
+
+
+class FakeMediaPool(ResolveObject):
+    """[README MediaPool]. ``ImportMedia`` "Imports specified file/folder paths into current Media Pool folder"
+    (list of paths), or a list of clipInfo dicts ``{"FilePath": "file_%03d.dpx", "StartIndex": 1, "EndIndex":
+    100}`` which "would import clip file_[001-100].dpx" — one item per dict; imports land in the CURRENT
+    folder only [R-LIM "MediaPool.ImportMedia (current-folder destination only)"]. A missing file imports
+    nothing."""
+
+    def __init__(self, app: "FakeResolve"):
+        self._app = app
+        self._root = FakeFolder(app, "Master")
+        self._current = self._root
+        self._selected: List[FakeMediaPoolItem] = []
+
+    def GetRootFolder(self) -> FakeFolder:
+        return self._root
+
+    def AddSubFolder(self, folder: FakeFolder, name: str) -> Optional[FakeFolder]:
+        if not isinstance(folder, FakeFolder):
+            return None
+        sub = FakeFolder(self._app, name)
+        folder._subfolders.append(sub)
+        return sub
+
+    def GetCurrentFolder(self) -> FakeFolder:
+        return self._current
+
+    def SetCurrentFolder(self, folder: FakeFolder) -> bool:
+        if not isinstance(folder, FakeFolder):
+            return False
+        self._current = folder
+        return True
+
+    def GetSelectedClips(self) -> List[FakeMediaPoolItem]:
+        return list(self._selected)
+
+    def ImportMedia(self, items: List[Any]) -> List[FakeMediaPoolItem]:
+        out = []
+        for entry in items:
+            if isinstance(entry, dict):
+                pattern, first, last = entry.get("FilePath", ""), entry.get("StartIndex"), entry.get("EndIndex")
+                if first is None or last is None:
+                    continue
+                files = [pattern % f for f in range(int(first), int(last) + 1)]
+                if not files or not all(os.path.isfile(f) for f in files):
+                    continue
+                width = len(str(pattern % int(first)).rsplit(".", 1)[0]) - len(pattern.split("%")[0])
+                shown = pattern.replace(re.search(r"%0?\d*d", pattern).group(0),  # type: ignore[union-attr]
+                                        f"[{int(first):0{width}d}-{int(last):0{width}d}]")
+                name = os.path.basename(shown)
+                props = {"File Path": shown, "Type": "Still" if len(files) == 1 else "Video",
+                         "Frames": len(files), "Start": int(first), "End": int(last), "FPS": "24"}
+            else:
+                if not os.path.isfile(str(entry)):
+                    continue
+                name = os.path.basename(str(entry))
+                props = {"File Path": str(entry), "Type": "Still", "Frames": 1, "FPS": "24"}
+            mpi = FakeMediaPoolItem(self._app, name, props)
+            self._current._clips.append(mpi)
+            out.append(mpi)
+        return out
+
+    def AppendToTimeline(self, clips: List[Any]) -> List[ResolveObject]:
+        timeline = self._app._project._timeline
+        if timeline is None:
+            return []
+        return [timeline._append(c if isinstance(c, dict) else {"mediaPoolItem": c}) for c in clips]
+
+
+class FakeProject(ResolveObject):
+    """[README Project]: GetMediaPool, GetCurrentTimeline, GetName, GetUniqueId."""
+
+    def __init__(self, app: "FakeResolve", name: str):
+        self._app = app
+        self._name = name
+        self._pool = FakeMediaPool(app)
+        self._timeline: Optional[FakeTimeline] = None
+        self._id = app._new_id()
+
+    def GetMediaPool(self) -> FakeMediaPool:
+        return self._pool
+
+    def GetCurrentTimeline(self) -> Optional[FakeTimeline]:
+        return self._timeline
+
+    def GetName(self) -> str:
+        return self._name
+
+    def GetUniqueId(self) -> str:
+        return self._id
+
+
+class FakeProjectManager(ResolveObject):
+    """[README ProjectManager]: GetCurrentProject."""
+
+    def __init__(self, app: "FakeResolve"):
+        self._app = app
+
+    def GetCurrentProject(self) -> Optional[FakeProject]:
+        return self._app._project
+
+
+class FakeFusion(ResolveObject):
+    """``resolve.Fusion()`` [README "Using a script" example]; ``fusion.UIManager`` and ``GetResolve()`` [RES R4]."""
+
+    def __init__(self, app: "FakeResolve"):
+        self._app = app
+        self.UIManager = FakeUIManager(app)
+
+    def GetResolve(self) -> "FakeResolve":
+        return self._app
+
+
+class FakeBMD:
+    """The ``bmd`` global of a Fusion/Resolve script: ``bmd.UIDispatcher(ui)``, ``bmd.scriptapp("Resolve")``
+    [RES A3/R4]."""
+
+    def __init__(self, app: "FakeResolve"):
+        self._app = app
+
+    def UIDispatcher(self, ui: FakeUIManager) -> FakeUIDispatcher:
+        return FakeUIDispatcher(ui)
+
+    def scriptapp(self, name: str) -> Optional["FakeResolve"]:
+        return self._app if name == "Resolve" else None
+
+
+class FakeResolve(ResolveObject):
+    """[README Resolve]: GetProductName ("DaVinci Resolve" or "DaVinci Resolve Studio", [R-LIM "Studio-gated
+    calls on the free edition"]), GetVersion ("[major, minor, patch, build, suffix]"), GetVersionString
+    ("major.minor.patch[suffix].build"), GetProjectManager, Fusion, the COMPOSITE_* constants
+    ([README "Looking up Timeline item properties": COMPOSITE_NORMAL = 0]). Python scripting is Studio-only from
+    21.1 ([RES A2]: "We have moved the ability to script in Python to the Studio version")."""
+
+    COMPOSITE_NORMAL = 0
+    COMPOSITE_ADD = 1
+
+    def __init__(self, version: tuple = (21, 0, 4, 5), studio: bool = True, page: str = "edit"):
+        self._thread = threading.get_ident()
+        self.thread_violations: List[str] = []
+        self._version = tuple(version[:3])
+        self._version_fields = list(version) + [0] * (4 - len(version)) + [""]
+        self._studio = studio
+        self._page = page
+        self._ids = 0
+        self._project = FakeProject(self, "Project")
+        self._pm = FakeProjectManager(self)
+        self._fusion = FakeFusion(self)
+        self._app = self
+
+    def _new_id(self) -> str:
+        self._ids += 1
+        return f"id-{self._ids:04d}"
+
+    def new_timeline(self, name: str = "Timeline 1", fps: int = 24, start_frame: int = 86400) -> FakeTimeline:
+        self._project._timeline = FakeTimeline(self, name, fps, start_frame)
+        return self._project._timeline
+
+    def media_item(self, name: str, **props: Any) -> FakeMediaPoolItem:
+        """A clip already in the Master bin (as if imported by the artist)."""
+        mpi = FakeMediaPoolItem(self, name, props)
+        self._project._pool._root._clips.append(mpi)
+        return mpi
+
+    @property
+    def ui(self) -> FakeUIManager:
+        return self._fusion.UIManager
+
+    def script_globals(self) -> Dict[str, Any]:
+        """The globals a Workspace ▸ Scripts Python script sees: ``resolve``, ``fusion``/``fu``, ``bmd``, ``app``
+        (``app.GetResolve()``) [RES A2 "Getting the resolve object inside Resolve", R4]."""
+        return {"resolve": self, "fusion": self._fusion, "fu": self._fusion, "app": self._fusion,
+                "bmd": FakeBMD(self), "__name__": "__main__"}
+
+    def GetProductName(self) -> str:
+        return "DaVinci Resolve Studio" if self._studio else "DaVinci Resolve"
+
+    def GetVersion(self) -> List[Any]:
+        return list(self._version_fields)
+
+    def GetVersionString(self) -> str:
+        major, minor, patch, build, suffix = self._version_fields[:5]
+        return f"{major}.{minor}.{patch}{suffix}.{build}"
+
+    def GetProjectManager(self) -> FakeProjectManager:
+        return self._pm
+
+    def Fusion(self) -> FakeFusion:
+        return self._fusion
+
+    def GetCurrentPage(self) -> str:
+        return self._page
+
+
+Driver = Callable[[FakeUIDispatcher], None]

@@ -1,0 +1,309 @@
+"""The Nuke plugin against the fake ``nuke``, without a daemon: registration, the node's knobs and internals, the
+prompt never TCL-evaluated, keyframe buttons, source frames (plain Read vs internal Write with its cache), bad input,
+a daemon that is not running, and the type check against types-nuke."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakes.nuke.support import PLUGIN_DIR, ROOT, load_fake_nuke
+
+
+@pytest.fixture
+def nuke(tmp_path, monkeypatch):
+    monkeypatch.setenv("COOLCOLOR_NUKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COOLCOLOR_CONNECTION_FILE", str(tmp_path / "no-daemon" / "daemon.json"))
+    return load_fake_nuke()
+
+
+@pytest.fixture
+def plate(tmp_path) -> str:
+    from coolcolor.daemon.testing import write_gray_sequence
+
+    return write_gray_sequence(str(tmp_path / "plate"), count=5, size=16, first=11)
+
+
+def new_node(nuke, upstream=None):
+    import coolcolor_nuke.menus
+
+    coolcolor_nuke.menus.register()
+    if upstream is not None:
+        nuke.fake.select(upstream)
+    nuke.menu("Nodes").findItem("CoolColor/CoolColor").invoke()
+    groups = [n for n in nuke.allNodes("Group") if n.knob("coolcolor_node")]
+    return groups[-1]
+
+
+def plain_read(nuke, pattern: str, first: int = 11, last: int = 15):
+    return nuke.nodes.Read(file=pattern.replace("%04d", "####"), first=first, last=last, origfirst=first,
+                           origlast=last)
+
+
+def test_registration_adds_the_toolbar_entry_with_an_icon_and_the_daemon_status_menu(nuke):
+    ns = {"__file__": str(PLUGIN_DIR / "init.py")}
+    exec(compile((PLUGIN_DIR / "init.py").read_text(), "init.py", "exec"), ns)
+    exec(compile((PLUGIN_DIR / "menu.py").read_text(), "menu.py", "exec"), {})
+    exec(compile((PLUGIN_DIR / "menu.py").read_text(), "menu.py", "exec"), {})  # twice: still one entry each
+    toolbar = nuke.menu("Nodes").findItem("CoolColor")
+    assert [i.name() for i in toolbar.items()] == ["CoolColor"]
+    icon = toolbar.findItem("CoolColor").icon()
+    assert icon.endswith("coolcolor.png") and os.path.getsize(icon) > 0
+    status = nuke.menu("Nuke").findItem("CoolColor/Daemon status")
+    status.invoke()
+    assert "coolcolor serve" in nuke.fake.messages[-1]
+
+
+def test_the_node_is_a_group_with_one_source_input_the_knobs_and_the_shared_recombination(nuke, plate):
+    from coolcolor_protocol.recombine import nuke_expressions
+
+    read = plain_read(nuke, plate)
+    g = new_node(nuke, read)
+    assert g.Class() == "Group" and g.input(0) is read and g.maxInputs() == 1
+    assert g.node("Source").Class() == "Input"
+    for name in ("prompt", "negative_prompt", "use_input_range", "first", "last", "handles", "keyframes",
+                 "add_keyframe", "remove_keyframe", "seed", "steps", "guidance", "encoding", "colorize", "preview",
+                 "cancel", "check_daemon", "status", "unknown_words", "mix", "model_hash", "frames_seed",
+                 "frames_keyframes", "job_id"):
+        assert g.knob(name) is not None, name
+    assert g["prompt"].Class() == "Multiline_Eval_String_Knob"
+    assert g["add_keyframe"].label() == "+ current frame" and g["remove_keyframe"].label() == "\u2212 current frame"
+    assert not g["job_id"].visible()
+    assert g["encoding"].values()[:4] == ["from input", "srgb", "rec709", "linear"]
+    merge = g.node("Recombine")
+    assert merge.Class() == "MergeExpression"
+    for name, value in nuke_expressions("linear").knobs().items():
+        knob = merge[name]
+        assert (knob.getText() if hasattr(knob, "getText") else knob.value()) == value, name
+    assert merge.input(0) is g.node("CopyAB") and merge.input(1) is g.node("ReadAB")
+    assert g.node("ReadAB")["raw"].value() is True
+    assert "ab" in nuke.layers() and nuke.Layer("ab").channels() == ["ab.a_star", "ab.b_star"]
+    # before any colorization the output is the plate, unchanged
+    out = nuke.fake.render(g, 12)
+    src = nuke.fake.render(read, 12)
+    for c in ("rgba.red", "rgba.green", "rgba.blue"):
+        assert (out[c] == src[c]).all()
+
+
+def test_ocio_colorspaces_are_offered_when_the_script_has_an_ocio_config(nuke, tmp_path):
+    config = tmp_path / "config.ocio"
+    config.write_text("ocio_profile_version: 2\ncolorspaces:\n  - !<ColorSpace>\n    name: ACEScg\n"
+                      "  - !<ColorSpace>\n    name: Output - sRGB\n")
+    nuke.root()["colorManagement"].setValue("OCIO")
+    nuke.root()["OCIO_config"].setValue("custom")
+    nuke.root()["customOCIOConfigPath"].setValue(str(config))
+    g = new_node(nuke)
+    assert g["encoding"].values()[4:] == ["ACEScg", "Output - sRGB"]
+
+
+def test_prompt_with_tcl_syntax_is_sent_verbatim_and_never_evaluated(nuke, plate):
+    from coolcolor_nuke import node
+
+    g = new_node(nuke, plain_read(nuke, plate))
+    prompt = "a red tram [exit] under $env(HOME) sky\nsecond line"
+    g["prompt"].setValue(prompt)
+    g["negative_prompt"].setValue("[value name] $frame")
+    jobs, kind = node.plan(g, preview=False)
+    assert jobs[0].spec["prompt"] == prompt
+    assert jobs[0].spec["negative_prompt"] == "[value name] $frame"
+    assert not nuke.fake.exited  # a value() would have "quit Nuke"
+
+
+def test_keyframe_buttons_keep_a_sorted_list_shown_on_the_label(nuke, plate):
+    g = new_node(nuke, plain_read(nuke, plate))
+    for f in (14, 11, 14, 13):
+        nuke.frame(f)
+        nuke.fake.press(g, "add_keyframe")
+    assert g["keyframes"].getText() == "11, 13, 14"
+    assert "11, 13, 14" in g["label"].getText()
+    nuke.frame(13)
+    nuke.fake.press(g, "remove_keyframe")
+    assert g["keyframes"].getText() == "11, 14" and "11, 14" in g["label"].getText()
+
+
+def test_a_plain_read_sends_its_pattern_range_and_colorspace(nuke, plate):
+    from coolcolor_nuke import node
+
+    read = plain_read(nuke, plate)
+    g = new_node(nuke, read)
+    g["keyframes"].setValue("12")
+    g["seed"].setValue(7)
+    jobs, _ = node.plan(g, preview=False)
+    spec = jobs[0].spec
+    assert spec["source"] == plate and (spec["first"], spec["last"]) == (11, 15)
+    assert spec["encoding"] == "srgb" and spec["keyframes"] == [12] and spec["seed"] == 7
+    read["colorspace"].setValue("rec709")
+    assert node.plan(g, preview=False)[0][0].spec["encoding"] == "rec709"
+    assert nuke.fake.executed == []  # nothing rendered for a plain Read
+    g["use_input_range"].setValue(False)
+    g["first"].setValue(13)
+    g["last"].setValue(13)
+    g["handles"].setValue(1)
+    spec = node.plan(g, preview=False)[0][0].spec
+    assert (spec["first"], spec["last"]) == (12, 14)
+    preview_jobs, kind = node.plan(g, preview=True)
+    assert kind == "preview" and [(j.spec["first"], j.spec["last"], j.spec["keyframes"]) for j in preview_jobs] == [
+        (12, 12, [12])]
+
+
+def test_a_modified_input_is_rendered_once_through_an_internal_write_keyed_by_the_upstream(nuke, plate, tmp_path):
+    from coolcolor_nuke import node
+
+    read = plain_read(nuke, plate)
+    grade = nuke.nodes.Grade(white=0.5, inputs=[read])
+    g = new_node(nuke, grade)
+    spec = node.plan(g, preview=False)[0][0].spec
+    assert spec["source"].startswith(str(tmp_path / "cache")) and spec["source"].endswith(".%04d.exr")
+    assert spec["encoding"] == "linear"
+    assert sorted(f for _, f in nuke.fake.executed) == [11, 12, 13, 14, 15]
+    assert all(os.path.exists(spec["source"].replace("%04d", f"{f:04d}")) for f in range(11, 16))
+    node.plan(g, preview=False)
+    assert len(nuke.fake.executed) == 5  # unchanged upstream: not rendered again
+    grade["white"].setValue(0.6)
+    spec2 = node.plan(g, preview=False)[0][0].spec
+    assert spec2["source"] != spec["source"] and len(nuke.fake.executed) == 10
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no input", "no input: connect"),
+    ("empty read", "has no frames"),
+    ("keyframe outside", "keyframe 40 is outside the frame range 11-15"),
+    ("long prompt", "job.prompt"),
+    ("unwritable output", "cannot be written"),
+    ("preview without keyframes", "needs a keyframe"),
+])
+def test_bad_input_gets_a_status_line_and_a_message_and_keeps_delivered_frames(nuke, plate, case, expected):
+    g = new_node(nuke, plain_read(nuke, plate))
+    g["delivered"].setValue("11-13")  # frames an earlier job delivered
+    button = "colorize"
+    if case == "no input":
+        g.setInput(0, None)
+    elif case == "empty read":
+        g.setInput(0, nuke.nodes.Read())
+    elif case == "keyframe outside":
+        g["keyframes"].setValue("12, 40")
+    elif case == "long prompt":
+        g["prompt"].setValue("red " * 600)
+    elif case == "unwritable output":
+        g["output_dir"].setValue("/etc/hostname/coolcolor")
+    elif case == "preview without keyframes":
+        button = "preview"
+    nuke.fake.press(g, button)
+    status = g["status"].value()
+    assert status.startswith("error: ") and expected in status, status
+    assert "\n" not in status and "Traceback" not in status
+    assert expected in nuke.fake.messages[-1]
+    assert g["delivered"].value() == "11-13"
+
+
+def test_daemon_not_running_says_how_to_start_it(nuke, plate):
+    g = new_node(nuke, plain_read(nuke, plate))
+    nuke.fake.press(g, "colorize")
+    nuke.fake.run_main_loop(lambda: g["status"].value().startswith("error"), timeout=120)
+    assert "daemon is not running" in g["status"].value() and "coolcolor serve" in g["status"].value()
+    assert "coolcolor serve" in nuke.fake.messages[-1]
+    nuke.fake.press(g, "check_daemon")
+    assert "coolcolor serve" in g["status"].value()
+    assert nuke.fake.main_thread_violations == 0
+
+
+def test_plugin_is_python39_syntax_and_imports_only_stdlib_pyzmq_and_the_protocol():
+    allowed = {"nuke", "zmq", "coolcolor_protocol", "coolcolor_nuke", "__future__"} | set(sys.stdlib_module_names)
+    for path in sorted(PLUGIN_DIR.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path), feature_version=(3, 9))
+        for n in ast.walk(tree):
+            names = [a.name for a in n.names] if isinstance(n, ast.Import) else (
+                [n.module or ""] if isinstance(n, ast.ImportFrom) and n.level == 0 else [])
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def test_mypy_against_types_nuke_has_no_errors():
+    env = dict(os.environ)
+    env.pop("MYPYPATH", None)
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(PLUGIN_DIR / "mypy.ini"),
+                           "--no-incremental", "--cache-dir", os.devnull, str(PLUGIN_DIR)], cwd=str(ROOT),
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Success: no issues found" in proc.stdout
+
+
+def test_unknown_prompt_words_and_provenance_reported_by_the_daemon_reach_the_node(nuke, plate):
+    from coolcolor_nuke import node
+
+    g = new_node(nuke, plain_read(nuke, plate))
+    reply = {"job_id": "j1", "state": "queued", "first": 11, "last": 15, "unknown_words": ["tramcar", "zeppelin"],
+             "output": {"dir": "/out", "pattern": "/out/ab.%04d.exr", "first": 11, "last": 15}}
+    node._on_submitted(g.fullName(), "j1", reply, {"seed": 3, "keyframes": [11, 12, 13]}, 0, 1, "01e84cc1abcdef")
+    assert g["unknown_words"].value() == "tramcar, zeppelin"
+    assert g.node("ReadAB")["file"].value() == "/out/ab.%04d.exr"
+    assert (g["model_hash"].value(), g["frames_seed"].value(), g["frames_keyframes"].value()) == (
+        "01e84cc1abcdef", "3", "11-13")
+    assert g["job_state"].value() == "queued" and "not yet colorized show the plate" in g["status"].value()
+    node._on_frame(g.fullName(), 12, "/out/ab.0012.exr")
+    which = g.node("ColorizedOrPlate")["which"]
+    assert [which.getValueAt(f) for f in range(11, 16)] == [0, 1, 0, 0, 0]
+
+
+def test_upstream_key_without_op_hashes_follows_the_upstream_knobs(nuke, plate, monkeypatch):
+    from coolcolor_nuke import node
+
+    def no_op_hashes(self):
+        raise AttributeError("opHashes")
+
+    monkeypatch.setattr(type(nuke.nodes.NoOp()), "opHashes", no_op_hashes)
+    read = plain_read(nuke, plate)
+    grade = nuke.nodes.Grade(white=0.5, inputs=[read])
+    first = node.upstream_hash(grade)
+    assert node.upstream_hash(grade) == first
+    grade["white"].setValue(0.7)
+    assert node.upstream_hash(grade) != first
+    grade["white"].setValue(0.5)
+    read["first"].setValue(12)
+    assert node.upstream_hash(grade) != first
+
+
+def test_installed_plugin_starts_in_nuke_and_uninstall_restores_the_users_files(nuke, tmp_path, monkeypatch):
+    """`coolcolor plugins install nuke` into a temporary ~/.nuke, then Nuke's start-up order (DEVGUIDE "Installing
+    plug-ins": ~/.nuke/init.py, each plug-in path's init.py, then menu.py files in interactive sessions) run with the
+    installed copy of the plugin, not this checkout's."""
+    from coolcolor.cli import main
+
+    dot_nuke = tmp_path / "dot_nuke"
+    dot_nuke.mkdir()
+    (dot_nuke / "init.py").write_bytes(b"# studio init\n")
+    (dot_nuke / "menu.py").write_bytes(b"# studio menu\r\n")
+    assert main(["plugins", "install", "nuke", "--target", str(dot_nuke)]) == 0
+    installed = dot_nuke / "coolcolor"
+    assert (installed / "coolcolor_nuke" / "node.py").is_file() and (installed / "icons" / "coolcolor.png").is_file()
+    assert not (installed / "README_SECTION.md").exists() and not (installed / "mypy.ini").exists()
+    saved_modules = {k: v for k, v in sys.modules.items() if k == "coolcolor_nuke" or k.startswith("coolcolor_nuke.")}
+    for k in saved_modules:
+        monkeypatch.delitem(sys.modules, k)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    sys.path[:] = [p for p in sys.path if Path(p).resolve() != PLUGIN_DIR.resolve()]
+    try:
+        for script in (dot_nuke / "init.py", installed / "init.py", installed / "menu.py", dot_nuke / "menu.py"):
+            exec(compile(script.read_text(), str(script), "exec"), {"__file__": str(script)})
+        assert nuke.pluginPath()[0] == str(installed)
+        import coolcolor_nuke
+
+        assert Path(coolcolor_nuke.__file__).resolve().is_relative_to(installed.resolve())
+        item = nuke.menu("Nodes").findItem("CoolColor/CoolColor")
+        assert Path(item.icon()).is_file() and Path(item.icon()).resolve().is_relative_to(installed.resolve())
+        assert [i.name() for i in nuke.menu("Nodes").findItem("CoolColor").items()] == ["CoolColor"]
+        item.invoke()
+        assert [n for n in nuke.allNodes("Group") if n.knob("coolcolor_node")]
+    finally:
+        for k in [k for k in sys.modules if k == "coolcolor_nuke" or k.startswith("coolcolor_nuke.")]:
+            del sys.modules[k]
+        sys.modules.update(saved_modules)
+    assert main(["plugins", "uninstall", "nuke", "--target", str(dot_nuke)]) == 0
+    assert (dot_nuke / "init.py").read_bytes() == b"# studio init\n"
+    assert (dot_nuke / "menu.py").read_bytes() == b"# studio menu\r\n"
+    assert not installed.exists()
