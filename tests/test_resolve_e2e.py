@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-
-from coolcolor.daemon.testing import DaemonProcess
-from coolcolor.default_model import default_model_path
 from fakes.resolve import FakeResolve
 from fakes.resolve import harness as h
 from hostexpr import eval_fusion_custom
+
+from coolcolor.daemon.testing import DaemonProcess
+from coolcolor.default_model import default_model_path
 
 sys.path.insert(0, str(h.PLUGIN_DIR))
 from coolcolor_resolve import host  # noqa: E402

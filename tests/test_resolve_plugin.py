@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fakes.resolve import DeadHandle, FakeResolve
 from fakes.resolve import harness as h
 
