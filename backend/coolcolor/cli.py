@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "coolcolor.daemon.cli",
     "coolcolor.train.cli",
     "coolcolor.plugins_install",
+    "coolcolor.farm",
 )
 DEBUG_ENV = "COOLCOLOR_DEBUG"
 EXIT_ERROR = 1  # the user's input or the system refused: the message says what to change

@@ -26,7 +26,8 @@ What a plugin registers is declared in ``coolcolor_plugin.json`` in its source f
                               "entry": "coolcolor_resolve.entry:colorize"}]}}
 
 A Resolve launcher puts the plugin folder and its ``lib`` on ``sys.path`` and calls
-``entry(globals())``: Resolve injects ``resolve``/``fusion``/``bmd``/``app`` into the script's
+``entry(globals())``, keeping what it returns referenced (a UI controller) in the script's globals:
+Resolve injects ``resolve``/``fusion``/``bmd``/``app`` into the script's
 globals, not into modules it imports.
 
 Guarantees: every check (host, folder writable, host Python, pyzmq wheel, our blocks unedited) runs
@@ -383,7 +384,7 @@ def _launcher(entry: str, plugin_root: Path) -> bytes:
         "    if _p not in sys.path:\n"
         "        sys.path.insert(0, _p)\n"
         f"from {module} import {func} as _coolcolor_entry\n"
-        "_coolcolor_entry(globals())\n"
+        "COOLCOLOR_CONTROLLER = _coolcolor_entry(globals())  # kept referenced while Resolve's UI runs\n"
     ).encode()
 
 

@@ -42,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--steps", type=int_in(1, 1000), default=20)
     ev.add_argument("--guidance", type=float, default=5.0)
     ev.add_argument("--degradation", type=float, default=1.0, help="old-film damage strength of the clips (0: clean)")
+    ev.add_argument("--leave-out", action="store_true",
+                    help="also measure clips featuring a held-out shape family, layout and color synonyms "
+                    "(the model's own leave-out set if it was trained with one, else the default set: a baseline)")
+    ev.add_argument("--leave-out-clips", type=int, default=None, metavar="N",
+                    help="clips per leave-out set (default: --clips)")
+    ev.add_argument("--world-version", type=int, default=1, choices=(1, 2),
+                    help="world version of the usual held-out clips (default 1: the clips the README measures)")
     ev.add_argument("--json", metavar="FILE", help="also write all numbers as JSON")
     ev.add_argument("--threads", type=int_in(0), default=0,
                     help="torch CPU threads (0: torch's default; 1 is much faster on a machine shared with other jobs)")
@@ -110,6 +117,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise InputError(f"--json {args.json}: folder {folder} does not exist")
         if os.path.isdir(args.json):
             raise InputError(f"--json {args.json} is a folder; give a file name")
+    if args.leave_out_clips is not None and args.leave_out_clips < 1:
+        raise InputError("--leave-out-clips must be ≥ 1")
     if args.threads:
         import torch
 
@@ -119,7 +128,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name, path in models.items():
         CoolColorPipeline.from_pretrained(model_path(path))
     results = evaluate_models(models, clips=args.clips, frames=args.frames, size=args.size, steps=args.steps,
-                              guidance=args.guidance, degradation=args.degradation)
+                              guidance=args.guidance, degradation=args.degradation, leave_out=args.leave_out,
+                              leave_out_clips=args.leave_out_clips, world_version=args.world_version)
     print(markdown_table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -139,7 +139,8 @@ def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobE
     import ray
 
     try:
-        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device)
+        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device,
+                               dtype=args.dtype)
         try:
             return run_job(job, executor, events, opened=opened)
         finally:
