@@ -199,7 +199,7 @@ CASES: list[Case] = [
       r"(no frames match|source not found).*missing", check=nothing_created("{out}")),
     C("colorize", "steps not a number", [*COLORIZE, "--steps", "x"], r"--steps: invalid int value: 'x'",
       exit_code=USAGE),
-    C("colorize", "steps out of range", [*COLORIZE, "--steps", "0"], r"steps must be in 1…1000, got 0"),
+    C("colorize", "steps out of range", [*COLORIZE, "--steps", "0"], r"job\.steps: 0 is outside 1\.\.500"),
     C("colorize", "guidance not finite", [*COLORIZE, "--guidance-scale", "nan"], r"guidance"),
     C("colorize", "window out of range", [*COLORIZE, "--window", "0"], r"window"),
     C("colorize", "first after last", [*COLORIZE, "--first", "4", "--last", "2"], r"first.*last|last.*first"),
@@ -275,7 +275,7 @@ CASES: list[Case] = [
     C("submit", "timeout out of range", [*SUBMIT, "--timeout", "-1", "--connection-file", "{no_daemon}"],
       r"--timeout: must be a number > 0, got -1", exit_code=USAGE),
     C("submit", "steps out of range", [*SUBMIT, "--steps", "0", "--connection-file", "{daemon}"],
-      r"job\.steps.*\(code 400\)"),
+      r"job\.steps: 0 is outside 1\.\.500"),  # checked by JobSpec before the daemon is asked
     C("submit", "source missing", ["submit", "{missing}.%04d.png", "-o", "{out}", "--connection-file", "{daemon}"],
       r"missing.*\(code 4\d\d\)"),
     C("status", "no job id", "status", r"required: job_id", exit_code=USAGE),
