@@ -275,7 +275,7 @@ CASES: list[Case] = [
     C("submit", "timeout out of range", [*SUBMIT, "--timeout", "-1", "--connection-file", "{no_daemon}"],
       r"--timeout: must be a number > 0, got -1", exit_code=USAGE),
     C("submit", "steps out of range", [*SUBMIT, "--steps", "0", "--connection-file", "{daemon}"],
-      r"job\.steps: 0 is outside 1\.\.500"),
+      r"job\.steps: 0 is outside 1\.\.500"),  # checked by JobSpec before the daemon is asked
     C("submit", "source missing", ["submit", "{missing}.%04d.png", "-o", "{out}", "--connection-file", "{daemon}"],
       r"missing.*\(code 4\d\d\)"),
     C("status", "no job id", "status", r"required: job_id", exit_code=USAGE),
