@@ -1,0 +1,68 @@
+"""Executors (DESIGN §4): what runs a job. ``run(job, events) -> JobResult``, and nothing else.
+
+An executor never sees the daemon: it gets a ``ColorizeJob`` and the engine's ``JobEvents``
+callbacks, and returns the engine's ``JobResult`` (or raises ``JobCancelled``, ``InputError``, …).
+The job board (``board.py``) decides what runs when, journals it and tells clients.
+
+* ``LocalExecutor``: the model in this process, one job at a time (``capacity`` 1) through
+  ``run_colorize_job`` — the same code path as ``coolcolor colorize``.
+* Another executor (a Ray actor pool, say) implements the same three methods and a ``capacity``
+  above 1; the board then runs that many jobs at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from coolcolor.model.resolve import ResolvedModel
+    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.video.job import ColorizeJob, JobEvents, JobResult
+
+
+class Executor(Protocol):
+    """Runs colorize jobs. ``load`` once, then ``run`` from up to ``capacity`` threads at a time."""
+
+    capacity: int
+
+    def load(self) -> dict[str, Any]:
+        """Get ready (load the model); return what is served: name, path, hash, device, dtype,
+        resolution. Raises with a message naming the cause if it cannot."""
+
+    def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
+        """Run one job to its end, calling ``events`` as the engine does; raise ``JobCancelled`` when
+        ``events.should_cancel()`` turned true (finished frames are kept)."""
+
+    def close(self) -> None:
+        """Release what ``load`` took."""
+
+
+class LocalExecutor:
+    """The model on this machine, one job at a time."""
+
+    capacity = 1
+
+    def __init__(self, model: str | None = None, device: str | None = None, dtype: str | None = None):
+        self.spec, self.device, self.dtype = model, device, dtype
+        self.resolved: ResolvedModel | None = None
+        self.pipeline: CoolColorPipeline | None = None
+        self._one_at_a_time = threading.Lock()  # one pipeline, so one job at a time
+
+    def load(self) -> dict[str, Any]:
+        from coolcolor.model.resolve import resolve_model
+
+        self.resolved = resolve_model(self.spec, self.device, self.dtype)
+        self.pipeline = self.resolved.load_pipeline()
+        return dict(self.resolved.describe(), resolution=self.pipeline.resolution)
+
+    def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
+        from coolcolor.video.job import run_colorize_job
+
+        if self.pipeline is None:
+            raise RuntimeError("LocalExecutor.run before load()")
+        with self._one_at_a_time:
+            return run_colorize_job(job, self.pipeline, events)
+
+    def close(self) -> None:
+        self.pipeline = None
