@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 import pytest
-
 from fakes.nuke.support import load_fake_nuke
 
 SIZE = 32

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fakes.nuke.support import PLUGIN_DIR, ROOT, load_fake_nuke
 
 

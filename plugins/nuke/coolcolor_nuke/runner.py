@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any
 
 import nuke
-from coolcolor_protocol import Client, DaemonUnavailable, ProtocolError
-from coolcolor_protocol.messages import TERMINAL_STATES
 
 from coolcolor_nuke.frames import have_list
+from coolcolor_protocol import Client, DaemonUnavailable, ProtocolError
+from coolcolor_protocol.messages import TERMINAL_STATES
 
 START_DAEMON_HINT = "the CoolColor daemon is not running: start it with `coolcolor serve` and press Check daemon"
 STATUS_EVERY_S = 2.0
@@ -30,10 +31,10 @@ RECONNECT_GIVE_UP_S = 600.0  # a daemon that stays away this long ends the wait 
 class PlannedJob:
     """One daemon job the press submits (Colorize: one; Preview keyframe: one per keyframe), or attaches to."""
 
-    spec: Dict[str, Any]
+    spec: dict[str, Any]
     key: str
     job_id: str = ""  # set: attach instead of submit (re-opened script)
-    have: Set[int] = field(default_factory=set)
+    have: set[int] = field(default_factory=set)
 
 
 class Callbacks:
@@ -48,8 +49,8 @@ class Callbacks:
 class JobRunner(threading.Thread):
     """Runs ``jobs`` one after the other for the node named ``node_name``."""
 
-    def __init__(self, node_name: str, jobs: List[PlannedJob], callbacks: Callbacks, *,
-                 connection: Optional[str] = None, title: str = "CoolColor"):
+    def __init__(self, node_name: str, jobs: list[PlannedJob], callbacks: Callbacks, *,
+                 connection: str | None = None, title: str = "CoolColor"):
         super().__init__(name=f"coolcolor-{node_name}", daemon=True)
         self.node_name = node_name
         self.jobs = jobs
@@ -58,8 +59,8 @@ class JobRunner(threading.Thread):
         self.title = title
         self.cancel_requested = threading.Event()
         self.orphaned = threading.Event()  # the node is gone: stop listening, leave the daemon's job running
-        self.delivered: List[int] = []  # every frame handed to the node, in order (tests check: each once)
-        self.job_ids: List[str] = []
+        self.delivered: list[int] = []  # every frame handed to the node, in order (tests check: each once)
+        self.job_ids: list[str] = []
         self.duplicates = 0  # frames the daemon sent again although this node had them (attach must prevent it)
 
     # -- main-thread hand-off ----------------------------------------------------------------------------------
@@ -132,8 +133,8 @@ class JobRunner(threading.Thread):
                 self._post(self.cb.failed, self.node_name, f"could not fetch the frames of job {job_id}: {exc}", None)
                 return False
         cancel_sent = False
-        final: Optional[Dict[str, Any]] = None
-        lost_since: Optional[float] = None
+        final: dict[str, Any] | None = None
+        lost_since: float | None = None
         next_status = time.monotonic() + STATUS_EVERY_S
         started = time.monotonic()
         while final is None:
@@ -212,7 +213,7 @@ class JobRunner(threading.Thread):
         self._post(self.cb.progress, self.node_name, "cancelling …")
         return True
 
-    def _progress(self, task: Any, content: Dict[str, Any], index: int, total_jobs: int, started: float) -> None:
+    def _progress(self, task: Any, content: dict[str, Any], index: int, total_jobs: int, started: float) -> None:
         done = int(content.get("frames_done") or 0)
         total = int(content.get("frames_total") or 0)
         fraction = float(content.get("fraction") or (done / total if total else 0.0))
