@@ -84,6 +84,7 @@ class SegmentContext:
     model_hash: str
     keyframes: list[int]  # every keyframe of the job (provenance)
     timings: dict[str, float] = field(default_factory=dict)
+    unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignores (provenance)
 
     def provenance(self, frame: int, keyframe: int) -> dict[str, Any]:
         job = self.job
@@ -101,6 +102,7 @@ class SegmentContext:
             "source": os.path.abspath(job.source),
             "frame": frame,
             "job_key": self.key,
+            "unknown_words": self.unknown_words,
         }
 
     def add_time(self, name: str, seconds: float) -> None:
