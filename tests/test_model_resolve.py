@@ -90,7 +90,7 @@ def test_loaded_pipeline_is_on_the_resolved_device_and_dtype(saved_tiny):
     assert resolved.describe() == {"name": "final", "path": str(saved_tiny.resolve()), "hash": pipe.model_hash,
                                    "device": "cpu", "dtype": "bf16"}
     preset = resolve_model(TINY_PRESET, device="cpu").load_pipeline()
-    assert preset.dtype == torch.float32
+    assert preset.dtype == torch.float32 and preset.model_hash == pipe.model_hash  # the same weights
 
 
 def test_colorize_has_no_auto_keyframe_flag(tmp_path):

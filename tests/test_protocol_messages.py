@@ -24,11 +24,12 @@ def submit(**job):
     return validate_request("submit", {"key": "k1", "job": dict(JOB, **job)})
 
 
-def test_submit_defaults_are_filled_and_unknown_fields_dropped():
+def test_submit_defaults_are_filled_and_unknown_job_fields_kept():
     out = validate_request("submit", {"key": "k", "job": dict(JOB, future_field=1), "also_unknown": 2})
     assert out["deliver"] == "path" and out["subscribe"] is True
+    assert "also_unknown" not in out
     job = out["job"]
-    assert "future_field" not in job
+    assert job["future_field"] == 1  # a newer client's job field: kept (journaled), used by nobody
     assert (job["steps"], job["seed"], job["guidance_scale"], job["encoding"], job["keyframes"]) == (20, 0, 5.0, "srgb", [])
 
 

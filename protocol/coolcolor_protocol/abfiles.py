@@ -89,17 +89,28 @@ def hash_pattern(pattern: str) -> str:
 
 
 def output_patterns(output_dir: str, *, resolve_sidecar: bool = False, rgb_plate: bool = False,
-                    preview: bool = False) -> dict:
-    """The absolute file patterns a job in ``output_dir`` writes (None where that output is off)."""
+                    preview: bool = False, first: int | None = None, last: int | None = None) -> dict:
+    """The absolute file patterns a job in ``output_dir`` writes (None where that output is off), and its
+    frame range: what ``submit_reply.output`` carries (SPEC §5.2), so a host can set up its Read or Loader
+    before the first frame exists."""
     folder = os.path.abspath(output_dir)
     return {
         "dir": folder,
         "pattern": os.path.join(folder, AB_FILE_PATTERN),
+        "first": first,
+        "last": last,
         "sidecar_pattern": os.path.join(folder, RESOLVE_SIDECAR_PATTERN) if resolve_sidecar else None,
         "rgb_pattern": os.path.join(folder, RGB_PLATE_PATTERN) if rgb_plate else None,
         "preview_pattern": os.path.join(folder, PREVIEW_FILE_PATTERN) if preview else None,
         "manifest": os.path.join(folder, MANIFEST_NAME),
     }
+
+
+def job_output(job: dict) -> dict:
+    """``output_patterns`` for a job as ``JobSpec.to_dict()`` gives it (the daemon's submit_reply.output)."""
+    return output_patterns(job["output_dir"], resolve_sidecar=bool(job.get("resolve_sidecar")),
+                           rgb_plate=bool(job.get("rgb_plate")), preview=bool(job.get("preview")),
+                           first=job.get("first"), last=job.get("last"))
 
 
 __all__ = [
@@ -122,6 +133,7 @@ __all__ = [
     "VERSION_ATTRIBUTE",
     "frame_file",
     "hash_pattern",
+    "job_output",
     "output_patterns",
     "provenance_attribute",
 ]

@@ -7,13 +7,12 @@ defaults; what needs the file system or the model (paths exist, frames exist, ro
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 from coolcolor_protocol.errors import BAD_REQUEST, TOO_LARGE, ProtocolError
-from coolcolor_protocol.jobspec import (
+from coolcolor_protocol.jobspec import (  # the job's limits are re-exported here for older imports
     JOB_LIMITS,
     MAX_FRAME_NUMBER,
     MAX_FRAMES_PER_JOB,
@@ -26,6 +25,10 @@ from coolcolor_protocol.jobspec import (
     MAX_WINDOW,
     JobSpec,
 )
+
+__all__ = ["DELIVER_MODES", "EVENT_TYPES", "JOB_STATES", "LIMITS", "MAX_FRAME_NUMBER", "MAX_FRAMES_PER_JOB",
+           "MAX_GUIDANCE", "MAX_KEYFRAMES", "MAX_PATH_CHARS", "MAX_PROMPT_CHARS", "MAX_SEED", "MAX_STEPS",
+           "MAX_WINDOW", "REQUEST_TYPES", "TERMINAL_STATES", "parse_frame_set", "validate_job", "validate_request"]
 from coolcolor_protocol.wire import DTYPES, MAX_BUFFER_BYTES, MAX_BUFFERS, MAX_CONTENT_BYTES, MAX_HEADER_BYTES
 
 REQUEST_TYPES = ("hello", "submit", "status", "list_jobs", "attach", "cancel", "ping", "shutdown")
@@ -119,50 +122,9 @@ def _job_id(d: dict[str, Any], where: str) -> str:
 
 
 def validate_job(job: Any, where: str = "submit.job") -> dict[str, Any]:
-    """Check a job description's fields; return it with defaults filled in and unknown fields dropped."""
-    if not isinstance(job, dict):
-        raise _bad(where, f"must be an object, got {type(job).__name__}")
-    out: dict[str, Any] = {
-        "source": _string(job, "source", where, required=True, allow_empty=False),
-        "output_dir": _string(job, "output_dir", where, required=True, allow_empty=False),
-        "prompt": _string(job, "prompt", where, max_chars=MAX_PROMPT_CHARS),
-        "negative_prompt": _string(job, "negative_prompt", where, max_chars=MAX_PROMPT_CHARS),
-        "first": _int(job, "first", where, 0, MAX_FRAME_NUMBER, nullable=True),
-        "last": _int(job, "last", where, 0, MAX_FRAME_NUMBER, nullable=True),
-        "seed": _int(job, "seed", where, 0, MAX_SEED, default=0),
-        "steps": _int(job, "steps", where, 1, MAX_STEPS, default=20),
-        "encoding": _string(job, "encoding", where, default="srgb", max_chars=256, allow_empty=False),
-        "ocio_config": _string(job, "ocio_config", where, nullable=True, allow_empty=False),
-        "preview": _bool(job, "preview", where, False),
-        "clip_model_dir": _string(job, "clip_model_dir", where, nullable=True, allow_empty=False),
-        "window": _int(job, "window", where, 1, MAX_WINDOW, default=8),
-        # the Resolve outputs (JobSpec.resolve_sidecar / rgb_plate), which the engine writes
-        "resolve_sidecar": _bool(job, "resolve_sidecar", where, False),
-        "rgb_plate": _bool(job, "rgb_plate", where, False),
-    }
-    g = job.get("guidance_scale", 5.0)
-    if type(g) not in (int, float) or not math.isfinite(g) or not 0.0 <= g <= MAX_GUIDANCE:
-        raise _bad(f"{where}.guidance_scale", f"must be a number in 0..{MAX_GUIDANCE}, got {g!r}")
-    out["guidance_scale"] = float(g)
-    first, last = out["first"], out["last"]
-    if first is not None and last is not None:
-        if last < first:
-            raise _bad(where, f"last ({last}) is before first ({first})")
-        if last - first + 1 > MAX_FRAMES_PER_JOB:
-            raise ProtocolError(TOO_LARGE, f"{where}: {last - first + 1} frames; limit {MAX_FRAMES_PER_JOB} "
-                                "per job (split the shot)")
-    keyframes = job.get("keyframes", [])
-    if not isinstance(keyframes, list):
-        raise _bad(f"{where}.keyframes", f"must be a list of frame numbers, got {type(keyframes).__name__}")
-    if len(keyframes) > MAX_KEYFRAMES:
-        raise ProtocolError(TOO_LARGE, f"{where}.keyframes: {len(keyframes)} keyframes; limit {MAX_KEYFRAMES}")
-    for k in keyframes:
-        if type(k) is not int or not 0 <= k <= MAX_FRAME_NUMBER:
-            raise _bad(f"{where}.keyframes", f"{k!r} is not a frame number in 0..{MAX_FRAME_NUMBER}")
-        if (first is not None and k < first) or (last is not None and k > last):
-            raise _bad(f"{where}.keyframes", f"keyframe {k} is outside the frame range {first}..{last}")
-    out["keyframes"] = sorted(set(keyframes))
-    return out
+    """A job description checked by ``JobSpec`` (the one job contract), as the JSON-safe dict it journals:
+    defaults filled in, keyframes sorted, unknown fields kept (a newer client's) but used by nobody."""
+    return JobSpec.from_dict(job, where).to_dict()
 
 
 def _validate_hello(c: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,17 @@ socket thread and the worker behind a lock; every statement is short.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from coolcolor import faults
 
 SCHEMA_VERSION = 1
 
@@ -92,6 +96,19 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock: all of its statements land, or none (kill -9 included)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                faults.hit("journal_commit")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     @staticmethod
     def _record(row: tuple) -> JobRecord:
         values = list(row)
@@ -108,21 +125,15 @@ class Journal:
         """Insert a job (and, for a cache hit answered at once, its frames) in one transaction."""
         job_id = uuid.uuid4().hex
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT INTO jobs(job_id, idem_key, request_hash, spec, state, cache_key, cache_from, cached, "
-                    "frames_total, created, finished) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                    (job_id, idem_key, request_hash, json.dumps(spec, sort_keys=True), state, cache_key,
-                     cache_from, int(cached), frames_total, now, now if state == "done" else None),
-                )
-                self._db.executemany("INSERT INTO frames(job_id, frame, path) VALUES(?,?,?)",
-                                     [(job_id, f, p) for f, p in sorted((frames or {}).items())])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO jobs(job_id, idem_key, request_hash, spec, state, cache_key, cache_from, cached, "
+                "frames_total, created, finished) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                (job_id, idem_key, request_hash, json.dumps(spec, sort_keys=True), state, cache_key,
+                 cache_from, int(cached), frames_total, now, now if state == "done" else None),
+            )
+            db.executemany("INSERT INTO frames(job_id, frame, path) VALUES(?,?,?)",
+                           [(job_id, f, p) for f, p in sorted((frames or {}).items())])
         record = self.get(job_id)
         assert record is not None
         return record
@@ -166,8 +177,8 @@ class Journal:
     def set_state(self, job_id: str, state: str, *, error_code: int | None = None,
                   error_message: str | None = None, cached: bool = False) -> None:
         now = time.time()
-        with self._lock:
-            self._db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "UPDATE jobs SET state=?, error_code=?, error_message=?, cached=MAX(cached, ?), "
                 "started=CASE WHEN ?='running' THEN ? ELSE started END, "
                 "finished=CASE WHEN ? IN ('done','failed','cancelled') THEN ? ELSE NULL END WHERE job_id=?",
@@ -184,17 +195,17 @@ class Journal:
 
     def requeue_interrupted(self) -> list[str]:
         """Jobs left ``running`` by a crash go back to the queue (they resume from the frames on disk)."""
-        with self._lock:
-            rows = self._db.execute("SELECT job_id FROM jobs WHERE state='running'").fetchall()
-            self._db.execute("UPDATE jobs SET state='queued' WHERE state='running'")
+        with self._transaction() as db:
+            rows = db.execute("SELECT job_id FROM jobs WHERE state='running'").fetchall()
+            db.execute("UPDATE jobs SET state='queued' WHERE state='running'")
         return [r[0] for r in rows]
 
     def add_frame(self, job_id: str, frame: int, path: str) -> bool:
         """Record an announced frame; False if it was already recorded (announce once)."""
-        with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO frames(job_id, frame, path) VALUES(?,?,?)",
-                                   (job_id, frame, path))
-            self._db.execute("DELETE FROM failed_frames WHERE job_id=? AND frame=?", (job_id, frame))
+        with self._transaction() as db:
+            cur = db.execute("INSERT OR IGNORE INTO frames(job_id, frame, path) VALUES(?,?,?)",
+                             (job_id, frame, path))
+            db.execute("DELETE FROM failed_frames WHERE job_id=? AND frame=?", (job_id, frame))
         return cur.rowcount == 1
 
     def add_failed_frame(self, job_id: str, frame: int, message: str) -> None:

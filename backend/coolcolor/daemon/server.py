@@ -52,6 +52,7 @@ from coolcolor_protocol import (
     validate_request,
     write_connection_file,
 )
+from coolcolor_protocol.abfiles import job_output
 from coolcolor_protocol.messages import PROGRESS_MAX_HZ
 
 log = logging.getLogger("coolcolor.daemon")
@@ -629,7 +630,7 @@ class Daemon:
                 self._outbox.put(("subscribe", existing.job_id, rid, content["deliver"]))
             rec = self.journal.get(existing.job_id)
             assert rec is not None
-            return dict(self._summary(rec), duplicate=True, requeued=requeued)
+            return dict(self._summary(rec), output=job_output(rec.spec), duplicate=True, requeued=requeued)
         if self.model_info.get("state") == "failed":
             raise ProtocolError(UNAVAILABLE, f"the model failed to load: {self.model_info.get('error')}")
         if len(self.journal.queued()) >= self.config.max_queued_jobs:
@@ -654,4 +655,4 @@ class Daemon:
             self._outbox.put(("subscribe", rec.job_id, rid, content["deliver"]))
         if state == "queued":
             self._wake_worker()
-        return dict(self._summary(rec), duplicate=False, requeued=False)
+        return dict(self._summary(rec), output=job_output(rec.spec), duplicate=False, requeued=False)

@@ -4,6 +4,7 @@ is real), and small gray image sequences to feed it. Not used by the daemon itse
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -34,9 +35,29 @@ def write_gray_sequence(folder: str, count: int = 5, size: int = 64, first: int 
     return os.path.join(folder, f"{name}.%04d.png")
 
 
+#: The kill points a crash test or bench spreads its kill -9s over (see ``coolcolor.faults``).
+KILL_POINTS = ("startup", "mid_step", "mid_write", "journal_commit", "frame_written")
+
+
+def kill_at_event(rng: random.Random, point: str, steps: int, budget: int) -> str:
+    """A ``COOLCOLOR_FAULT`` value that surely fires in a daemon resuming a job (``window`` 1) with frames
+    left, after finishing at most ``budget`` more frames — so a planned series of kills never runs out
+    of work, on any machine. What each point's count means, per daemon process:
+    startup: once per start; mid_step: ``steps`` hits per frame; mid_write: the "running" manifest,
+    then one ab file per frame; journal_commit: the start-up replay, the job start, then one per frame;
+    frame_written: one per frame (journaled just before)."""
+    from coolcolor import faults
+
+    counts = {"startup": 1, "mid_step": steps * (budget + 1), "mid_write": budget + 2,
+              "journal_commit": budget + 2, "frame_written": budget}
+    if counts[point] < 1:
+        raise ValueError(f"{point} finishes a frame before it fires; it needs a budget >= 1")
+    return faults.spec(point, rng.randint(1, counts[point]))
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a child Python that imports this checkout's coolcolor and protocol."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COOLCOLOR_FAULT")}  # armed only on purpose
     roots = [os.path.dirname(os.path.dirname(coolcolor.__file__)),
              os.path.dirname(os.path.dirname(coolcolor_protocol.__file__))]
     env["PYTHONPATH"] = os.pathsep.join(roots + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -63,18 +84,34 @@ class DaemonProcess:
                "--connection-file", self.connection_file, *self.args]
         return cmd + (["--tiny-model"] if self.tiny else [])
 
-    def start(self, timeout: float = 90.0, wait_model: bool = True) -> Self:
+    def launch(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start the child and return at once (``start`` also waits until it answers)."""
         os.makedirs(self.workdir, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=child_env())
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=child_env(env))
         log.close()
         self.starts += 1
+        return self.proc
+
+    def run_to_fault(self, fault: str, timeout: float = 240.0) -> int:
+        """Start with ``COOLCOLOR_FAULT=fault`` (see ``coolcolor.faults``) and wait for the child to exit;
+        returns its exit code (``-SIGKILL`` when a kill point fired). The job in the journal resumes by
+        itself, so the fault fires at an event of the work, never after a guessed delay."""
+        proc = self.launch({"COOLCOLOR_FAULT": fault})
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"fault {fault} did not fire within {timeout} s:\n{self.log()}") from None
+
+    def start(self, timeout: float = 240.0, wait_model: bool = True, env: dict[str, str] | None = None) -> Self:
+        proc = self.launch(env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {proc.returncode}:\n{self.log()}")
             info = self._info()
-            if info and info.get("pid") == self.proc.pid:
+            if info and info.get("pid") == proc.pid:
                 if not wait_model:
                     return self
                 try:

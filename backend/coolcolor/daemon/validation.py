@@ -21,7 +21,7 @@ from coolcolor_protocol.messages import MAX_FRAMES_PER_JOB
 
 @dataclass
 class CheckedJob:
-    spec: dict[str, Any]  # the job as ColorizeJob.to_dict() gives it back (what the worker runs)
+    spec: dict[str, Any]  # JobSpec.to_dict() with paths absolute and first/last resolved (what the worker runs)
     first: int
     last: int
     source_identity: list[list[Any]]  # [name, size, mtime_ns] of every input file the job reads
@@ -110,7 +110,9 @@ def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
         if outside:
             raise ProtocolError(BAD_REQUEST, f"job.keyframes {outside} are outside the source's frames "
                                 f"{info.first}-{info.last}")
-        spec = ColorizeJob.from_dict(job).to_dict()
+        # the range the job covers, resolved (null = the source's bound): replies and status name real frames
+        job["first"], job["last"] = info.first, info.last
+        spec = ColorizeJob.from_dict(job).to_dict()  # unknown fields stay in it: journaled, not used
     except ProtocolError:
         raise
     except (CoolColorError, ValueError, TypeError, OSError) as exc:

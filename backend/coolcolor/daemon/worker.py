@@ -40,6 +40,7 @@ class DaemonJobEvents(JobEvents):
         self._fraction0 = 0.0
         self.steps_after_cancel = 0
         self._last_step: tuple[int, int] | None = None
+        self.frames_failed = 0
 
     def progress(self, frames_done: int, frames_total: int, step: int, steps_total: int) -> None:
         now = time.monotonic()
@@ -47,8 +48,9 @@ class DaemonJobEvents(JobEvents):
             self.steps_after_cancel += 1
         self._last_step = (frames_done, step)
         total = max(1, frames_total)
-        in_flight = min(self.window, max(0, frames_total - frames_done))
-        fraction = min(1.0, (frames_done + in_flight * step / max(1, steps_total)) / total)
+        settled = frames_done + self.frames_failed  # failed frames are finished work too, for the fraction
+        in_flight = min(self.window, max(0, frames_total - settled))
+        fraction = min(1.0, (settled + in_flight * step / max(1, steps_total)) / total)
         if self._t0 is None:
             self._t0, self._fraction0 = now, fraction
         eta = None
@@ -56,7 +58,8 @@ class DaemonJobEvents(JobEvents):
             rate = (fraction - self._fraction0) / (now - self._t0)
             eta = round((1.0 - fraction) / rate, 1)
         self.daemon.post_progress(self.job_id, {
-            "job_id": self.job_id, "state": "running", "frames_done": frames_done, "frames_total": frames_total,
+            "job_id": self.job_id, "state": "running", "frames_done": frames_done,
+            "frames_failed": self.frames_failed, "frames_total": frames_total,
             "step": step, "steps_total": steps_total, "fraction": round(fraction, 4), "eta_s": eta,
             "queue_position": 0,
         })
@@ -65,6 +68,7 @@ class DaemonJobEvents(JobEvents):
         self.daemon.announce_frame(self.job_id, frame, path)
 
     def frame_failed(self, frame: int, message: str) -> None:
+        self.frames_failed += 1
         self.daemon.journal.add_failed_frame(self.job_id, frame, message)
         self.daemon.post_event(self.job_id, "error", {"job_id": self.job_id, "frame": frame, "code": INTERNAL,
                                                       "message": f"frame {frame}: {message}"})

@@ -13,6 +13,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from coolcolor.errors import CheckpointError
+from coolcolor.model.attention import keyframe_attention_problem
 from coolcolor.model.unet import F_IN_LAYOUT, add_gray_input, has_gray_input
 
 CONFIG_NAME = "coolcolor.json"
@@ -90,11 +93,24 @@ class Components:
     tokenizer: PreTrainedTokenizerBase
     scheduler: DDIMScheduler
     config: CoolColorConfig
+    # The canonical hash of the weights as stored, kept when they were cast to a lossy dtype (fp16,
+    # bf16), whose values no longer give it back. None while the modules hold the fp32 values.
+    stored_hash: str | None = field(default=None, repr=False, compare=False)
 
     def weights_hash(self) -> str:
         """The model's identity: what EXR headers, job manifests, the daemon's cache and
-        ``coolcolor.json``'s provenance all name it by (``weights_hash`` over UNet, VAE, text encoder)."""
+        ``coolcolor.json``'s provenance all name it by (``weights_hash`` over UNet, VAE, text encoder).
+        Canonical: the same on every device and in every dtype the model was loaded in."""
+        if self.stored_hash is not None:
+            return self.stored_hash
         return weights_hash(self.unet, self.vae, self.text_encoder)
+
+    def cast(self, device: str | torch.device, dtype: torch.dtype | None = None) -> None:
+        """Move (and cast) the modules; the identity is taken first when the cast would lose it."""
+        if dtype is not None and dtype != torch.float32 and self.stored_hash is None:
+            self.stored_hash = self.weights_hash()
+        for module in (self.unet, self.vae, self.text_encoder):
+            _place(module, device, dtype)
 
 
 def _weights_present(folder: Path) -> bool:
@@ -137,13 +153,27 @@ def ddim_scheduler(config: dict[str, Any]) -> DDIMScheduler:
 def load_components(
     path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> Components:
+    """The parts on ``device`` in ``dtype`` (fp32 by default).
+
+    Each part is read in fp32 and cast afterwards, so that the canonical hash (``Components.weights_hash``)
+    is taken from the stored values whatever ``dtype`` the model runs in: one part at a time, so the
+    fp32 copy never exceeds one part's size.
+    """
     folder = _require_folder(path, "checkpoint", with_coolcolor_json=True)
     config = CoolColorConfig.from_file(folder / CONFIG_NAME)
     dtype = dtype or torch.float32
+    lossy = dtype != torch.float32
+    digest = hashlib.sha256()
+
+    def placed(index: int, module: torch.nn.Module) -> Any:
+        if lossy:
+            _hash_module(digest, index, module)
+        return _place(module, device, dtype)
+
     try:
-        unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=dtype)
-        vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype)
-        text_encoder = AutoModel.from_pretrained(folder / "text_encoder", dtype=dtype)
+        unet = placed(0, UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32))
+        vae = placed(1, AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32))
+        text_encoder = placed(2, AutoModel.from_pretrained(folder / "text_encoder", dtype=torch.float32))
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
         scheduler = ddim_scheduler(DDIMScheduler.load_config(folder / "scheduler"))
     except (OSError, ValueError, KeyError) as exc:
@@ -153,14 +183,41 @@ def load_components(
             f"checkpoint {folder}: unet takes {unet.config.in_channels} input channels, not "
             f"{2 * unet.config.out_channels}; it has no F_in (convert SD-1.5 with `coolcolor init --from-sd15`)"
         )
-    check_compatible(unet, vae, text_encoder, str(folder))
+    check_compatible(unet, vae, text_encoder, f"checkpoint {folder}")
     for module in (unet, vae, text_encoder):
-        module.to(device).eval().requires_grad_(False)
-    return Components(unet, vae, text_encoder, tokenizer, scheduler, config)
+        module.eval().requires_grad_(False)
+    return Components(unet, vae, text_encoder, tokenizer, scheduler, config,
+                      stored_hash=digest.hexdigest() if lossy else None)
+
+
+def _place(module: Any, device: str | torch.device, dtype: torch.dtype | None) -> Any:
+    """``module.to(device, dtype)`` without diffusers' warning about casting with ``to()``: it lists no
+    module to keep in fp32 for these models (``_keep_in_fp32_modules`` is empty), so it says nothing."""
+    import logging
+
+    quiet = logging.getLogger("diffusers.models.modeling_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return module.to(device) if dtype is None else module.to(device=device, dtype=dtype)
+    finally:
+        quiet.setLevel(level)
+
+
+def checkpoint_weights_hash(path: str | os.PathLike) -> str:
+    """The canonical hash of a checkpoint folder's weights (loads them on the CPU in fp32)."""
+    return load_components(path).weights_hash()
 
 
 def check_compatible(unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: PreTrainedModel, where: str) -> None:
-    """The parts must fit each other: latent channels, text width."""
+    """The parts must fit each other and the sampler: keyframe attention's layers, latent channels, text width.
+
+    Run by ``init`` before it writes anything and by every load, so a folder of the wrong architecture is
+    refused with a message naming what was expected and what was found, never deep inside sampling.
+    """
+    problem = keyframe_attention_problem(unet)
+    if problem:
+        raise CheckpointError(f"{where}: unet: {problem}")
     if vae.config.latent_channels != unet.config.out_channels:
         raise CheckpointError(
             f"{where}: vae latent_channels {vae.config.latent_channels} != unet out_channels {unet.config.out_channels}"
@@ -214,9 +271,17 @@ def check_sd15_layout(sd_dir: str | os.PathLike) -> Path:
 
 
 def init_from_sd15(sd_dir: str | os.PathLike, out_dir: str | os.PathLike, resolution: int = 512) -> Path:
-    """Turn a stock SD-1.5 diffusers folder into an untrained CoolColor checkpoint (zero F_in)."""
+    """Turn a stock SD-1.5 diffusers folder into an untrained CoolColor checkpoint (zero F_in).
+
+    Everything is checked before anything is written, and the checkpoint appears all at once (written
+    beside ``out_dir``, then renamed), so a failure — a full disk included — leaves no half checkpoint.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8 or resolution % 8:
+        raise CheckpointError(f"resolution must be a positive multiple of 8, got {resolution!r}")
     source = check_sd15_layout(sd_dir)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"output {out} exists and is not a folder")
     if out.exists() and any(out.iterdir()):
         raise CheckpointError(f"output folder {out} exists and is not empty; refusing to overwrite it")
     try:
@@ -234,18 +299,36 @@ def init_from_sd15(sd_dir: str | os.PathLike, out_dir: str | os.PathLike, resolu
         recipe={"state": "untrained", "initialised_from": "stable-diffusion-1.5"},
         provenance={"source": str(source.resolve())},
     )
-    return save_components(Components(unet, vae, text_encoder, tokenizer, scheduler, config), out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")  # the umask's mode, unlike mkdtemp
+    try:
+        save_components(Components(unet, vae, text_encoder, tokenizer, scheduler, config), partial)
+        os.replace(partial, out)  # onto a missing or empty folder: atomic on POSIX
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return out
 
 
 def weights_hash(*modules: torch.nn.Module) -> str:
-    """sha256 over every parameter and buffer (names, dtypes, shapes, bytes), in a fixed order.
+    """The canonical weights hash: sha256 over every parameter and buffer (name, shape, fp32 bytes) of
+    ``modules`` in a fixed order.
 
-    Identifies the weights regardless of file format or folder, for provenance and result caching.
+    Floating-point tensors are hashed as fp32 values, so the hash depends on neither the file format,
+    the folder, the device nor an fp32→fp32 round trip; for modules cast to fp16/bf16 the identity of
+    the stored weights is kept by ``load_components`` / ``Components.cast`` before the cast.
     """
     digest = hashlib.sha256()
     for index, module in enumerate(modules):
-        for name, tensor in sorted(module.state_dict().items()):
-            t = tensor.detach().to("cpu").contiguous().reshape(-1)
-            digest.update(f"{index}:{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
-            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        _hash_module(digest, index, module)
     return digest.hexdigest()
+
+
+def _hash_module(digest: Any, index: int, module: torch.nn.Module) -> None:
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu")
+        if t.is_floating_point():
+            t = t.to(torch.float32)
+        t = t.contiguous().reshape(-1)
+        digest.update(f"{index}:{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

@@ -138,9 +138,9 @@ class ResolvedModel:
 
                 self._hash = tiny_components(seed=0).weights_hash()
             else:
-                from coolcolor.model.checkpoint import load_components
+                from coolcolor.model.checkpoint import checkpoint_weights_hash
 
-                self._hash = load_components(self.path).weights_hash()
+                self._hash = checkpoint_weights_hash(self.path)
         return self._hash
 
     def load_pipeline(self) -> CoolColorPipeline:

@@ -94,6 +94,8 @@ class TrainConfig:
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """Read a JSON (or ``.toml``) config; ``overrides`` (e.g. command-line flags) win over the file."""
         p = Path(path)
+        if p.is_dir():
+            raise InputError(f"config file {p} is a folder, not a file")
         if not p.is_file():
             raise InputError(f"config file {p} does not exist")
         try:

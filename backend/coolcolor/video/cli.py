@@ -14,8 +14,9 @@ import sys
 import time
 from typing import TextIO
 
+from coolcolor.cli import one_line
+from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.model.resolve import resolve_model
-from coolcolor.video.encoding import BUILTIN_ENCODINGS
 from coolcolor.video.job import ColorizeJob, JobEvents, open_job, run_colorize_job
 
 _PHASES = {
@@ -33,26 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", metavar="INPUT", help="name.%%04d.ext or name.####.ext sequence, an image, or a movie")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
-    p.add_argument("--prompt", default="", help="what the colors should be, e.g. \"a red car on a sunny street\"")
-    p.add_argument("--negative-prompt", default="", metavar="TEXT")
-    p.add_argument("--keyframe", type=int, nargs="+", action="extend", default=[], metavar="N",
-                   help="artist-marked keyframe(s), in the source's frame numbers; a shot without one gets an "
-                   "automatic keyframe")
-    p.add_argument("--first", type=int, metavar="F", help="first frame to colorize (source numbering, inclusive)")
-    p.add_argument("--last", type=int, metavar="L", help="last frame to colorize (inclusive)")
+    add_job_arguments(p)  # the job's flags, the same as `coolcolor submit`'s
     p.add_argument("--model", metavar="PATH", help="'default', a training run folder or a CoolColor checkpoint "
                    "folder (default: $COOLCOLOR_MODEL, else the embedded default model coolcolor-tiny)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20, help="diffusion steps (default 20)")
-    p.add_argument("--guidance-scale", type=float, default=5.0)
-    p.add_argument("--encoding", default="srgb",
-                   help=f"input encoding: {', '.join(BUILTIN_ENCODINGS)}, or an OCIO colorspace with --ocio-config")
-    p.add_argument("--ocio-config", metavar="CONFIG", help="OCIO config file (or ocio:// URI) for --encoding")
-    p.add_argument("--preview", action="store_true", help="also write preview.NNNN.png (sRGB)")
-    p.add_argument("--clip-model", metavar="DIR", help="local CLIP model folder to rank automatic keyframes")
-    p.add_argument("--window", type=int, default=8, help="frames per model call (memory; default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--ray", metavar="auto|ADDRESS|local:N", default=None,
                    help="run the windows on a Ray cluster: auto (the one `ray start` made here), HOST:PORT, or "
@@ -122,27 +106,11 @@ class ProgressLine(JobEvents):
         if self.tty and self._last_len:
             self.stream.write("\n")
             self._last_len = 0
-        self.stream.write(f"coolcolor colorize: error: {message}\n")
+        self.stream.write(f"coolcolor colorize: error: {one_line(message)}\n")  # OIIO's errors span lines
 
 
 def run(args: argparse.Namespace) -> int:
-    job = ColorizeJob(
-        source=args.input,
-        output_dir=args.output,
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        first=args.first,
-        last=args.last,
-        keyframes=list(args.keyframe),
-        seed=args.seed,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        encoding=args.encoding,
-        ocio_config=args.ocio_config,
-        preview=args.preview,
-        clip_model_dir=args.clip_model,
-        window=args.window,
-    )
+    job = job_from_args(args, ColorizeJob)
     with open_job(job) as opened:  # bad input is reported before the model is loaded; opened once
         events = ProgressLine()
         if getattr(args, "ray", None):
@@ -171,7 +139,8 @@ def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobE
     import ray
 
     try:
-        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device)
+        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device,
+                               dtype=args.dtype)
         try:
             return run_job(job, executor, events, opened=opened)
         finally:

@@ -31,7 +31,9 @@ import numpy as np
 
 from coolcolor import color
 from coolcolor.errors import InputError
-from coolcolor_protocol.abfiles import BUILTIN_ENCODINGS  # one list of names, shared with the plugins_OCIO_TARGET = "sRGB - Display"
+from coolcolor_protocol.abfiles import BUILTIN_ENCODINGS  # one list of names, shared with the plugins
+
+_OCIO_TARGET = "sRGB - Display"
 _BT1886_GAMMA = 2.4
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from coolcolor import __version__
+from coolcolor import __version__, faults
 from coolcolor.errors import InputError
 from coolcolor_protocol.abfiles import (
     AB_CHANNELS,
@@ -70,10 +70,13 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        faults.hit("mid_write")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk: name the file, not its temporary
+            raise OSError(exc.errno, exc.strerror, path) from exc
         raise
     _fsync_dir(folder)
 

@@ -32,16 +32,16 @@ import contextlib
 import glob
 import hashlib
 import json
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError, InputError
-from coolcolor.video.encoding import BUILTIN_ENCODINGS, InputDecoder
+from coolcolor.video.encoding import InputDecoder
 from coolcolor.video.exr import read_ab_header, resolve_outputs_present
 from coolcolor.video.manifest import MANIFEST_NAME, ManifestWriter, load_manifest
 from coolcolor.video.plan import JobPlan, ShotPlan, auto_keyframe, plan_job, shots_from_manifest
@@ -53,7 +53,10 @@ from coolcolor.video.segment import (
     colorize_segment,
     preview_frame_path,
 )
-from coolcolor.video.sources import FrameSource, ImageSequenceSource, _compress_ranges, open_source
+from coolcolor.video.sources import FrameSource, _compress_ranges, open_source
+
+from coolcolor_protocol.errors import ProtocolError
+from coolcolor_protocol.jobspec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.pipeline import CoolColorPipeline
@@ -65,118 +68,40 @@ __all__ = [
     "run_colorize_job", "ab_frame_path", "preview_frame_path", "ShotPlan", "JobPlan", "plan_job",
 ]
 
-MAX_STEPS = 1000
 
 
 @dataclass
-class ColorizeJob:
-    """What to colorize and how. Frame numbers are the source's own (see ``sources.py``)."""
+class ColorizeJob(JobSpec):
+    """What to colorize and how: the job contract ``coolcolor_protocol.JobSpec`` as the engine runs it.
 
-    source: str  # image-sequence pattern (name.%04d.exr or name.####.exr), one image, or a movie
-    output_dir: str
-    prompt: str = ""
-    negative_prompt: str = ""
-    first: int | None = None  # inclusive; None = the source's first frame
-    last: int | None = None  # inclusive; None = the source's last frame
-    keyframes: list[int] = field(default_factory=list)  # artist-marked; a shot without one → automatic
-    seed: int = 0
-    steps: int = 20
-    guidance_scale: float = 5.0
-    encoding: str = "srgb"  # srgb | rec709 | linear | an OCIO colorspace name (needs ocio_config)
-    ocio_config: str | None = None
-    preview: bool = False  # also write preview.NNNN.png (sRGB, 8-bit)
-    clip_model_dir: str | None = None  # local CLIP model folder: rank automatic keyframes by CLIP too
-    window: int = 8  # frames per pipeline call (memory), results do not depend on it
-    resolve_sidecar: bool = False  # also write ab_rg.NNNN.exr (R = a*, G = b*) for a Fusion Loader
-    rgb_plate: bool = False  # also write rgb.NNNN.exr: the plate's L* + ab, in the job's encoding
-    keyframes_only: bool = False  # "preview keyframe": colorize only each shot's keyframe(s)
+    Fields, defaults, limits and the reasons a value is refused are JobSpec's (one definition, shared
+    with the daemon and the plugins). The engine adds only what needs the file system — the source
+    opens with every frame present, the output folder is writable (``check_job_input``) — and reports
+    a bad field as ``InputError``, which the CLI prints as one line.
+    """
 
-    def validate(self) -> None:
+    def validate(self, where: str = "job") -> None:
         """InputError naming the first field that is wrong."""
-        _check_type("source", self.source, str)
-        if not self.source:
-            raise InputError("source is empty: give an image, an image-sequence pattern or a movie")
-        _check_type("output_dir", self.output_dir, str)
-        if not self.output_dir:
-            raise InputError("output_dir is empty")
-        _check_type("prompt", self.prompt, str)
-        _check_type("negative_prompt", self.negative_prompt, str)
-        for name in ("first", "last"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_int(name, value)
-                if value < 0:
-                    raise InputError(f"{name} must be ≥ 0, got {value}")
-        if self.first is not None and self.last is not None and self.first > self.last:
-            raise InputError(f"first frame {self.first} is after last frame {self.last}")
-        if not isinstance(self.keyframes, (list, tuple)):
-            raise InputError(f"keyframes must be a list of frame numbers, got {type(self.keyframes).__name__}")
-        for k in self.keyframes:
-            _check_int("keyframes", k)
-        _check_int("seed", self.seed)
-        if not 0 <= self.seed < 2**63:
-            raise InputError(f"seed must be a non-negative integer below 2**63, got {self.seed}")
-        _check_int("steps", self.steps)
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise InputError(f"steps must be in 1…{MAX_STEPS}, got {self.steps}")
-        if isinstance(self.guidance_scale, bool) or not isinstance(self.guidance_scale, (int, float)):
-            raise InputError(f"guidance_scale must be a number, got {type(self.guidance_scale).__name__}")
-        if not math.isfinite(self.guidance_scale) or self.guidance_scale < 0:
-            raise InputError(f"guidance_scale must be a finite number ≥ 0, got {self.guidance_scale}")
-        _check_type("encoding", self.encoding, str)
-        if self.ocio_config is not None:
-            _check_type("ocio_config", self.ocio_config, str)
-        if self.encoding not in BUILTIN_ENCODINGS and not self.ocio_config:
-            raise InputError(
-                f"unknown input encoding {self.encoding!r}: use one of {', '.join(BUILTIN_ENCODINGS)}, "
-                "or an OCIO colorspace name together with ocio_config"
-            )
-        _check_type("preview", self.preview, bool)
-        _check_type("resolve_sidecar", self.resolve_sidecar, bool)
-        _check_type("rgb_plate", self.rgb_plate, bool)
-        _check_type("keyframes_only", self.keyframes_only, bool)
-        if self.rgb_plate and self.encoding not in BUILTIN_ENCODINGS:
-            raise InputError(f"rgb_plate is written in a built-in encoding only, not {self.encoding!r}")
-        if self.clip_model_dir is not None:
-            _check_type("clip_model_dir", self.clip_model_dir, str)
-        _check_int("window", self.window)
-        if self.window < 1:
-            raise InputError(f"window must be ≥ 1 frame, got {self.window}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe."""
-        d = asdict(self)
-        d["keyframes"] = [int(k) for k in self.keyframes]
-        return d
+        try:
+            super().validate(where)
+        except ProtocolError as exc:
+            raise InputError(exc.message) from None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ColorizeJob:
-        """From ``to_dict``'s output (e.g. JSON over the wire); unknown or wrongly typed fields → InputError."""
-        if not isinstance(d, dict):
-            raise InputError(f"a colorize job must be a JSON object, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown colorize job field(s): {', '.join(unknown)}")
-        for required in ("source", "output_dir"):
-            if required not in d:
-                raise InputError(f"colorize job is missing {required!r}")
-        values = dict(d)
-        if "keyframes" in values and isinstance(values["keyframes"], (list, tuple)):
-            values["keyframes"] = list(values["keyframes"])
-        job = cls(**values)
-        job.validate()
+    def from_dict(cls, d: Any, where: str = "job") -> ColorizeJob:
+        """From JSON (the wire, the journal); unknown fields are kept in ``extras`` and not used."""
+        try:
+            job = super().from_dict(d, where)
+        except ProtocolError as exc:
+            raise InputError(exc.message) from None
+        assert isinstance(job, ColorizeJob)
         return job
 
-
-def _check_type(name: str, value: Any, kind: type) -> None:
-    if not isinstance(value, kind):
-        raise InputError(f"{name} must be a {kind.__name__}, got {type(value).__name__} {value!r}")
-
-
-def _check_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    @classmethod
+    def from_spec(cls, spec: JobSpec) -> ColorizeJob:
+        job = cls(**{name: getattr(spec, name) for name in JobSpec.field_names()}, extras=dict(spec.extras))
+        job.validate()
+        return job
 
 
 class JobEvents:
@@ -186,7 +111,9 @@ class JobEvents:
         """Entering "validate", "shots", "keyframes", "colorize" or "done"."""
 
     def progress(self, frames_done: int, frames_total: int, step: int, steps_total: int) -> None:
-        """After each diffusion step and each finished frame; frames_done counts skipped ones too."""
+        """After each diffusion step and each finished frame. ``frames_done`` counts the frames whose ab
+        file is complete on disk, including those an earlier run wrote (SPEC §6: one meaning everywhere);
+        failed frames are not in it, they come through ``frame_failed``."""
 
     def frame_done(self, frame: int, path: str) -> None:
         """Called only after the ab file is durably on disk (fsync + rename)."""
@@ -375,7 +302,8 @@ class JobRun(SegmentEvents):
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a run that was killed mid-write (never a finished output)."""
-        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
+        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json",
+                        ".coolcolor-probe.*"):  # a Ray driver's probe, left by a driver that died
             for path in glob.glob(os.path.join(glob.escape(self.job.output_dir), pattern)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -413,7 +341,9 @@ class JobRun(SegmentEvents):
             raise JobCancelled("cancelled; finished frames are kept and a re-run resumes")
 
     def frames_finished(self) -> int:
-        return len(self.skipped) + len(self.written) + len(self.failed)
+        """``frames_done`` as the protocol means it: frames whose ab file is complete (this run's and an
+        earlier run's), never the failed ones (those are reported by ``frame_failed``)."""
+        return len(self.skipped) + len(self.written)
 
     def read_gray(self, frame: int) -> np.ndarray:
         t = time.perf_counter()
@@ -436,6 +366,7 @@ class JobRun(SegmentEvents):
     def frame_done(self, frame: int, path: str) -> None:
         self.written.append(frame)
         self.events.frame_done(frame, path)
+        faults.hit("frame_written")
         self.events.progress(self.frames_finished(), len(self.frames), self.job.steps, self.job.steps)
 
 
@@ -453,6 +384,13 @@ class Executor(Protocol):
         """Colorize ``plan.segments``, reporting through ``run`` (``frame_done``, ``fail``, ...)."""
 
 
+def _keyframe_cache_for(pipeline: Any) -> Any:
+    """A ``KeyframeKVCache`` for a real pipeline (None for test doubles that are not one)."""
+    from coolcolor.pipeline import CoolColorPipeline, KeyframeKVCache
+
+    return KeyframeKVCache() if isinstance(pipeline, CoolColorPipeline) else None
+
+
 class LocalExecutor:
     """Today's behaviour: every segment in this process, on one pipeline."""
 
@@ -463,6 +401,7 @@ class LocalExecutor:
         self.model_hash = pipeline.model_hash
         self.resolution = int(pipeline.resolution)
         self._scorer: Any = None
+        self.keyframe_cache = _keyframe_cache_for(pipeline)
 
     def unknown_words(self, prompt: str) -> list[str]:
         from coolcolor.model.prompt_words import unknown_words_of
@@ -479,6 +418,7 @@ class LocalExecutor:
 
     def colorize(self, run: JobRun, plan: JobPlan) -> None:
         context = run.segment_context(plan)
+        context.keyframe_cache = self.keyframe_cache
         sink = AbFolderSink(run.job)
         t0 = time.perf_counter()
         try:
@@ -529,7 +469,8 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
             run.manifest.write("cancelled", shots, str(exc))
             raise
         except BaseException as exc:
-            run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
+                run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
             raise
     finally:
         if own:

@@ -295,27 +295,45 @@ class Controller:
             job.message = f"preview of source frame {spec.first} in the CoolColor bin: {path}"
             return
         if spec.resolve_sidecar:
-            pattern = os.path.join(spec.output_dir, abfiles.RESOLVE_SIDECAR_PATTERN)
-        else:
-            pattern = os.path.join(spec.output_dir, abfiles.RGB_PLATE_PATTERN)
+            try:
+                self._bring_in_comp(job, project)
+                return
+            except HostError as exc:
+                self.say(f"{exc}; placing the RGB plate on the track above instead")
+        self._bring_in_plate(job, project, timeline, comments)
+
+    def _frames_present(self, job: ClipJob, pattern: str) -> None:
+        spec = job.spec
+        assert spec.first is not None and spec.last is not None
         missing = [f for f in range(spec.first, spec.last + 1) if not os.path.isfile(pattern % f)]
         if missing:
-            raise HostError(f"{clip.item_name}: the daemon reported done but {len(missing)} result frame(s) are "
-                            f"missing, e.g. {pattern % missing[0]}")
-        bin_clip = host.import_sequence(project, pattern, spec.first, spec.last, comments)
-        item = self._item(clip)
-        if spec.resolve_sidecar:
-            text = comp_file.comp_text(sidecar_first_file=pattern % spec.first, sidecar_first=spec.first,
-                                       sidecar_last=spec.last, clip_first=clip.first, duration=clip.duration,
-                                       encoding=spec.encoding)
-            comp_path = os.path.join(spec.output_dir, "coolcolor.comp")
-            with open(comp_path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            host.replace_comp(item, comp_path, spec.output_dir)
-            job.message = f"comp on the clip ({comp_path})"
-        else:
-            placed = host.place_plate(self.resolve, timeline, bin_clip, clip, spec.first)
-            job.message = f"RGB plate on V{(placed.GetTrackTypeAndIndex() or ['', '?'])[1]}"
+            raise HostError(f"{job.clip.item_name}: the daemon reported done but {len(missing)} result frame(s) "
+                            f"are missing, e.g. {pattern % missing[0]}")
+
+    def _bring_in_comp(self, job: ClipJob, project: Any) -> None:
+        spec, clip = job.spec, job.clip
+        assert spec.first is not None and spec.last is not None
+        pattern = os.path.join(spec.output_dir, abfiles.RESOLVE_SIDECAR_PATTERN)
+        self._frames_present(job, pattern)
+        host.import_sequence(project, pattern, spec.first, spec.last,
+                             provenance_comment(spec, self.daemon.model_hash, job.job_id))
+        text = comp_file.comp_text(sidecar_first_file=pattern % spec.first, sidecar_first=spec.first,
+                                   sidecar_last=spec.last, clip_first=clip.first, duration=clip.duration,
+                                   encoding=spec.encoding)
+        comp_path = os.path.join(spec.output_dir, "coolcolor.comp")
+        with open(comp_path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        host.replace_comp(self._item(clip), comp_path, spec.output_dir, comp_file.CUSTOM)
+        job.message = f"comp on the clip ({comp_path})"
+
+    def _bring_in_plate(self, job: ClipJob, project: Any, timeline: Any, comments: str) -> None:
+        spec, clip = job.spec, job.clip
+        assert spec.first is not None and spec.last is not None
+        pattern = os.path.join(spec.output_dir, abfiles.RGB_PLATE_PATTERN)
+        self._frames_present(job, pattern)
+        plate = host.import_sequence(project, pattern, spec.first, spec.last, comments)
+        placed = host.place_plate(self.resolve, timeline, plate, clip, spec.first)
+        job.message = f"RGB plate on V{(placed.GetTrackTypeAndIndex() or ['', '?'])[1]}"
 
 
 def run(resolve: "Resolve", fusion: Any, bmd: Any) -> Optional[Controller]:

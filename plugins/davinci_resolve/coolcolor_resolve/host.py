@@ -327,19 +327,31 @@ def import_sequence(project: "Project", pattern: str, first: int, last: int, com
             pool.SetCurrentFolder(previous)
 
 
-def replace_comp(item: "TimelineItem", comp_path: str, backup_dir: str) -> Any:
-    """Import ``comp_path`` as the item's only comp: the others are first exported to ``backup_dir`` (nothing
-    the artist built is lost) and deleted, since with two comps "the wrong one renders" ([RES] R2)."""
+def replace_comp(item: "TimelineItem", comp_path: str, backup_dir: str, expect_tool: str) -> Any:
+    """Import ``comp_path`` as the item's only comp.
+
+    With two comps "the wrong one renders" ([RES] R2), so the others go — but first each is exported to
+    ``backup_dir`` (``ExportFusionComp(path, compIndex)`` [README TimelineItem]); one that cannot be exported
+    stops everything before anything is deleted. An import that fails, or gives an empty comp (an unparsable file
+    "imports as an EMPTY comp, silently", [RES] R2), is undone and the artist's comps re-imported; HostError.
+    """
     names = list(item.GetFusionCompNameList() or [])
+    backups = []
     for index, name in enumerate(names, start=1):
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
-        item.ExportFusionComp(os.path.join(backup_dir, f"previous-{index}-{safe}.comp"), index)
+        path = os.path.join(backup_dir, f"previous-{index}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(name))}.comp")
+        if not item.ExportFusionComp(path, index) or not os.path.isfile(path):
+            raise HostError(f"{item.GetName()}: could not back up its Fusion comp {name!r}; nothing was changed")
+        backups.append(path)
     for name in names:
         item.DeleteFusionCompByName(name)
     comp = item.ImportFusionComp(comp_path)
-    if not comp:
-        raise HostError(f"Resolve did not import the comp {comp_path}")
-    return comp
+    if comp and getattr(comp, "FindTool")(expect_tool):
+        return comp
+    for name in list(item.GetFusionCompNameList() or []):
+        item.DeleteFusionCompByName(name)
+    for path in backups:
+        item.ImportFusionComp(path)
+    raise HostError(f"{item.GetName()}: Resolve did not build the CoolColor comp from {comp_path}")
 
 
 def place_plate(resolve: "Resolve", timeline: "Timeline", plate: "MediaPoolItem", clip: ClipSource,

@@ -89,7 +89,8 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: List[int], *, pr
         kind = "preview"
     else:
         fields.update(first=first, last=last, keyframes=sorted(set(keyframes)),
-                      resolve_sidecar=settings.result == "comp", rgb_plate=settings.result == "plate")
+                      # the plate is written in comp mode too: the fallback when the comp cannot be built
+                      resolve_sidecar=settings.result == "comp", rgb_plate=True)
         kind = "colorize"
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     fields["output_dir"] = os.path.join(output_root(), _safe(clip.item_name) + "-" + _safe(clip.item_id),
@@ -135,7 +136,6 @@ class Daemon:
         except coolcolor_protocol.DaemonUnavailable as exc:
             raise HostError(f"{job.clip.item_name}: the daemon did not answer ({_one_line(exc)})") from None
         job.job_id = str(reply["job_id"])
-        job.unknown_words = [str(w) for w in reply.get("unknown_words") or []]
         self._update(job, reply)
         # the same key with the same job: the daemon answers with the job it already finished
         job.cached = job.cached or (bool(reply.get("duplicate")) and job.state == "done")
@@ -166,6 +166,8 @@ class Daemon:
     @staticmethod
     def _update(job: ClipJob, status: Dict[str, Any]) -> None:
         job.state = str(status.get("state", job.state))
+        if status.get("unknown_words"):  # submit_reply (SPEC), or a status that carries them
+            job.unknown_words = [str(w) for w in status["unknown_words"]]
         job.frames_done = int(status.get("frames_done") or 0)
         job.frames_total = int(status.get("frames_total") or job.frames_total or 0)
         job.queue_position = status.get("queue_position")

@@ -157,12 +157,13 @@ def build_node(group: nuke.Group) -> nuke.Group:
     group["mix"].setValue(1.0)
     group["window"].setValue(8)
     group[NODE_TAG].setValue(True)
-    group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
+    if group.knob("onCreate") is not None:  # the hidden callback knob every node has (dev guide "Callbacks")
+        group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
     with group:
         source = nuke.nodes.Input(name="Source")
         read_ab = nuke.nodes.Read(name="ReadAB")
         read_ab["raw"].setValue(True)  # the ab values are data, never colour-converted
-        read_ab["on_error"].setValue("black")
+        read_ab["on_error"].setValue("black")  # a frame not delivered yet is no error (the Switch shows the plate)
         copy = nuke.nodes.Copy(name="CopyAB")
         copy.setInput(0, source)
         copy.setInput(1, read_ab)
@@ -282,11 +283,43 @@ def _cache_root() -> str:
     return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "coolcolor", "nuke")
 
 
+def upstream_hash(node: nuke.Node) -> str:
+    """What decides the upstream's pixels: Nuke's op hashes when available, else every upstream node's class and
+    knob text (``toScript``), recursively (also what changes when a Read's file on disk is replaced: its mtime)."""
+    try:
+        return ",".join(str(h) for h in node.opHashes())
+    except (AttributeError, RuntimeError, TypeError):
+        pass
+    parts: List[str] = []
+    seen: set = set()
+    stack: List[nuke.Node] = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        knobs = []
+        for name, knob in sorted(n.knobs().items()):
+            try:
+                knobs.append(f"{name}={knob.toScript()}")
+            except (AttributeError, RuntimeError, TypeError):
+                knobs.append(f"{name}={getattr(knob, 'getText', knob.value)()}")
+        parts.append(f"{n.Class()}:{';'.join(knobs)}")
+        if n.Class() == "Read":
+            try:
+                pattern = str(n["file"].value())
+                parts.append(str(os.stat(re.sub(r"%0?(\d*)d", lambda m: str(int(n["first"].value())).zfill(
+                    int(m.group(1) or 1)), pattern)).st_mtime_ns))
+            except (OSError, ValueError):
+                pass
+        stack.extend(n.input(i) for i in range(n.inputs()) if n.input(i) is not None)  # type: ignore[misc]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int) -> str:
     """Render the input through an internal Write (EXR half, linear) into a cache folder keyed by the upstream's
     hash; an unchanged upstream is not rendered again. Returns the file pattern."""
-    hashes = [str(h) for h in source.opHashes()]
-    key = hashlib.sha256(json.dumps([source.fullName(), hashes, first, last]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([source.fullName(), upstream_hash(source), first, last]).encode()).hexdigest()[:20]
     folder = os.path.join(_cache_root(), "plates", key)
     pattern = os.path.join(folder, "plate.%04d.exr")
     marker = os.path.join(folder, ".complete")
@@ -345,6 +378,10 @@ def _check_writable(folder: str) -> None:
         raise NodeError(f"the output folder {folder} cannot be written (no write permission on {probe})")
 
 
+def _digest(fields: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
 def plan(group: nuke.Node, preview: bool) -> Tuple[List[PlannedJob], str]:
     """Read the knobs (main thread) into jobs. Raises NodeError naming the problem."""
     source = group.input(0)
@@ -367,26 +404,30 @@ def plan(group: nuke.Node, preview: bool) -> Tuple[List[PlannedJob], str]:
     plate_encoding = "linear"  # what the plate is inside Nuke (a Read linearises it)
     if _is_plain_read(source):
         pattern = str(source["file"].value())
-        encoding, ocio_config = _read_encoding(source)
+        if choice != AUTO_ENCODING:  # the artist knows better than the Read's colorspace knob
+            encoding, ocio_config = choice, (None if choice in BUILTIN_ENCODINGS else ocio_config_path())
+        else:
+            encoding, ocio_config = _read_encoding(source)
         if bool(source["raw"].value()):
             plate_encoding = encoding if encoding in BUILTIN_ENCODINGS else "linear"
     else:
+        # Nuke's working space, written without conversion: the EXR is linear whatever the knob says.
         pattern = _render_upstream(group, source, first, last)
         encoding = "linear"
-    if choice != AUTO_ENCODING:
-        encoding = choice
-        ocio_config = None if choice in BUILTIN_ENCODINGS else ocio_config_path()
     base = dict(source=pattern, prompt=text_of(group, "prompt"),
                 negative_prompt=text_of(group, "negative_prompt"), seed=int(group["seed"].value()),
                 steps=int(group["steps"].value()), guidance_scale=float(group["guidance"].value()),
                 encoding=encoding, ocio_config=ocio_config, preview=True,
                 window=max(1, int(group["window"].value())))
+    # Preview keyframe: one one-frame job per keyframe (any daemon honours that; a keyframe's pixels do not depend
+    # on the rest of the shot), all writing into one folder so the node's Read sees every previewed frame.
     ranges = [(k, k, [k]) for k in keyframes] if preview else [(first, last, keyframes)]
+    folder_key = _digest(dict(base, first=first, last=last, keyframes=keyframes, kind="preview" if preview else "full"))
     jobs: List[PlannedJob] = []
     for job_first, job_last, job_keys in ranges:
         fields: Dict[str, Any] = dict(base, first=job_first, last=job_last, keyframes=job_keys)
-        settings_key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-        fields["output_dir"] = _output_dir(group, settings_key)
+        settings_key = _digest(fields)
+        fields["output_dir"] = _output_dir(group, folder_key)
         try:
             spec = JobSpec.from_dict(fields)
             spec.validate()

@@ -176,6 +176,13 @@ class Knob:
                 return va + (vb - va) * (t - a) / (b - a)
         return self._value
 
+    def toScript(self, *args: Any) -> str:
+        """PYREF nuke.Knob.toScript(quote, context): "Return the value of the knob in script syntax" (unevaluated;
+        animation as its keys)."""
+        if self._keys:
+            return "{curve " + " ".join(f"x{t:g} {v}" for t, v in sorted(self._keys.items())) + "}"
+        return str(self._value)
+
     def isKeyAt(self, time: float, *args: Any) -> bool:
         return float(time) in self._keys
 
@@ -469,7 +476,17 @@ class Node:
     def name(self) -> str:
         return self._knobs["name"].getText()
 
-    def setName(self, name: str, *args: Any, **kwargs: Any) -> None:
+    def setName(self, name: str, uncollide: bool = True, *args: Any, **kwargs: Any) -> None:
+        """PYREF nuke.Node.setName(name, uncollide=True, updateExpressions=False): with uncollide a name another node
+        of the group already has gets a number appended (Nuke's CoolColor → CoolColor1 [inference on the
+        numbering])."""
+        siblings = {n.name() for n in (self._parent.nodes() if self._parent is not None else []) if n is not self}
+        if uncollide and name in siblings:
+            base = re.sub(r"\d+$", "", name)
+            i = 1
+            while f"{base}{i}" in siblings:
+                i += 1
+            name = f"{base}{i}"
         self._knobs["name"].setValue(name)
 
     def fullName(self) -> str:
@@ -927,6 +944,19 @@ def _black_like(size: Tuple[int, int]) -> Dict[str, Any]:
 
 
 def _render(node: Optional[Node], f: float) -> Dict[str, Any]:
+    """One node's image at frame f. Per class:
+    - Read (SCAN Read.json): frames outside first..last follow ``before``/``after`` (hold, …, black); a missing file
+      follows ``on_error`` (label "missing frames": error, black, checkerboard, nearest frame); the file is read and
+      converted by ``colorspace``/``raw`` (see _image).
+    - Input/Output: a Group's Input n shows what the Group's input n is connected to; Output is the Group's result
+      (PYREF nuke.Group; DEVGUIDE "Groups" [inference: exact wiring semantics]).
+    - Switch (SCAN Switch.json): ``which`` picks the input, clamped to the connected ones; animated, per frame.
+    - Copy (SCAN Copy.json): "Replace channels in the B input with channels from the A input": ``channels`` (a whole
+      layer) and from0..3 → to0..3.
+    - Grade (Foundry node reference "Grade"): ``white`` (gain) multiplies rgb.
+    - MergeExpression: see _render_merge_expression. ``disable`` passes input 0 through (Node reference, common
+      "disable" knob).
+    """
     import numpy as np
 
     if node is None:
@@ -1382,6 +1412,8 @@ class _Fake:
         self.exited = False
         self.executed.clear()
         self.errors.clear()
+        self.main_thread_calls = 0
+        self.main_thread_violations = 0
         while not self._queue.empty():
             self._queue.get_nowait()
 
