@@ -16,6 +16,7 @@ from coolcolor.train.evaluate import (
     leave_out_world,
     size_bin,
     training_world,
+    training_worlds,
 )
 from coolcolor.world.spec import DEFAULT_LEAVE_OUT, WorldSpec
 
@@ -73,8 +74,12 @@ def test_a_model_trained_without_leave_out_is_only_a_baseline():
     spec, trained_without = leave_out_world(training_world(pipe))
     assert not trained_without and spec == WorldSpec(**DEFAULT_LEAVE_OUT)
     pipe.config.recipe = {"train_config": {"world": {"version": 2, "exclude_shapes": ["heart"]}}}
-    spec, trained_without = leave_out_world(training_world(pipe))
+    spec, trained_without = leave_out_world(training_worlds(pipe))
     assert trained_without and spec.exclude_shapes == ("heart",) and spec.version == 2
+    # Fine-tuned from a model that saw hearts: not unseen any more.
+    pipe.config.recipe["init_recipe"] = {"train_config": {"world": {}}}
+    spec, trained_without = leave_out_world(training_worlds(pipe))
+    assert not trained_without and spec.exclude_shapes == ("heart",)
 
 
 def test_leave_out_sets_feature_the_held_out_items():
@@ -103,7 +108,7 @@ def test_train_eval_cli_prints_the_leave_out_table_and_labels_a_baseline(tmp_pat
                  "--leave-out", "--threads", "1", "--json", str(report)]) == 0
     out = capsys.readouterr().out
     assert "| unseen shape | 1010000000–1010000000 |" in out and "| unseen synonym |" in out
-    assert "a baseline only" in out and "adherence by the layer's share of the frame" in out
+    assert "it saw them in training): a baseline only" in out and "adherence by the layer's share of the frame" in out
     data = json.loads(report.read_text())
     assert set(data["models"]["tiny"]["leave_out"]["sets"]) == {"shape", "layout", "synonym"}
     assert main(["train-eval", f"tiny={model}", "--leave-out-clips", "0"]) != 0

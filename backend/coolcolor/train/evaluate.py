@@ -38,20 +38,34 @@ def held_out_clips(count: int, frames: int, size: int, degradation: float = 1.0,
                         world=world) for i in range(count)]
 
 
-def training_world(pipe) -> WorldSpec:
-    """The world a model was trained on, from its recorded training config (version 1, nothing left
-    out, for models that predate the setting)."""
+def training_worlds(pipe) -> list[WorldSpec]:
+    """The worlds a model was trained on, latest stage first: its recorded training config, then the
+    config of the model it was fine-tuned from (``init_recipe``), and so on. Version 1 with nothing
+    left out for a stage that predates the setting."""
+    worlds = []
     recipe = pipe.config.recipe or {}
-    config = recipe.get("train_config") or {}
-    return WorldSpec.from_json(config.get("world") or {}, "train_config.world")
+    while recipe:
+        config = recipe.get("train_config") or {}
+        worlds.append(WorldSpec.from_json(config.get("world") or {}, "train_config.world"))
+        recipe = recipe.get("init_recipe") or {}
+    return worlds or [WorldSpec()]
 
 
-def leave_out_world(trained: WorldSpec) -> tuple[WorldSpec, bool]:
-    """The spec whose featured items are unseen: the model's own exclusions when it was trained with
-    leave-out, else the default leave-out set on the model's world version (then only a baseline)."""
-    if trained.leaves_out:
-        return trained, True
-    return WorldSpec(version=trained.version, **DEFAULT_LEAVE_OUT), False
+def training_world(pipe) -> WorldSpec:
+    """The world of the model's last training stage."""
+    return training_worlds(pipe)[0]
+
+
+def leave_out_world(trained: WorldSpec | list[WorldSpec]) -> tuple[WorldSpec, bool]:
+    """The spec whose featured items are unseen, and whether they really are: the model's own exclusions
+    when every training stage left them out, else (or when nothing was left out) the default leave-out
+    set on the model's world version — then only a baseline."""
+    worlds = trained if isinstance(trained, list) else [trained]
+    last = worlds[0]
+    if last.leaves_out:
+        unseen = all(set(last.held_out(kind)) <= set(w.held_out(kind)) for w in worlds for kind in FEATURES)
+        return last, unseen
+    return WorldSpec(version=last.version, **DEFAULT_LEAVE_OUT), False
 
 
 def size_bin(fraction: float) -> str:
@@ -199,7 +213,7 @@ def evaluate_leave_out(pipe, clips: int, frames: int, size: int, steps: int = 20
                        degradation: float = 1.0) -> dict:
     """Adherence on clips featuring each held-out kind (keyframe attention off: the frame-independent
     figure, the one the held-out items change)."""
-    spec, trained_without = leave_out_world(training_world(pipe))
+    spec, trained_without = leave_out_world(training_worlds(pipe))
     out: dict = {"world": spec.to_json(), "model_trained_without_them": trained_without, "sets": {}}
     for kind in FEATURES:
         featured = spec.featuring(kind)
@@ -245,7 +259,7 @@ def _pct(row: list[int]) -> str:
 def leave_out_table(name: str, lo: dict) -> list[str]:
     w = lo["world"]
     status = ("trained without them: a generalisation test" if lo["model_trained_without_them"] else
-              "NOT trained without them (it saw every item): a baseline only, not a generalisation figure")
+              "NOT trained without them (it saw them in training): a baseline only, not a generalisation figure")
     lines = [
         f"Leave-out clips for {name} — held out: shape {', '.join(w['exclude_shapes']) or '—'}; layout "
         f"{', '.join(w['exclude_layouts']) or '—'}; synonyms {', '.join(w['exclude_synonyms']) or '—'}. Model {status}. "

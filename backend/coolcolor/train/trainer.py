@@ -41,9 +41,9 @@ from coolcolor.model.checkpoint import Components, encode_gray_latents, load_com
 from coolcolor.model.unet import merge_gray
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.data import FolderSource, WorldSource, blip_captioner
-from coolcolor.world.spec import WorldSpec
 from coolcolor.train.equivariance import ef_loss, lambda_at, random_affine
 from coolcolor.train.model import architecture, architecture_signature, new_components, new_vae
+from coolcolor.world.spec import WorldSpec
 
 logger = logging.getLogger(__name__)
 

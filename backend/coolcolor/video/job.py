@@ -284,6 +284,7 @@ class JobRun(SegmentEvents):
         self.frames = opened.frames
         self.model_hash, self.resolution, self.executor_name = model_hash, int(resolution), executor_name
         self.key = opened.key(model_hash)
+        self.unknown_words: list[str] = []  # set by the driver from the executor's model (manifest, EXR headers)
         self.started = time.time()
         self.timings: dict[str, float] = {}
         self.written: list[int] = []
@@ -331,7 +332,8 @@ class JobRun(SegmentEvents):
         return done
 
     def segment_context(self, plan: JobPlan) -> SegmentContext:
-        return SegmentContext(self.job, self.key, self.model_hash, plan.keyframes, self.timings)
+        return SegmentContext(self.job, self.key, self.model_hash, plan.keyframes, self.timings,
+                              unknown_words=self.unknown_words)
 
     # SegmentEvents / helpers -----------------------------------------------------------------
     def check_cancel(self) -> None:
@@ -401,6 +403,11 @@ class LocalExecutor:
         self._scorer: Any = None
         self.keyframe_cache = _keyframe_cache_for(pipeline)
 
+    def unknown_words(self, prompt: str) -> list[str]:
+        from coolcolor.model.prompt_words import unknown_words_of
+
+        return unknown_words_of(self.pipeline, prompt)
+
     def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
         if self._scorer is None and run.job.clip_model_dir:
             from coolcolor.keyframes import ClipScorer
@@ -437,6 +444,8 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
     shots: list[ShotPlan] | None = None
     try:
         run = JobRun(opened, events, executor.model_hash, executor.resolution, executor.name)
+        if hasattr(executor, "unknown_words"):
+            run.unknown_words = executor.unknown_words(job.prompt)
         previous = run.prepare()
         run.timings["validate_s"] = time.perf_counter() - t
         try:

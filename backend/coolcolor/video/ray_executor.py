@@ -272,6 +272,7 @@ class ColorizeWorker:
                  window: dict[str, Any], fault: str = "") -> dict[str, Any]:
         """Colorize one window; return the frames written (paths), the frames failed, timings."""
         from coolcolor.video.job import JobCancelled
+        from coolcolor.model.prompt_words import unknown_words_of
         from coolcolor.video.segment import AbFolderSink, SegmentContext, colorize_segment
 
         segment = Segment(int(window["keyframe"]), tuple(int(f) for f in window["frames"]))
@@ -283,7 +284,8 @@ class ColorizeWorker:
             return record
         opened = self._open(run_id, job_dict, probe)
         context = SegmentContext(opened.job, key, self.pipeline.model_hash, keyframes,
-                                 keyframe_cache=self.keyframe_cache)
+                                 keyframe_cache=self.keyframe_cache,
+                                 unknown_words=unknown_words_of(self.pipeline, opened.job.prompt))
         sink: Any = AbFolderSink(opened.job)
         if fault.startswith("worker-"):  # the driver's RAY_FAULT_ENV, sent with the task (retries too)
             sink = _FaultSink(sink, fault, segment)

@@ -87,6 +87,7 @@ class SegmentContext:
     # coolcolor.pipeline.KeyframeKVCache of this worker: the keyframe denoised once per worker, not once
     # per window. Every executor passes one, so results stay bit-identical wherever a window runs.
     keyframe_cache: Any = None
+    unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignores (provenance)
 
     def provenance(self, frame: int, keyframe: int) -> dict[str, Any]:
         job = self.job
@@ -104,6 +105,7 @@ class SegmentContext:
             "source": os.path.abspath(job.source),
             "frame": frame,
             "job_key": self.key,
+            "unknown_words": self.unknown_words,
         }
 
     def add_time(self, name: str, seconds: float) -> None:
