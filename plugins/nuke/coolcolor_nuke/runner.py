@@ -24,6 +24,7 @@ from coolcolor_protocol.messages import TERMINAL_STATES
 
 START_DAEMON_HINT = "the CoolColor daemon is not running: start it with `coolcolor serve` and press Check daemon"
 STATUS_EVERY_S = 2.0
+EVENT_GRACE_S = 20.0  # after status says "ended", how long the events may take before the frames are re-fetched
 RECONNECT_GIVE_UP_S = 600.0  # a daemon that stays away this long ends the wait (the job itself stays journaled)
 
 
@@ -135,6 +136,13 @@ class JobRunner(threading.Thread):
         cancel_sent = False
         final: dict[str, Any] | None = None
         lost_since: float | None = None
+        # Events are ordered on the socket: a job's frame_done events arrive before its terminal job_state. The
+        # journal (status) can list a frame whose event is still in flight, so missing frames are re-fetched only
+        # after a daemon restart (a new daemon session), or when the terminal job_state came and frames are still
+        # missing (events dropped), or when no job_state came long after status said the job ended.
+        session = client.daemon_session
+        terminal_event_seen = False
+        terminal_status_since: float | None = None
         next_status = time.monotonic() + STATUS_EVERY_S
         started = time.monotonic()
         while final is None:
@@ -160,6 +168,7 @@ class JobRunner(threading.Thread):
                     self._post(self.cb.progress, self.node_name,
                                f"frame {content.get('frame')}: error {content.get('code')}: {content.get('message')}")
                 elif msg.type == "job_state" and content.get("state") in TERMINAL_STATES:
+                    terminal_event_seen = True
                     next_status = 0.0  # confirm with status: it also lists every announced frame
             now = time.monotonic()
             if now < next_status:
@@ -179,14 +188,27 @@ class JobRunner(threading.Thread):
                 self._post(self.cb.progress, self.node_name,
                            "lost the daemon; waiting for it to come back (`coolcolor serve`) …")
                 if client.reconnect():
+                    session = client.daemon_session
+                    terminal_event_seen = False
                     self._reattach(client, job_id, job)
                 continue
-            announced = {f for first, last in status.get("frames", []) for f in range(first, last + 1)}
-            if announced - job.have:
-                self._reattach(client, job_id, job)  # events were missed (a restart): only the missing ones
+            if client.daemon_session != session:  # the daemon restarted (the client reconnected on its own)
+                session = client.daemon_session
+                terminal_event_seen = False
+                self._reattach(client, job_id, job)
                 continue
-            if status.get("state") in TERMINAL_STATES:
+            announced = {f for first, last in status.get("frames", []) for f in range(first, last + 1)}
+            if status.get("state") not in TERMINAL_STATES:
+                continue
+            terminal_status_since = terminal_status_since or now
+            if not announced - job.have:
                 final = status
+            elif terminal_event_seen or now - terminal_status_since > EVENT_GRACE_S:
+                terminal_event_seen = False  # the attach sends the missing frames, then the job_state again
+                terminal_status_since = None
+                self._reattach(client, job_id, job)
+            else:
+                next_status = now + 0.5  # the frames' events are still on their way
         state = str(final.get("state"))
         if answered_at_submit and state == "done":
             final = dict(final, cached=True)  # nothing was computed for this press
