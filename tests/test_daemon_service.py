@@ -129,6 +129,18 @@ def test_a_job_runs_to_done_with_throttled_progress_and_each_frame_once(daemon, 
     assert states[-1] == "done"
 
 
+def test_submit_reply_and_status_name_the_prompt_words_the_model_does_not_know(daemon, source, tmp_path):
+    """Issue 16: the plugins show these beside the prompt field, before any frame exists."""
+    with daemon.client() as c:
+        reply = c.submit(job(source, tmp_path / "out", steps=1, prompt="a red ball and an astronaut"), key="words")
+        assert reply["unknown_words"] == ["astronaut"]
+        assert c.status(reply["job_id"])["unknown_words"] == ["astronaut"]
+        known = c.submit(job(source, tmp_path / "out2", steps=1, prompt="a red ball"), key="words-known")
+        assert known["unknown_words"] == []
+        for job_id in (reply["job_id"], known["job_id"]):
+            assert collect(c, job_id)[0]["state"] == "done"
+
+
 def test_ping_is_answered_during_a_job_and_cancel_stops_within_one_step(daemon, source, tmp_path):
     """Ordered by events: the cancel is sent once denoising is under way; the engine checks for it at
     every step, so at most one more step runs whatever the machine's speed (latencies: bench/)."""

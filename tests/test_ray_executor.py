@@ -240,3 +240,22 @@ def test_the_daemon_executor_on_ray_cancels_and_resumes(tmp_path, cluster, model
     finally:
         executor.close()
     assert ray.is_initialized()  # the executor did not start this cluster, so it leaves it running
+
+
+def test_serve_with_an_unreachable_ray_address_says_so_and_keeps_answering(tmp_path):
+    """``coolcolor serve --ray ADDRESS``: the executor is the Ray pool; a cluster that is not there is the
+    model's failure, named in hello and in the refusal of a submit, while the daemon stays up."""
+    from coolcolor.daemon.testing import DaemonProcess
+    from coolcolor_protocol import ProtocolError
+
+    daemon = DaemonProcess(str(tmp_path / "d"), args=("--ray", "127.0.0.1:9"))
+    with pytest.raises(RuntimeError, match=r"model failed to load:(.|\n)*cannot reach the Ray cluster at 127\.0\.0\.1:9"):
+        daemon.start()
+    try:
+        with daemon.client(timeout=30) as c:
+            model = c.hello()["model"]
+            assert model["state"] == "failed" and "cannot reach the Ray cluster at 127.0.0.1:9" in model["error"]
+            with pytest.raises(ProtocolError, match="the model failed to load: .*Ray cluster"):
+                c.submit({"source": str(tmp_path / "x.%04d.png"), "output_dir": str(tmp_path / "o")}, key="k")
+    finally:
+        daemon.stop(60)

@@ -164,6 +164,7 @@ class JobBoard:
         self._last_progress: dict[str, dict[str, Any]] = {}  # latest progress per running job, for status
         self._progress_lock = threading.Lock()
         self._executor: Executor | None = None
+        self._unknown_words: dict[str, list[str]] = {}  # prompt → the words the served model ignores
         self._threads: list[threading.Thread] = []
 
     # ============================================================================ life cycle
@@ -257,6 +258,7 @@ class JobBoard:
             "frames_total": rec.frames_total, "frames_done": self.journal.frame_count(rec.job_id),
             "cached": rec.cached, "created": rec.created, "started": rec.started, "finished": rec.finished,
             "error": {"code": rec.error_code, "message": rec.error_message} if rec.error_code else None,
+            "unknown_words": self.unknown_words(rec.spec.get("prompt") or ""),
         }
         if rec.state == "queued":
             queued = self.journal.queued()
@@ -273,6 +275,20 @@ class JobBoard:
             failed = self.journal.failed_frames(rec.job_id)
             out["frames_failed"] = [{"frame": f, "message": m} for f, m in failed.items()]
         return out
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """What the served model will not read of ``prompt`` (issue 16): in submit replies and status, so the
+        plugins can show it beside the prompt. Asked of the executor once per prompt; [] until it has loaded."""
+        if not prompt or self._executor is None or not self.loaded.is_set():
+            return []
+        with self._progress_lock:
+            known = self._unknown_words.get(prompt)
+        if known is None:
+            ask = getattr(self._executor, "unknown_words", None)
+            known = list(ask(prompt)) if callable(ask) else []
+            with self._progress_lock:
+                self._unknown_words[prompt] = known
+        return list(known)
 
     # ============================================================================ requests
     def submit(self, key: str, job: dict[str, Any], on_journaled: Any = None) -> dict[str, Any]:

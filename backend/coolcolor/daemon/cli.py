@@ -58,6 +58,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--curve-secret", metavar="FILE", help="the server's zmq certificate with its secret key")
     p.add_argument("--curve-clients", metavar="DIR", help="folder of authorized clients' public certificates")
+    p.add_argument("--ray", metavar="auto|ADDRESS|local:N", default=None,
+                   help="farm each job's windows out to a Ray cluster (see the README's Scale-out); the plugins "
+                   "still talk to this daemon only; needs pip install 'coolcolor[ray]'")
+    p.add_argument("--ray-workers", type=int_in(1), default=None, metavar="N",
+                   help="actors in the Ray pool (default: one per GPU of the cluster, else one per CPU)")
     p.add_argument("--max-queued-jobs", type=int_in(1), default=1000)
     p.add_argument("--debug", action="store_true", help="include exception details in error replies")
     p.add_argument("--tiny-model", action="store_true", help=argparse.SUPPRESS)  # tests: --model preset:tiny
@@ -125,7 +130,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         roots=[os.path.abspath(r) for r in args.roots], curve_secret_file=args.curve_secret,
         curve_clients_dir=args.curve_clients, max_queued_jobs=args.max_queued_jobs, debug=args.debug,
     )
-    daemon = Daemon(config)
+    executor = None  # None: the daemon makes a LocalExecutor for config.model once its socket is up
+    if args.ray:
+        from coolcolor.video.ray_executor import RayJobExecutor
+
+        executor = RayJobExecutor(args.ray, model, args.device, args.dtype, workers=args.ray_workers)
+    daemon = Daemon(config, executor)
 
     def on_signal(signum: int, frame: Any) -> None:
         daemon.request_stop()

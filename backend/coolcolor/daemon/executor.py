@@ -37,6 +37,10 @@ class Executor(Protocol):
     def close(self) -> None:
         """Release what ``load`` took."""
 
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The prompt's words the loaded model ignores (unknown, or past its token limit), in prompt order,
+        so a client can show them beside its prompt field before any frame exists. [] if it cannot tell."""
+
 
 class LocalExecutor:
     """The model on this machine, one job at a time."""
@@ -63,6 +67,11 @@ class LocalExecutor:
             raise RuntimeError("LocalExecutor.run before load()")
         with self._one_at_a_time:
             return run_colorize_job(job, self.pipeline, events)
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        from coolcolor.model.prompt_words import unknown_words_of
+
+        return unknown_words_of(self.pipeline, prompt) if self.pipeline is not None else []
 
     def close(self) -> None:
         self.pipeline = None
