@@ -13,9 +13,9 @@ from coolcolor.model.prompt_words import prompt_words
 
 @pytest.fixture(scope="module")
 def default_pipe():
-    from coolcolor.default_model import load_default_pipeline
+    from coolcolor.model.resolve import resolve_model
 
-    return load_default_pipeline()
+    return resolve_model("default", device="cpu").load_pipeline()
 
 
 def test_default_model_names_the_words_it_does_not_know(default_pipe):
