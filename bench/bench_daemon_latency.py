@@ -28,6 +28,7 @@ import zmq
 
 from coolcolor.daemon.testing import DaemonProcess, write_gray_sequence
 from coolcolor_protocol import Session, split_identities
+from coolcolor_protocol.messages import PROGRESS_MAX_HZ
 
 
 def pct(values: list[float], q: float) -> float:
@@ -85,19 +86,27 @@ def bench_daemon(work: str, pings: int, cancels: int, inline: bool) -> None:
 
 
 def estimate_step_time(c, src: str, work: str) -> float:
-    """Seconds per diffusion step of the 4-frame tiny job (from progress timestamps)."""
+    """Seconds per diffusion step of the 4-frame tiny job (from progress timestamps); also prints how
+    close together the daemon sent its progress events (the throttle: at most PROGRESS_MAX_HZ a second)."""
     job_id = c.submit({"source": src, "output_dir": os.path.join(work, "steptime"), "steps": 60, "window": 4,
                        "keyframes": [1], "seed": 99}, key="steptime")["job_id"]
-    stamps = {}
+    stamps, sent = {}, []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         done = False
         for m in c.poll(0.1):
-            if m.type == "progress" and m.content.get("job_id") == job_id and m.content.get("step"):
-                stamps.setdefault(m.content["step"], m.header["ts"])
+            if m.type == "progress" and m.content.get("job_id") == job_id:
+                sent.append(m.header["ts"])  # the sender's clock
+                if m.content.get("step"):
+                    stamps.setdefault(m.content["step"], m.header["ts"])
             done = done or (m.type == "job_state" and m.content.get("state") == "done")
         if done:
             break
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    if gaps:
+        print(f"progress events: {len(sent)} in {sent[-1] - sent[0]:.1f} s; gap between two: min "
+              f"{min(gaps) * 1e3:.0f} ms, p50 {statistics.median(gaps) * 1e3:.0f} ms "
+              f"(throttle: >= {1e3 / PROGRESS_MAX_HZ:.0f} ms)")
     steps = sorted(stamps)
     return (stamps[steps[-1]] - stamps[steps[0]]) / max(1, steps[-1] - steps[0])
 

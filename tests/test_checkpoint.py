@@ -158,3 +158,30 @@ def test_init_rejects_a_folder_that_is_not_sd15(sd15_folder, tmp_path, capsys):
     shutil.rmtree(sd15_folder / "text_encoder")
     with pytest.raises(CheckpointError, match="text_encoder/config.json"):
         check_sd15_layout(sd15_folder)
+
+
+def _one_cross_attention_up_block(folder, in_channels):
+    """Replace ``folder``/unet by one with a single cross-attention up block, saved by diffusers itself."""
+    from coolcolor.model.presets import TINY_UNET_CONFIG
+
+    shutil.rmtree(folder / "unet")
+    UNet2DConditionModel(**dict(
+        TINY_UNET_CONFIG, in_channels=in_channels,
+        down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    )).save_pretrained(folder / "unet")
+
+
+def test_architecture_is_checked_at_init_and_again_at_load(sd15_folder, saved, tmp_path):
+    """Keyframe attention needs two up blocks with attention: ``init`` refuses such an SD folder before
+    writing anything, and a checkpoint that has the shape anyway is refused at load, naming both counts."""
+    from coolcolor.model.checkpoint import init_from_sd15
+
+    _one_cross_attention_up_block(sd15_folder, 4)
+    expected = r"needs at least 2 up blocks with attention \(SD-1.5 has 3\), found 1 \(up blocks: CrossAttnUpBlock2D"
+    with pytest.raises(CheckpointError, match=expected):
+        init_from_sd15(sd15_folder, tmp_path / "out", resolution=64)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+    _one_cross_attention_up_block(saved, 8)
+    with pytest.raises(CheckpointError, match=f"checkpoint {saved}: unet: keyframe attention {expected}"):
+        CoolColorPipeline.from_pretrained(saved)

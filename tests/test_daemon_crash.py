@@ -102,7 +102,7 @@ def test_kill_9_at_random_points_then_restart_finishes_every_frame_exactly_once(
         kills.append(fault)
         now = journaled_frames(daemon, job_id)
         assert set(journaled) <= set(now), f"after {fault}: journaled frames lost: {journaled} -> {now}"
-        assert all(read_ab_header(p) is not None for p in now.values()), f"after {fault}: a journaled frame is not whole"
+        assert all(read_ab_header(p) is not None for p in now.values()), f"after {fault}: a journaled frame is partial"
         journaled = now
         if point == "mid_write":  # what a kill between temp write and rename leaves: a temporary, never a frame
             assert any(n.startswith(".") and ".tmp." in n for n in frames_on_disk(out)), frames_on_disk(out)

@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 import pytest
-
 from fakes.nuke.support import load_fake_nuke
 
 SIZE = 32
@@ -153,22 +152,29 @@ def test_preview_keyframe_colorizes_only_the_keyframes_and_other_frames_show_the
     nuke.fake.press(g, "preview")
     assert wait_status(nuke, g, "done", "error").startswith("done"), status(g)
     assert delivered(g) == [2, 4]
-    folders = {os.path.dirname(p) for p in [g.node("ReadAB")["file"].value()]}
-    assert all(sorted(n for n in os.listdir(f) if n.startswith("ab.")) in (["ab.0004.exr"], ["ab.0002.exr"])
-               for f in folders)
+    folder = os.path.dirname(g.node("ReadAB")["file"].value())
+    assert sorted(n for n in os.listdir(folder) if n.startswith("ab.")) == ["ab.0002.exr", "ab.0004.exr"]
+    for f in (2, 4):  # both previewed keyframes reach the node's output, colorized
+        ab = nuke.fake.render(g.node("ReadAB"), f)["ab.a_star"]
+        assert np.abs(ab).max() > 0.5
+        np.testing.assert_array_equal(nuke.fake.render(g, f)["ab.a_star"], ab)
     plate3 = nuke.fake.render(read, 3)
     out3 = nuke.fake.render(g, 3)
     np.testing.assert_array_equal(out3["rgba.red"], plate3["rgba.red"])  # not colorized: the plate passes
     assert "ab.a_star" not in out3
 
 
-def test_cancel_mid_job_stops_the_daemons_job_and_keeps_the_delivered_frames(nuke, daemon, tmp_path):
+@pytest.mark.parametrize("how", ["progress bar", "Cancel button"])
+def test_cancel_mid_job_stops_the_daemons_job_and_keeps_the_delivered_frames(nuke, daemon, tmp_path, how):
     count = 24
     g, _ = make_node(nuke, plate(tmp_path, count), count, steps=10, window=1)
+    g["seed"].setValue(1 if how == "progress bar" else 2)  # two different jobs
     nuke.fake.press(g, "colorize")
     nuke.fake.run_main_loop(lambda: len(delivered(g)) >= 1 or status(g).startswith(("done", "error")))
-    task = nuke.fake.progress_tasks[-1]
-    nuke.fake.press_cancel(task)  # the user presses the progress bar's cancel after the first frame
+    if how == "progress bar":
+        nuke.fake.press_cancel(nuke.fake.progress_tasks[-1])  # the user cancels the progress bar after frame one
+    else:
+        nuke.fake.press(g, "cancel")
     assert wait_status(nuke, g, "cancelled", "done", "error").startswith("cancelled"), status(g)
     with daemon.client() as c:
         job = c.status(g["job_id"].value())
@@ -191,18 +197,27 @@ def test_a_daemon_restart_mid_job_reattaches_and_receives_only_the_missing_frame
     assert delivered(g) == list(range(1, count + 1))
 
 
-def test_deleting_the_node_leaves_the_job_running_and_reopening_attaches(nuke, daemon, tmp_path):
+@pytest.mark.parametrize("how", ["delete the node", "close the script"])
+def test_deleting_the_node_or_closing_the_script_leaves_the_job_running_and_reopening_attaches(
+        nuke, daemon, tmp_path, how):
     from coolcolor_nuke import node
 
     count = 8
-    g, read = make_node(nuke, plate(tmp_path, count), count, steps=6, window=1)
+    pattern = plate(tmp_path, count)
+    g, read = make_node(nuke, pattern, count, steps=6, window=1)
+    seed = 3 if how == "delete the node" else 4
+    g["seed"].setValue(seed)
     nuke.fake.press(g, "colorize")
     nuke.fake.run_main_loop(lambda: len(delivered(g)) >= 1 or status(g).startswith(("done", "error")))
     saved = {k: g[k].getText() if hasattr(g[k], "getText") else g[k].value()
              for k in ("job_id", "delivered", "status", "job_kind", "job_state")}
     saved_read = g.node("ReadAB")["file"].value()
     first_runner = runner(g)
-    nuke.delete(g)
+    if how == "delete the node":
+        nuke.delete(g)
+    else:
+        nuke.fake.reset()  # File > New: every node gone
+        read = nuke.nodes.Read(file=pattern, first=1, last=count, origfirst=1, origlast=count)
     nuke.fake.run_main_loop(lambda: not first_runner.is_alive() or first_runner.orphaned.is_set())
     first_runner.join(60)
     with daemon.client() as c:
@@ -220,7 +235,7 @@ def test_deleting_the_node_leaves_the_job_running_and_reopening_attaches(nuke, d
     r = runner(g2)
     assert r.duplicates == 0 and set(r.delivered) == set(range(1, count + 1)) - had
     assert delivered(g2) == list(range(1, count + 1))
-    assert g2["frames_seed"].value() == "0" and g2["frames_keyframes"].value() == "1"  # provenance from the job
+    assert g2["frames_seed"].value() == str(seed) and g2["frames_keyframes"].value() == "1"  # from the job
 
 
 def test_a_daemon_error_for_the_job_shows_its_code_and_message(nuke, tmp_path):

@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from fakes.nuke.support import load_fake_nuke
 
 
@@ -115,6 +114,7 @@ def test_progress_task_cancel_is_scripted(nuke):
 
 def test_execute_writes_real_half_exr_frames_linearised_by_the_read(nuke, tmp_path):
     import OpenImageIO as oiio
+
     from coolcolor.daemon.testing import write_gray_sequence
 
     pattern = write_gray_sequence(str(tmp_path / "src"), count=2, size=16)

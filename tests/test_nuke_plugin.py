@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fakes.nuke.support import PLUGIN_DIR, ROOT, load_fake_nuke
 
 
@@ -248,3 +247,62 @@ def test_unknown_prompt_words_and_provenance_reported_by_the_daemon_reach_the_no
     node._on_frame(g.fullName(), 12, "/out/ab.0012.exr")
     which = g.node("ColorizedOrPlate")["which"]
     assert [which.getValueAt(f) for f in range(11, 16)] == [0, 1, 0, 0, 0]
+
+
+def test_upstream_key_without_op_hashes_follows_the_upstream_knobs(nuke, plate, monkeypatch):
+    from coolcolor_nuke import node
+
+    def no_op_hashes(self):
+        raise AttributeError("opHashes")
+
+    monkeypatch.setattr(type(nuke.nodes.NoOp()), "opHashes", no_op_hashes)
+    read = plain_read(nuke, plate)
+    grade = nuke.nodes.Grade(white=0.5, inputs=[read])
+    first = node.upstream_hash(grade)
+    assert node.upstream_hash(grade) == first
+    grade["white"].setValue(0.7)
+    assert node.upstream_hash(grade) != first
+    grade["white"].setValue(0.5)
+    read["first"].setValue(12)
+    assert node.upstream_hash(grade) != first
+
+
+def test_installed_plugin_starts_in_nuke_and_uninstall_restores_the_users_files(nuke, tmp_path, monkeypatch):
+    """`coolcolor plugins install nuke` into a temporary ~/.nuke, then Nuke's start-up order (DEVGUIDE "Installing
+    plug-ins": ~/.nuke/init.py, each plug-in path's init.py, then menu.py files in interactive sessions) run with the
+    installed copy of the plugin, not this checkout's."""
+    from coolcolor.cli import main
+
+    dot_nuke = tmp_path / "dot_nuke"
+    dot_nuke.mkdir()
+    (dot_nuke / "init.py").write_bytes(b"# studio init\n")
+    (dot_nuke / "menu.py").write_bytes(b"# studio menu\r\n")
+    assert main(["plugins", "install", "nuke", "--target", str(dot_nuke)]) == 0
+    installed = dot_nuke / "coolcolor"
+    assert (installed / "coolcolor_nuke" / "node.py").is_file() and (installed / "icons" / "coolcolor.png").is_file()
+    assert not (installed / "README_SECTION.md").exists() and not (installed / "mypy.ini").exists()
+    saved_modules = {k: v for k, v in sys.modules.items() if k == "coolcolor_nuke" or k.startswith("coolcolor_nuke.")}
+    for k in saved_modules:
+        monkeypatch.delitem(sys.modules, k)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    sys.path[:] = [p for p in sys.path if Path(p).resolve() != PLUGIN_DIR.resolve()]
+    try:
+        for script in (dot_nuke / "init.py", installed / "init.py", installed / "menu.py", dot_nuke / "menu.py"):
+            exec(compile(script.read_text(), str(script), "exec"), {"__file__": str(script)})
+        assert nuke.pluginPath()[0] == str(installed)
+        import coolcolor_nuke
+
+        assert Path(coolcolor_nuke.__file__).resolve().is_relative_to(installed.resolve())
+        item = nuke.menu("Nodes").findItem("CoolColor/CoolColor")
+        assert Path(item.icon()).is_file() and Path(item.icon()).resolve().is_relative_to(installed.resolve())
+        assert [i.name() for i in nuke.menu("Nodes").findItem("CoolColor").items()] == ["CoolColor"]
+        item.invoke()
+        assert [n for n in nuke.allNodes("Group") if n.knob("coolcolor_node")]
+    finally:
+        for k in [k for k in sys.modules if k == "coolcolor_nuke" or k.startswith("coolcolor_nuke.")]:
+            del sys.modules[k]
+        sys.modules.update(saved_modules)
+    assert main(["plugins", "uninstall", "nuke", "--target", str(dot_nuke)]) == 0
+    assert (dot_nuke / "init.py").read_bytes() == b"# studio init\n"
+    assert (dot_nuke / "menu.py").read_bytes() == b"# studio menu\r\n"
+    assert not installed.exists()

@@ -194,3 +194,24 @@ def test_bad_frames_are_named(tiny_pipe, gray, message):
 def test_bad_settings_are_named(tiny_pipe, gray_clip, kwargs, message):
     with pytest.raises(InputError, match=message):
         tiny_pipe(gray_clip, **kwargs)
+
+
+def test_a_cached_keyframe_gives_the_same_numbers_with_fewer_unet_passes(tiny_pipe, gray_clip):
+    """Scale-out item 5: a worker keeps the keyframe's per-step K/V across windows of a shot."""
+    from coolcolor.pipeline import KeyframeKVCache
+
+    key = gray_clip[1]
+    settings = dict(prompt="a red ball", keyframe=key, num_inference_steps=3, seed=5, guidance_scale=5.0)
+    plain = tiny_pipe(gray_clip[2:], **settings)  # the uncached call: keyframe in a mixed first batch
+    cache = KeyframeKVCache()
+    first = tiny_pipe(gray_clip[2:], keyframe_cache=cache, **settings)  # records the keyframe's K/V
+    second = tiny_pipe(gray_clip[2:], keyframe_cache=cache, **settings)  # reuses them
+    other_window = tiny_pipe(gray_clip[:1], keyframe_cache=cache, **settings)
+    fresh = tiny_pipe(gray_clip[:1], keyframe_cache=KeyframeKVCache(), **settings)
+    assert (cache.misses, cache.hits) == (1, 2)
+    np.testing.assert_array_equal(second.ab, first.ab)  # bit-identical: hit or miss
+    np.testing.assert_array_equal(other_window.ab, fresh.ab)
+    np.testing.assert_allclose(first.ab, plain.ab, atol=SAME)  # only batch composition changed
+    ways, steps = 2, 3
+    assert first.unet_evaluations == plain.unet_evaluations
+    assert second.unet_evaluations == plain.unet_evaluations - ways * steps  # the keyframe's passes saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -99,9 +100,11 @@ def test_word_level_counts_match_whole_prompt_tokenization(default_pipe):
 
 
 def test_colorize_warns_about_unknown_words_and_still_runs(tmp_path, capsys, monkeypatch):
+    from tests.test_video_cli import write_sequence
+
     from coolcolor import cli
     from coolcolor.model.presets import tiny_pipeline
-    from tests.test_video_cli import write_sequence
+    from coolcolor.video.exr import read_ab_exr
 
     if "coolcolor.video.cli" not in cli.COMMAND_MODULES:
         monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "coolcolor.video.cli"))
@@ -112,11 +115,17 @@ def test_colorize_warns_about_unknown_words_and_still_runs(tmp_path, capsys, mon
     assert cli.main(["colorize", *base, "--prompt", "a red astronaut", "-o", str(tmp_path / "o1")]) == 0
     err = capsys.readouterr().err
     assert "warning: the model does not know the word(s) astronaut: they are ignored" in err
+    # The manifest and every ab file's provenance record them.
+    manifest = json.loads((tmp_path / "o1" / "manifest.json").read_text())
+    assert manifest["unknown_words"] == ["astronaut"]
+    _, header = read_ab_exr(str(tmp_path / "o1" / "ab.0001.exr"))
+    assert json.loads(header["unknown_words"]) == ["astronaut"]
     assert cli.main(["colorize", *base, "--prompt", "astronaut", "-o", str(tmp_path / "o2")]) == 0
     captured = capsys.readouterr()
     assert "runs as unconditional" in captured.err and "2 frame(s) written" in captured.out
     assert cli.main(["colorize", *base, "--prompt", "a red ball", "-o", str(tmp_path / "o3")]) == 0
     assert "warning" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "o3" / "manifest.json").read_text())["unknown_words"] == []
 
 
 def test_folder_captions_of_only_unknown_words_are_skipped(tmp_path, caplog, default_pipe):

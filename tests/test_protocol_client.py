@@ -25,7 +25,7 @@ def fake_daemon():
 
 
 def serve_one(router, session, reply_type=None, key_session=None):
-    assert router.poll(5000), "the client sent nothing"
+    assert router.poll(60_000), "the client sent nothing"
     ids, rest = split_identities(router.recv_multipart(), router=True)
     msg = session.unpack(rest)
     signer = key_session or session
@@ -38,12 +38,10 @@ def test_polling_api_never_blocks_and_matches_replies_by_parent(fake_daemon):
     router, info, session = fake_daemon
     with Client(info, timeout=5) as c:
         msg_id = c.send("ping")
-        t0 = time.perf_counter()
-        assert c.poll(0) == []
-        assert time.perf_counter() - t0 < 0.05
+        assert c.poll(0) == []  # returns before any reply exists (how fast: not a test's business)
         request = serve_one(router, session)
         assert request.header["to"] == "daemon-session-1" and request.type == "ping"
-        got = c.poll(2.0)
+        got = c.poll(60.0)  # returns at the first message
         assert [(m.type, m.parent, m.content) for m in got] == [("ping_reply", msg_id, {"echo": "ping"})]
 
 
@@ -52,7 +50,9 @@ def test_replies_signed_with_another_key_are_dropped_not_returned(fake_daemon):
     with Client(info, timeout=5) as c:
         c.send("ping")
         serve_one(router, session, key_session=Session(b"not the key", "daemon-session-1"))
-        assert c.poll(0.5) == []
+        deadline = time.monotonic() + 60
+        while c.rejected == 0 and time.monotonic() < deadline:  # until the forged reply has arrived
+            assert c.poll(0.1) == []
         assert c.rejected == 1
 
 
@@ -60,11 +60,11 @@ def test_heartbeat_pings_a_silent_daemon_and_declares_it_lost(fake_daemon):
     router, info, _ = fake_daemon
     with Client(info, timeout=5) as c:
         c.server = {"limits": {"heartbeat_interval_s": 0.05}}
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 60
         while c.alive and time.monotonic() < deadline:
             c.poll(0.02)
         assert not c.alive
-        assert router.poll(100)  # the client's pings reached the socket
+        assert router.poll(60_000)  # the client's pings reached the socket
         _, rest = split_identities(router.recv_multipart(), router=True)
         assert Session(KEY.encode(), "daemon-session-1").unpack(rest).type == "ping"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import OpenImageIO as oiio
 import pytest
-
-from coolcolor.daemon.testing import DaemonProcess
-from coolcolor.default_model import default_model_path
 from fakes.resolve import FakeResolve
 from fakes.resolve import harness as h
 from hostexpr import eval_fusion_custom
+
+from coolcolor.daemon.testing import DaemonProcess
+from coolcolor.default_model import default_model_path
 
 sys.path.insert(0, str(h.PLUGIN_DIR))
 from coolcolor_resolve import host  # noqa: E402
@@ -336,3 +337,54 @@ def test_a_daemon_error_for_the_job_is_a_message_and_loses_nothing(env, daemon):
     assert "Traceback" not in seen["status"]
     assert item.GetFusionCompNameList() == ["Composition 1"] and item.GetFusionCompByIndex(1) is artist_comp
     assert bin_clips(app) == [] and app.thread_violations == []
+
+
+def host_python() -> str | None:
+    """A Python like Resolve's (3.9 with pyzmq only): $COOLCOLOR_TEST_HOST_PYTHON, or the checkout's venv/py39."""
+    candidate = os.environ.get("COOLCOLOR_TEST_HOST_PYTHON") or str(h.ROOT / "venv" / "py39" / "bin" / "python")
+    return candidate if os.path.isfile(candidate) else None
+
+
+def test_the_plugin_runs_in_a_python_3_9_host_with_only_pyzmq(env, daemon):
+    python = host_python()
+    if python is None:
+        pytest.skip("no host Python: set COOLCOLOR_TEST_HOST_PYTHON to a Python 3.9 with pyzmq (not numpy)")
+    pattern = h.gray_sequence(env / "media", 1001, 10)
+    args = json.dumps({"pattern": pattern, "first": 1001, "count": 10, "left": 2, "duration": 6})
+    child_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    child_env["PYTHONPATH"] = os.pathsep.join([str(h.ROOT / "tests"), str(h.ROOT / "protocol")])
+    proc = subprocess.run([python, str(h.ROOT / "tests" / "fakes" / "resolve" / "host_driver.py"), args],
+                          env=child_env, capture_output=True, text=True, timeout=600, cwd=str(env))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["python"] == [3, 9] and result["modules"] == [] and result["thread_violations"] == []
+    assert [s for s, _ in result["jobs"]] == ["done"], result
+    assert len(result["comps"]) == 1
+
+
+def test_a_comp_resolve_cannot_build_falls_back_to_the_plate_and_restores_the_artists_comp(env, daemon,
+                                                                                          monkeypatch):
+    from coolcolor_resolve import comp as comp_file
+
+    monkeypatch.setattr(comp_file, "comp_text", lambda **kw: "Composition { Tools = ordered() { broken\n")
+    app, tl, [item] = scene(env)
+    artist = item.AddFusionComp()
+    artist.text = "Composition { Tools = ordered() { Artist = Blur { }, }, }\n"
+    seen = {}
+
+    def driver(disp):
+        set_dialog(disp)
+        disp.click("Colorize")
+        h.tick_until(disp, all_finished, WAIT_S)
+        seen["job"] = h.controller().jobs[0]
+        seen["status"] = h.status_text(disp)
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["job"].state == "done" and seen["job"].message == "RGB plate on V2", seen["status"]
+    assert "Resolve did not build the CoolColor comp" in seen["status"]
+    assert "placing the RGB plate on the track above instead" in seen["status"]
+    [restored] = [item.GetFusionCompByIndex(i) for i in range(1, item.GetFusionCompCount() + 1)]
+    assert [t.Name for t in restored.GetToolList().values()] == ["Artist"]  # the artist's comp is back
+    [plate] = tl.GetItemListInTrack("video", 2)
+    assert plate.GetStart() == item.GetStart() and plate.GetDuration() == item.GetDuration()

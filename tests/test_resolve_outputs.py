@@ -8,14 +8,13 @@ import os
 import numpy as np
 import OpenImageIO as oiio
 import pytest
+from test_video_job import one_shot_sequence
 
 from coolcolor import color
 from coolcolor.errors import InputError
 from coolcolor.video.encoding import InputDecoder
 from coolcolor.video.exr import read_ab_exr, srgb_to_encoding
 from coolcolor.video.job import ColorizeJob, run_colorize_job
-
-from test_video_job import one_shot_sequence
 
 
 def read_rgb(path: str) -> tuple[np.ndarray, list[str], str]:

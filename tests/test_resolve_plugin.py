@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fakes.resolve import DeadHandle, FakeResolve
 from fakes.resolve import harness as h
 
@@ -318,3 +317,51 @@ def test_unknown_prompt_words_are_shown(tmp_path):
 
     h.run_script(app, driver)
     assert seen["words"] == "Words the model does not know: zorblax"
+
+
+def test_a_comp_that_cannot_be_backed_up_is_not_deleted(tmp_path):
+    app, tl, item = one_clip(tmp_path)
+    artist = item.AddFusionComp()
+    item.ExportFusionComp = lambda path, index: False  # Resolve refuses the export
+    (tmp_path / "new.comp").write_text("Composition { Tools = ordered() { CoolColorRecombine = Custom { }, }, }\n")
+    with pytest.raises(host.HostError, match="could not back up its Fusion comp 'Composition 1'; nothing was"):
+        host.replace_comp(item, str(tmp_path / "new.comp"), str(tmp_path), "CoolColorRecombine")
+    assert item.GetFusionCompCount() == 1 and item.GetFusionCompByIndex(1) is artist
+
+
+def test_installed_plugin_runs_from_the_fusion_folder(tmp_path):
+    """`coolcolor plugins install resolve` of THIS plugin, then the installed Edit-menu launcher run the way Resolve
+    runs it (its globals injected), importing the plugin, coolcolor_protocol and pyzmq from Fusion/CoolColor."""
+    target = tmp_path / "Fusion"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(h.ROOT / "backend"), str(h.ROOT / "protocol")]))
+    proc = subprocess.run([sys.executable, "-c", "import sys; from coolcolor.cli import main; sys.exit(main())",
+                           "plugins", "install", "resolve", "--target", str(target)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    launcher = target / "Scripts" / "Edit" / "CoolColor Colorize.py"
+    assert sorted(p.name for p in launcher.parent.iterdir()) == ["CoolColor Colorize.py"]
+    installed = target / "CoolColor"
+    assert (installed / "coolcolor_resolve" / "dialog.py").is_file() and not (installed / "README_SECTION.md").exists()
+    driver = (
+        "import json, os, runpy, sys\n"
+        f"sys.path.append({str(h.ROOT / 'tests')!r})\n"
+        "from fakes.resolve import FakeResolve\n"
+        "from fakes.resolve import harness as h\n"
+        "app = FakeResolve(); tl = app.new_timeline()\n"
+        f"mpi = h.sequence_clip(app, {media(tmp_path)!r}, 1001, 10)\n"
+        "tl.select(h.place(tl, mpi, frames=10, left=2, duration=6))\n"
+        "seen = {}\n"
+        "def driver(d):\n"
+        "    d.click('Colorize'); seen['status'] = h.status_text(d); d.click('Close')\n"
+        "app.ui.driver = driver\n"
+        "runpy.run_path(sys.argv[1], init_globals=app.script_globals(), run_name='__main__')\n"
+        "import coolcolor_resolve, coolcolor_protocol, zmq\n"
+        "seen['files'] = [coolcolor_resolve.__file__, coolcolor_protocol.__file__, zmq.__file__]\n"
+        "print(json.dumps(seen))\n")
+    child_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", driver, str(launcher)], env=child_env, capture_output=True,
+                            text=True, timeout=300, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["status"].startswith("no CoolColor daemon")
+    assert all(f.startswith(str(installed)) for f in seen["files"]), seen["files"]

@@ -32,12 +32,23 @@ def test_the_cli_validates_the_job_once_and_opens_the_source_once(tmp_path, monk
 
     monkeypatch.setattr(ColorizeJob, "validate", counting_validate)
     monkeypatch.setattr(job_module, "open_source", counting_open)
-    monkeypatch.setattr(video_cli, "load_pipeline", lambda model, device: FakePipeline())
-    args = video_cli.argparse.Namespace(
-        input=source, output=str(tmp_path / "out"), prompt="", negative_prompt="", first=None, last=None,
-        keyframe=[1], seed=0, steps=1, guidance_scale=5.0, encoding="srgb", ocio_config=None, preview=False,
-        clip_model=None, window=4, model=None, device=None,
-    )
+    class Words:
+        def warning(self):
+            return ""
+
+    class Pipeline(FakePipeline):
+        def prompt_words(self, prompt):
+            return Words()
+
+    class Resolved:
+        def load_pipeline(self):
+            return Pipeline()
+
+    monkeypatch.setattr(video_cli, "resolve_model", lambda model, device, dtype: Resolved())
+    from coolcolor.cli import build_parser
+
+    args = build_parser().parse_args(["colorize", source, "-o", str(tmp_path / "out"), "--keyframe", "1",
+                                      "--steps", "1", "--window", "4"])
     assert video_cli.run(args) == 0
     assert counts == {"validate": 1, "open": 1}  # was 2 and 2 before the split
     assert sorted(p.name for p in (tmp_path / "out").glob("ab.*.exr")) == [f"ab.{f:04d}.exr" for f in range(1, 7)]
@@ -88,6 +99,7 @@ def test_windows_of_a_segment_run_in_any_order_give_the_same_pixels(tmp_path, ti
         windows = plan.windows(shuffled.window)
         assert [w.frames for w in windows] == [(1, 2), (3, 4), (5, 6)] and {w.keyframe for w in windows} == {2}
         context = run.segment_context(plan)
+        context.keyframe_cache = executor.keyframe_cache  # as every executor does: miss first, then hits
         for window in reversed(windows):  # last window first, each on its own
             colorize_segment(tiny_pipe, window, opened.read_gray, AbFolderSink(shuffled),
                              SegmentEvents(), context)

@@ -26,7 +26,8 @@ What a plugin registers is declared in ``coolcolor_plugin.json`` in its source f
                               "entry": "coolcolor_resolve.entry:colorize"}]}}
 
 A Resolve launcher puts the plugin folder and its ``lib`` on ``sys.path`` and calls
-``entry(globals())``: Resolve injects ``resolve``/``fusion``/``bmd``/``app`` into the script's
+``entry(globals())``, keeping what it returns referenced (a UI controller) in the script's globals:
+Resolve injects ``resolve``/``fusion``/``bmd``/``app`` into the script's
 globals, not into modules it imports.
 
 Guarantees: every check (host, folder writable, host Python, pyzmq wheel, our blocks unedited) runs
@@ -383,7 +384,7 @@ def _launcher(entry: str, plugin_root: Path) -> bytes:
         "    if _p not in sys.path:\n"
         "        sys.path.insert(0, _p)\n"
         f"from {module} import {func} as _coolcolor_entry\n"
-        "_coolcolor_entry(globals())\n"
+        "COOLCOLOR_CONTROLLER = _coolcolor_entry(globals())  # kept referenced while Resolve's UI runs\n"
     ).encode()
 
 
@@ -463,8 +464,12 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.coolcolor-tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk: the old file stays whole, no temporary is left, the real name is given
+        tmp.unlink(missing_ok=True)
+        raise InstallError(f"cannot write {path}: {exc.strerror or exc}") from None
     return True
 
 
@@ -651,6 +656,8 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.plugins_action == "install":
+        if args.wheel_dir and not os.path.isdir(args.wheel_dir):
+            raise InstallError(f"--wheel-dir {args.wheel_dir} is not a folder")
         plan, changed = install(args.host, target=args.target, host_python=args.host_python, source=args.source,
                                 wheel_dir=args.wheel_dir)
         verb = "installed" if changed else "already installed, nothing changed:"

@@ -1,10 +1,9 @@
-# CoolColor plug-in folder: Nuke runs this file when the folder is on its plug-in path (nuke.pluginAddPath, put
-# in ~/.nuke/init.py by `coolcolor plugins install nuke`). No UI here: init.py also runs in render-only sessions.
+# CoolColor plug-in folder: Nuke runs this file when the folder is on its plug-in path (nuke.pluginAddPath, written
+# into ~/.nuke/init.py by `coolcolor plugins install nuke`). No UI here: init.py also runs in render-only sessions.
+# The installer puts coolcolor_protocol and pyzmq in lib/ beside this file; a manual install may do the same.
 import os
 import sys
 
-_here = os.path.dirname(os.path.abspath(__file__))
-_vendor = os.path.join(_here, "vendor")  # pyzmq / coolcolor_protocol copied here by the installer, if it did
-for _path in (_vendor, _here):
-    if os.path.isdir(_path) and _path not in sys.path:
-        sys.path.insert(0, _path)
+_lib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
+if os.path.isdir(_lib) and _lib not in sys.path:
+    sys.path.insert(0, _lib)

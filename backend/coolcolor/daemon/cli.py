@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from coolcolor import faults
+from coolcolor.cli import int_in, positive_float
 from coolcolor.errors import CoolColorError
 from coolcolor.job_args import add_job_arguments, job_from_args
 
@@ -44,7 +45,7 @@ def register(subparsers: Any) -> None:
                               "journal and a worker. Clients find it through the connection file.")
     p.add_argument("--model", help="'default', a training run folder or a CoolColor checkpoint folder "
                    "(default: $COOLCOLOR_MODEL, else the embedded default model coolcolor-tiny)")
-    p.add_argument("--port", type=int, default=0, help="TCP port (default: any free port, written to the "
+    p.add_argument("--port", type=int_in(0, 65535), default=0, help="TCP port (default: any free port, written to the "
                    "connection file)")
     p.add_argument("--ip", default="127.0.0.1", help="address to bind; anything but loopback needs CURVE keys")
     p.add_argument("--state-dir", default=None, help="journal folder (default: $COOLCOLOR_STATE_DIR or "
@@ -57,7 +58,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--curve-secret", metavar="FILE", help="the server's zmq certificate with its secret key")
     p.add_argument("--curve-clients", metavar="DIR", help="folder of authorized clients' public certificates")
-    p.add_argument("--max-queued-jobs", type=int, default=1000)
+    p.add_argument("--max-queued-jobs", type=int_in(1), default=1000)
     p.add_argument("--debug", action="store_true", help="include exception details in error replies")
     p.add_argument("--tiny-model", action="store_true", help=argparse.SUPPRESS)  # tests: --model preset:tiny
     p.set_defaults(func=cmd_serve)
@@ -84,14 +85,14 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("jobs", help="list the daemon's jobs")
     p.add_argument("--state", dest="states", action="append", choices=["queued", "running", "done", "failed",
                                                                        "cancelled"])
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int_in(1), default=50)
     _client_options(p)
     p.set_defaults(func=cmd_jobs)
 
 
 def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connection-file", default=None, help="daemon connection file (default: discovered)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to wait for each reply")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -113,10 +114,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for root in args.roots:
         if not os.path.isdir(root):
             raise CoolColorError(f"--root {root} is not a folder")
+    state_dir = args.state_dir or default_state_dir()
+    if os.path.exists(state_dir) and not os.path.isdir(state_dir):
+        raise CoolColorError(f"state folder {state_dir} is a file, not a folder (--state-dir)")
     if bool(args.curve_secret) != bool(args.curve_clients):
         raise CoolColorError("--curve-secret and --curve-clients go together")
     config = DaemonConfig(
-        state_dir=args.state_dir or default_state_dir(), connection_file=_connection_file(args.connection_file),
+        state_dir=state_dir, connection_file=_connection_file(args.connection_file),
         ip=args.ip, port=args.port, model=model, device=args.device, dtype=args.dtype,
         roots=[os.path.abspath(r) for r in args.roots], curve_secret_file=args.curve_secret,
         curve_clients_dir=args.curve_clients, max_queued_jobs=args.max_queued_jobs, debug=args.debug,

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
+from coolcolor.errors import CheckpointError
+
 Mode = Literal["off", "store", "use"]
 
 
@@ -167,12 +169,35 @@ def _attend_folded(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     return out.view(chunks, heads, frames, tokens, dim).transpose(1, 2).reshape(batch, heads, tokens, dim)
 
 
+KEYFRAME_ATTENTION_UP_BLOCKS = 2  # the paper's layers: self-attention of the last two up blocks with attention
+
+
+def up_blocks_with_attention(unet: UNet2DConditionModel) -> list[int]:
+    """Indices of the up blocks that hold attention layers (SD-1.5: 1, 2, 3)."""
+    return [i for i, block in enumerate(unet.up_blocks) if getattr(block, "attentions", None)]
+
+
+def keyframe_attention_problem(unet: UNet2DConditionModel) -> str | None:
+    """Why keyframe attention cannot be installed on ``unet`` (expected vs found), or None if it can.
+
+    The one architecture rule that ``init`` checks before writing a checkpoint and loading checks again.
+    """
+    with_attention = up_blocks_with_attention(unet)
+    if len(with_attention) < KEYFRAME_ATTENTION_UP_BLOCKS:
+        found = ", ".join(type(block).__name__ for block in unet.up_blocks)
+        return (
+            f"keyframe attention needs at least {KEYFRAME_ATTENTION_UP_BLOCKS} up blocks with attention "
+            f"(SD-1.5 has 3), found {len(with_attention)} (up blocks: {found})"
+        )
+    return None
+
+
 def keyframe_attention_layers(unet: UNet2DConditionModel) -> list[str]:
     """Processor names of ``attn1`` in the last two up blocks that have attention (SD-1.5: up_blocks.2, .3)."""
-    with_attention = [i for i, block in enumerate(unet.up_blocks) if getattr(block, "attentions", None)]
-    if len(with_attention) < 2:
-        raise ValueError(f"the UNet has {len(with_attention)} up blocks with attention; keyframe attention needs 2")
-    prefixes = tuple(f"up_blocks.{i}." for i in with_attention[-2:])
+    problem = keyframe_attention_problem(unet)
+    if problem:
+        raise CheckpointError(f"unet: {problem}")
+    prefixes = tuple(f"up_blocks.{i}." for i in up_blocks_with_attention(unet)[-KEYFRAME_ATTENTION_UP_BLOCKS:])
     return [
         name
         for name in unet.attn_processors

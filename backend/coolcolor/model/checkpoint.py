@@ -13,6 +13,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from coolcolor.errors import CheckpointError
+from coolcolor.model.attention import keyframe_attention_problem
 from coolcolor.model.unet import F_IN_LAYOUT, add_gray_input, has_gray_input
 
 CONFIG_NAME = "coolcolor.json"
@@ -180,7 +183,7 @@ def load_components(
             f"checkpoint {folder}: unet takes {unet.config.in_channels} input channels, not "
             f"{2 * unet.config.out_channels}; it has no F_in (convert SD-1.5 with `coolcolor init --from-sd15`)"
         )
-    check_compatible(unet, vae, text_encoder, str(folder))
+    check_compatible(unet, vae, text_encoder, f"checkpoint {folder}")
     for module in (unet, vae, text_encoder):
         module.eval().requires_grad_(False)
     return Components(unet, vae, text_encoder, tokenizer, scheduler, config,
@@ -207,7 +210,14 @@ def checkpoint_weights_hash(path: str | os.PathLike) -> str:
 
 
 def check_compatible(unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: PreTrainedModel, where: str) -> None:
-    """The parts must fit each other: latent channels, text width."""
+    """The parts must fit each other and the sampler: keyframe attention's layers, latent channels, text width.
+
+    Run by ``init`` before it writes anything and by every load, so a folder of the wrong architecture is
+    refused with a message naming what was expected and what was found, never deep inside sampling.
+    """
+    problem = keyframe_attention_problem(unet)
+    if problem:
+        raise CheckpointError(f"{where}: unet: {problem}")
     if vae.config.latent_channels != unet.config.out_channels:
         raise CheckpointError(
             f"{where}: vae latent_channels {vae.config.latent_channels} != unet out_channels {unet.config.out_channels}"
@@ -261,9 +271,17 @@ def check_sd15_layout(sd_dir: str | os.PathLike) -> Path:
 
 
 def init_from_sd15(sd_dir: str | os.PathLike, out_dir: str | os.PathLike, resolution: int = 512) -> Path:
-    """Turn a stock SD-1.5 diffusers folder into an untrained CoolColor checkpoint (zero F_in)."""
+    """Turn a stock SD-1.5 diffusers folder into an untrained CoolColor checkpoint (zero F_in).
+
+    Everything is checked before anything is written, and the checkpoint appears all at once (written
+    beside ``out_dir``, then renamed), so a failure — a full disk included — leaves no half checkpoint.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8 or resolution % 8:
+        raise CheckpointError(f"resolution must be a positive multiple of 8, got {resolution!r}")
     source = check_sd15_layout(sd_dir)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"output {out} exists and is not a folder")
     if out.exists() and any(out.iterdir()):
         raise CheckpointError(f"output folder {out} exists and is not empty; refusing to overwrite it")
     try:
@@ -281,7 +299,15 @@ def init_from_sd15(sd_dir: str | os.PathLike, out_dir: str | os.PathLike, resolu
         recipe={"state": "untrained", "initialised_from": "stable-diffusion-1.5"},
         provenance={"source": str(source.resolve())},
     )
-    return save_components(Components(unet, vae, text_encoder, tokenizer, scheduler, config), out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")  # the umask's mode, unlike mkdtemp
+    try:
+        save_components(Components(unet, vae, text_encoder, tokenizer, scheduler, config), partial)
+        os.replace(partial, out)  # onto a missing or empty folder: atomic on POSIX
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return out
 
 
 def weights_hash(*modules: torch.nn.Module) -> str:

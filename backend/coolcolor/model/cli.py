@@ -51,16 +51,25 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
+    if args.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {args.steps}")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)  # before the work: a bad -o is reported at once
     gray = _moving_disc_clip(args.frames, 96, 128)
     pipe = tiny_pipeline(seed=0)
     start = time.perf_counter()
     result = pipe(gray, prompt=args.prompt, keyframe=0, num_inference_steps=args.steps, seed=args.seed)
     seconds = time.perf_counter() - start
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+
+    def write_png(path: Path, image: np.ndarray) -> None:
+        if not cv2.imwrite(str(path), image):  # cv2 reports a failed write (a full disk) only by returning False
+            raise InputError(f"could not write {path} (is the disk full?)")
+
     for i, (g, rgb) in enumerate(zip(gray, result.rgb, strict=True)):
-        cv2.imwrite(str(out / f"gray.{i:04d}.png"), np.round(g * 255).astype(np.uint8))
-        cv2.imwrite(str(out / f"color.{i:04d}.png"), cv2.cvtColor(np.round(rgb * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        write_png(out / f"gray.{i:04d}.png", np.round(g * 255).astype(np.uint8))
+        write_png(out / f"color.{i:04d}.png", cv2.cvtColor(np.round(rgb * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
     np.save(out / "ab.npy", result.ab)
     print(
         f"colorized {len(gray)} frames of {gray.shape[2]}x{gray.shape[1]} with the tiny preset (random weights) "

@@ -12,6 +12,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from coolcolor.cli import int_in
 from coolcolor.train.config import TrainConfig
 
 
@@ -35,14 +36,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="measure a trained model on held-out world clips (adherence, ΔE2000, colorfulness, flicker)",
     )
     ev.add_argument("models", nargs="+", metavar="NAME=CHECKPOINT", help="model folders to compare")
-    ev.add_argument("--clips", type=int, default=16)
-    ev.add_argument("--frames", type=int, default=8)
-    ev.add_argument("--size", type=int, default=64)
-    ev.add_argument("--steps", type=int, default=20)
+    ev.add_argument("--clips", type=int_in(1), default=16)
+    ev.add_argument("--frames", type=int_in(2), default=8)
+    ev.add_argument("--size", type=int_in(8), default=64)
+    ev.add_argument("--steps", type=int_in(1, 1000), default=20)
     ev.add_argument("--guidance", type=float, default=5.0)
     ev.add_argument("--degradation", type=float, default=1.0, help="old-film damage strength of the clips (0: clean)")
+    ev.add_argument("--leave-out", action="store_true",
+                    help="also measure clips featuring a held-out shape family, layout and color synonyms "
+                    "(the model's own leave-out set if it was trained with one, else the default set: a baseline)")
+    ev.add_argument("--leave-out-clips", type=int, default=None, metavar="N",
+                    help="clips per leave-out set (default: --clips)")
+    ev.add_argument("--world-version", type=int, default=1, choices=(1, 2),
+                    help="world version of the usual held-out clips (default 1: the clips the README measures)")
     ev.add_argument("--json", metavar="FILE", help="also write all numbers as JSON")
-    ev.add_argument("--threads", type=int, default=0,
+    ev.add_argument("--threads", type=int_in(0), default=0,
                     help="torch CPU threads (0: torch's default; 1 is much faster on a machine shared with other jobs)")
     ev.set_defaults(func=_evaluate)
 
@@ -71,8 +79,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _train(args: argparse.Namespace) -> int:
     from coolcolor.train.trainer import Trainer
 
+    import os
+
+    from coolcolor.errors import InputError
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
+    if os.path.exists(config.output) and not os.path.isdir(config.output):
+        raise InputError(f"run folder {config.output} is a file, not a folder (--output)")
     command = "coolcolor " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0] else ""
     final = Trainer(config, command=command).run(progress=not args.no_progress)
     print(f"trained model written to {final}")
@@ -80,8 +94,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import math
+    import os
+
     from coolcolor.errors import InputError
-    from coolcolor.train.evaluate import evaluate_models, markdown_table
+    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.train.evaluate import evaluate_models, markdown_table, model_path
 
     models = {}
     for item in args.models:
@@ -89,14 +107,29 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not sep:
             name, path = item, item
         models[name] = path
-    if args.clips < 1 or args.frames < 2 or not args.degradation >= 0:
-        raise InputError("--clips must be ≥ 1, --frames ≥ 2 and --degradation ≥ 0")
+    if not (math.isfinite(args.degradation) and args.degradation >= 0):
+        raise InputError(f"--degradation must be a number ≥ 0, got {args.degradation}")
+    if not math.isfinite(args.guidance):
+        raise InputError(f"--guidance must be a finite number, got {args.guidance}")
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            raise InputError(f"--json {args.json}: folder {folder} does not exist")
+        if os.path.isdir(args.json):
+            raise InputError(f"--json {args.json} is a folder; give a file name")
+    if args.leave_out_clips is not None and args.leave_out_clips < 1:
+        raise InputError("--leave-out-clips must be ≥ 1")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    # Every model must load before the first is measured: a typo in the last one would otherwise cost
+    # the whole evaluation of the others (tiny models load in a fraction of a second).
+    for name, path in models.items():
+        CoolColorPipeline.from_pretrained(model_path(path))
     results = evaluate_models(models, clips=args.clips, frames=args.frames, size=args.size, steps=args.steps,
-                              guidance=args.guidance, degradation=args.degradation)
+                              guidance=args.guidance, degradation=args.degradation, leave_out=args.leave_out,
+                              leave_out_clips=args.leave_out_clips, world_version=args.world_version)
     print(markdown_table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

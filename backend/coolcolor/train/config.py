@@ -54,6 +54,9 @@ class TrainConfig:
     ef_fraction: float = 0.25  # share of each batch that also gets the warped pass for L_EF
     degradation_max: float = 2.0  # world data: old-film damage strength drawn from U(0, max) per image
     clean_fraction: float = 0.25  # world data: share of undamaged gray inputs
+    # world data: which world (coolcolor.world.spec.WorldSpec): {"version": 1|2, "leave_out": true, or
+    # "exclude_shapes"/"exclude_layouts"/"exclude_synonyms": [...]}; {} = version 1, nothing left out
+    world: dict[str, Any] = field(default_factory=dict)
     kl_weight: float = 1e-6  # vae stage
     ab_weight: float = 0.0  # vae stage: weight of an L1 loss on CIELab a*, b* (÷100) of the reconstructions
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "no", "bf16", "fp16"
@@ -91,6 +94,8 @@ class TrainConfig:
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """Read a JSON (or ``.toml``) config; ``overrides`` (e.g. command-line flags) win over the file."""
         p = Path(path)
+        if p.is_dir():
+            raise InputError(f"config file {p} is a folder, not a file")
         if not p.is_file():
             raise InputError(f"config file {p} does not exist")
         try:
@@ -147,6 +152,11 @@ class TrainConfig:
             raise bad("vae_train", "must be all or decoder")
         if self.stage == "vae" and self.vae_train == "decoder" and not self.vae_from:
             raise InputError(f"{where}: vae_train = decoder fine-tunes a trained VAE's decoder; give vae_from")
+        from coolcolor.world.spec import WorldSpec
+
+        spec = WorldSpec.from_json(self.world, f"{where}: world")
+        if spec.feature:
+            raise InputError(f"{where}: world.feature is for evaluation clips; training leaves items out, it does not feature them")
         if self.stage == "unet" and self.init_from and self.vae_from:
             raise InputError(f"{where}: give either init_from (fine-tune) or vae_from (new model), not both")
 

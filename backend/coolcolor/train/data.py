@@ -29,6 +29,7 @@ from coolcolor.model.prompt_words import prompt_words
 from coolcolor.pipeline import resize_frames
 from coolcolor.world import Degradations, luminance_gray, render_image
 from coolcolor.world.palette import PALETTE
+from coolcolor.world.spec import WorldSpec
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,11 @@ class WorldSource:
     still's four captions (two full, two partial), so the model also learns what to do with unnamed layers.
     """
 
-    def __init__(self, resolution: int, seed: int, degradation_max: float = 2.0, clean_fraction: float = 0.25) -> None:
+    def __init__(self, resolution: int, seed: int, degradation_max: float = 2.0, clean_fraction: float = 0.25,
+                 world: WorldSpec | None = None) -> None:
         self.resolution, self.seed = resolution, seed
         self.degradation_max, self.clean_fraction = degradation_max, clean_fraction
+        self.world = WorldSpec() if world is None else world  # its left-out items are never drawn
 
     def world_seed(self, step: int, index: int) -> int:
         return int(_sample_rng(self.seed, step, index).integers(HELD_OUT_SEED_BASE))
@@ -79,7 +82,7 @@ class WorldSource:
         clean = rng.random() < self.clean_fraction
         strength = 0.0 if clean else float(rng.uniform(0, self.degradation_max))
         big = 2 * self.resolution
-        clip = render_image(world_seed, (big, big), degradations=Degradations.old_film(strength))
+        clip = render_image(world_seed, (big, big), degradations=Degradations.old_film(strength), world=self.world)
         rgb = downsample_rgb(clip.rgb[0], self.resolution)
         gray = resize_frames(torch.from_numpy(clip.gray), (self.resolution, self.resolution))[0]
         caption = clip.captions[int(rng.integers(len(clip.captions)))]

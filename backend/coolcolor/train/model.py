@@ -66,11 +66,13 @@ def world_vocabulary() -> list[str]:
     """
     from coolcolor.world.captions import _TEMPLATES
     from coolcolor.world.palette import PALETTE
-    from coolcolor.world.scene import LAYOUTS, SHAPES
+    from coolcolor.world.scene import LAYOUTS, SHAPES, WIDE_LAYOUTS, WIDE_SHAPES
+    from coolcolor.world.wide import WIDE_CAPTION_WORDS
 
     texts = [w for c in PALETTE for w in c.synonyms]
-    texts += [n for nouns in SHAPES.values() for n in nouns]
-    texts += [n for layout in LAYOUTS.values() for region in layout for n in region]
+    texts += [n for nouns in (*SHAPES.values(), *WIDE_SHAPES.values()) for n in nouns]
+    texts += [n for layout in (*LAYOUTS.values(), *WIDE_LAYOUTS.values()) for region in layout for n in region]
+    texts += list(WIDE_CAPTION_WORDS)
     texts += [t.replace("{objects}", " ").replace("{regions}", " ") for t in _TEMPLATES]
     texts += ["a an the in and , ; :"] + list(TINY_VOCABULARY)
     split = pre_tokenizers.Whitespace()

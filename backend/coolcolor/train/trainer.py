@@ -43,6 +43,7 @@ from coolcolor.train.config import TrainConfig
 from coolcolor.train.data import FolderSource, WorldSource, blip_captioner
 from coolcolor.train.equivariance import ef_loss, lambda_at, random_affine
 from coolcolor.train.model import architecture, architecture_signature, new_components, new_vae
+from coolcolor.world.spec import WorldSpec
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,8 @@ class Trainer:
     def _source(self):
         c = self.config
         if c.data == "world":
-            return WorldSource(c.resolution, c.seed, c.degradation_max, c.clean_fraction)
+            return WorldSource(c.resolution, c.seed, c.degradation_max, c.clean_fraction,
+                               WorldSpec.from_json(c.world, "world"))
         captioner = blip_captioner(c.captioner) if c.captioner else None
         tokenizer = self.components.tokenizer if getattr(self, "components", None) is not None else None
         return FolderSource(c.data, c.resolution, c.seed, c.manifest, c.min_colorfulness, c.require_color_words,

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import TextIO
 
+from coolcolor.cli import one_line
 from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.model.resolve import resolve_model
 from coolcolor.video.job import ColorizeJob, JobEvents, open_job, run_colorize_job
@@ -105,7 +106,7 @@ class ProgressLine(JobEvents):
         if self.tty and self._last_len:
             self.stream.write("\n")
             self._last_len = 0
-        self.stream.write(f"coolcolor colorize: error: {message}\n")
+        self.stream.write(f"coolcolor colorize: error: {one_line(message)}\n")  # OIIO's errors span lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +139,8 @@ def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobE
     import ray
 
     try:
-        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device)
+        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device,
+                               dtype=args.dtype)
         try:
             return run_job(job, executor, events, opened=opened)
         finally:

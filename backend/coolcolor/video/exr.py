@@ -72,9 +72,11 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
             os.fsync(fh.fileno())
         faults.hit("mid_write")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk: name the file, not its temporary
+            raise OSError(exc.errno, exc.strerror, path) from exc
         raise
     _fsync_dir(folder)
 

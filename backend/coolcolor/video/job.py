@@ -284,6 +284,7 @@ class JobRun(SegmentEvents):
         self.frames = opened.frames
         self.model_hash, self.resolution, self.executor_name = model_hash, int(resolution), executor_name
         self.key = opened.key(model_hash)
+        self.unknown_words: list[str] = []  # set by the driver from the executor's model (manifest, EXR headers)
         self.started = time.time()
         self.timings: dict[str, float] = {}
         self.written: list[int] = []
@@ -301,7 +302,8 @@ class JobRun(SegmentEvents):
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of a run that was killed mid-write (never a finished output)."""
-        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json"):
+        for pattern in (".ab.*.tmp.exr", ".ab_rg.*.tmp.exr", ".rgb.*.tmp.exr", ".preview.*.tmp.png", f".{os.path.splitext(MANIFEST_NAME)[0]}.*.tmp.json",
+                        ".coolcolor-probe.*"):  # a Ray driver's probe, left by a driver that died
             for path in glob.glob(os.path.join(glob.escape(self.job.output_dir), pattern)):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -330,7 +332,8 @@ class JobRun(SegmentEvents):
         return done
 
     def segment_context(self, plan: JobPlan) -> SegmentContext:
-        return SegmentContext(self.job, self.key, self.model_hash, plan.keyframes, self.timings)
+        return SegmentContext(self.job, self.key, self.model_hash, plan.keyframes, self.timings,
+                              unknown_words=self.unknown_words)
 
     # SegmentEvents / helpers -----------------------------------------------------------------
     def check_cancel(self) -> None:
@@ -381,6 +384,13 @@ class Executor(Protocol):
         """Colorize ``plan.segments``, reporting through ``run`` (``frame_done``, ``fail``, ...)."""
 
 
+def _keyframe_cache_for(pipeline: Any) -> Any:
+    """A ``KeyframeKVCache`` for a real pipeline (None for test doubles that are not one)."""
+    from coolcolor.pipeline import CoolColorPipeline, KeyframeKVCache
+
+    return KeyframeKVCache() if isinstance(pipeline, CoolColorPipeline) else None
+
+
 class LocalExecutor:
     """Today's behaviour: every segment in this process, on one pipeline."""
 
@@ -391,6 +401,12 @@ class LocalExecutor:
         self.model_hash = pipeline.model_hash
         self.resolution = int(pipeline.resolution)
         self._scorer: Any = None
+        self.keyframe_cache = _keyframe_cache_for(pipeline)
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        from coolcolor.model.prompt_words import unknown_words_of
+
+        return unknown_words_of(self.pipeline, prompt)
 
     def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
         if self._scorer is None and run.job.clip_model_dir:
@@ -402,6 +418,7 @@ class LocalExecutor:
 
     def colorize(self, run: JobRun, plan: JobPlan) -> None:
         context = run.segment_context(plan)
+        context.keyframe_cache = self.keyframe_cache
         sink = AbFolderSink(run.job)
         t0 = time.perf_counter()
         try:
@@ -427,6 +444,8 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
     shots: list[ShotPlan] | None = None
     try:
         run = JobRun(opened, events, executor.model_hash, executor.resolution, executor.name)
+        if hasattr(executor, "unknown_words"):
+            run.unknown_words = executor.unknown_words(job.prompt)
         previous = run.prepare()
         run.timings["validate_s"] = time.perf_counter() - t
         try:
@@ -450,7 +469,8 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
             run.manifest.write("cancelled", shots, str(exc))
             raise
         except BaseException as exc:
-            run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
+                run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
             raise
     finally:
         if own:

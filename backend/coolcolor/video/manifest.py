@@ -63,6 +63,7 @@ class ManifestWriter:
             "executor": run.executor_name,
             "prompt": job.prompt,
             "negative_prompt": job.negative_prompt,
+            "unknown_words": run.unknown_words,
             "seed": job.seed,
             "encoding": run.opened.decoder.describe(),
             "keyframes": sorted({k for s in shots or [] for k in s.keyframes}),

@@ -23,6 +23,7 @@ Security: ``local:N`` starts Ray on 127.0.0.1 only. See ``backend/coolcolor/READ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import asdict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from coolcolor.errors import CoolColorError, InputError
@@ -37,7 +39,7 @@ from coolcolor.video.exr import atomic_write, read_ab_header
 from coolcolor.video.plan import JobPlan, Segment, ShotPlan, auto_keyframe
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcolor.video.job import JobRun
+    from coolcolor.video.job import ColorizeJob, JobEvents, JobResult, JobRun
     from coolcolor.video.shots import Shot
 
 #: Test-only fault points, ordered by events (never by time):
@@ -77,6 +79,41 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                          "`ray start --head` or use --ray local:N") from None
 
 
+def start_local_ray(num_cpus: int, num_gpus: int = 0) -> str:
+    """A new single-node cluster whose every port listens on 127.0.0.1 only; returns its GCS address.
+
+    ``_node_ip_address="127.0.0.1"`` alone is not enough: Ray 2.60 swaps a loopback address for the
+    machine's routable one (``services.resolve_ip_for_localhost``) unless its multi-node support is
+    off, as on macOS — so it is switched off for the start of this cluster (checked in the tests by
+    the GCS address and every node's address).
+    """
+    ray = _ray()
+    with _loopback_stays_loopback():
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                 _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    return ray.get_runtime_context().gcs_address
+
+
+@contextlib.contextmanager
+def _loopback_stays_loopback() -> Iterator[None]:
+    """Stop Ray 2.60 from replacing 127.0.0.1 by the machine's routable address (it does so when
+    starting a node *and* when connecting to one, which then misses a loopback-only cluster)."""
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def connect_ray(address: str) -> int | None:
     """Connect this process to Ray: ``auto`` (the cluster ``ray start`` made on this machine),
     ``HOST:PORT`` / ``ray://HOST:PORT``, or ``local:N`` (a new cluster of N CPU workers — or the
@@ -89,20 +126,22 @@ def connect_ray(address: str) -> int | None:
         if not count.isdigit() or int(count) < 1:
             raise InputError(f"--ray {address!r}: local:N needs a worker count N ≥ 1")
         workers = int(count)
-    if ray.is_initialized():
+    if workers is None and address != "auto":
+        _check_reachable(address)
+    if ray.is_initialized():  # this process is a driver already (a test's cluster, a daemon's)
+        current = ray.get_runtime_context().gcs_address
+        if workers is None and address != "auto" and address.split("://", 1)[-1] != current:
+            raise InputError(f"this process is already connected to the Ray cluster at {current}, not {address}")
         return workers
     common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if workers is not None:
         import torch
 
-        gpus = torch.cuda.device_count()
-        ray.init(num_cpus=workers, num_gpus=min(gpus, workers), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                 _node_ip_address="127.0.0.1", **common)
+        start_local_ray(num_cpus=workers, num_gpus=min(torch.cuda.device_count(), workers))
         return workers
-    if address != "auto":
-        _check_reachable(address)
     try:
-        ray.init(address=address, **common)
+        with _loopback_stays_loopback() if _is_loopback(address) else contextlib.nullcontext():
+            ray.init(address=address, **common)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InputError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
     return None
@@ -159,7 +198,7 @@ class _FaultSink:
 class ColorizeWorker:
     """One Ray actor: a loaded pipeline, the jobs it has opened, the cancelled runs."""
 
-    def __init__(self, model: str | None, device: str | None, threads: int) -> None:
+    def __init__(self, model: str | None, device: str | None, threads: int, dtype: str | None = None) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -167,10 +206,15 @@ class ColorizeWorker:
         self.opened: dict[str, Any] = {}
         self.error: str | None = None
         self.pipeline: Any = None
+        self.resolved: Any = None
         try:
             from coolcolor.model.resolve import resolve_model
 
-            self.pipeline = resolve_model(model, device).load_pipeline()  # the same choice as colorize/serve
+            from coolcolor.pipeline import KeyframeKVCache
+
+            self.resolved = resolve_model(model, device, dtype)  # the one resolver, as colorize and serve
+            self.pipeline = self.resolved.load_pipeline()
+            self.keyframe_cache = KeyframeKVCache()  # a shot's keyframe denoised once per worker
         except (CoolColorError, OSError, ValueError, RuntimeError) as exc:
             self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CoolColorError) else str(exc)
 
@@ -181,7 +225,7 @@ class ColorizeWorker:
         if self.pipeline is None:
             return {"error": self.error, "node": node, "pid": os.getpid()}
         return {"model_hash": self.pipeline.model_hash, "resolution": int(self.pipeline.resolution),
-                "device": str(self.pipeline.device), "node": node, "pid": os.getpid()}
+                **self.resolved.describe(), "node": node, "pid": os.getpid()}
 
     def _open(self, run_id: str, job_dict: dict[str, Any], probe: str) -> Any:
         """The job's source, opened once per worker and run; the output folder checked to be shared."""
@@ -191,7 +235,7 @@ class ColorizeWorker:
         from coolcolor.video.job import ColorizeJob, OpenedJob
         from coolcolor.video.sources import open_source
 
-        job = ColorizeJob(**job_dict)
+        job = ColorizeJob.from_dict(job_dict)
         here = f"on Ray worker {socket.gethostname()} (pid {os.getpid()})"
         if not os.path.exists(probe):
             raise InputError(f"the output folder {job.output_dir} is not the driver's folder {here}: it must be "
@@ -228,6 +272,7 @@ class ColorizeWorker:
                  window: dict[str, Any], fault: str = "") -> dict[str, Any]:
         """Colorize one window; return the frames written (paths), the frames failed, timings."""
         from coolcolor.video.job import JobCancelled
+        from coolcolor.model.prompt_words import unknown_words_of
         from coolcolor.video.segment import AbFolderSink, SegmentContext, colorize_segment
 
         segment = Segment(int(window["keyframe"]), tuple(int(f) for f in window["frames"]))
@@ -238,7 +283,9 @@ class ColorizeWorker:
             record.update(written=[], failed={}, cancelled=True, timings={})
             return record
         opened = self._open(run_id, job_dict, probe)
-        context = SegmentContext(opened.job, key, self.pipeline.model_hash, keyframes)
+        context = SegmentContext(opened.job, key, self.pipeline.model_hash, keyframes,
+                                 keyframe_cache=self.keyframe_cache,
+                                 unknown_words=unknown_words_of(self.pipeline, opened.job.prompt))
         sink: Any = AbFolderSink(opened.job)
         if fault.startswith("worker-"):  # the driver's RAY_FAULT_ENV, sent with the task (retries too)
             sink = _FaultSink(sink, fault, segment)
@@ -287,7 +334,8 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, model: str | None = None, *, workers: int | None = None, device: str | None = None,
-                 threads: int = 1, max_task_retries: int = 2, in_flight_per_worker: int = 2) -> None:
+                 dtype: str | None = None, threads: int = 1, max_task_retries: int = 2,
+                 in_flight_per_worker: int = 2) -> None:
         ray = _ray()
         if not ray.is_initialized():
             raise CoolColorError("RayExecutor needs a Ray connection: call connect_ray first")
@@ -310,7 +358,8 @@ class RayExecutor:
         actor_cls = _actor_class()
         options = dict(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1, max_restarts=-1,
                        max_task_retries=max_task_retries)
-        self.actors = [actor_cls.options(**options).remote(model, "cuda" if use_gpu else (device or "cpu"), threads)
+        self.actors = [actor_cls.options(**options).remote(model, "cuda" if use_gpu else (device or "cpu"), threads,
+                                                           dtype)
                        for _ in range(workers)]
         try:
             infos = ray.get([a.info.remote() for a in self.actors], timeout=WORKER_START_TIMEOUT_S)
@@ -333,6 +382,7 @@ class RayExecutor:
         self.model_hash = hashes.pop()
         self.resolution = int(infos[0]["resolution"])
         self.worker_info = infos
+        self.last_records = []
         self._run_id: str | None = None
         self._probe: str | None = None
         self._driver_frames = 0
@@ -399,16 +449,18 @@ class RayExecutor:
         pending: dict[Any, tuple[Segment, int]] = {}
         load = [0] * len(self.actors)
         run.timings.setdefault("ray_tasks", 0)
+        self.last_records: list[dict[str, Any]] = []
         t0 = time.perf_counter()
         try:
             while queue or pending:
-                for index, actor in enumerate(self.actors):
-                    while queue and load[index] < self.in_flight_per_worker:
-                        window = queue.popleft()
-                        ref = actor.colorize.remote(run_id, job_dict, probe, run.key, keyframes, window.to_dict(),
-                                                    fault)
-                        pending[ref] = (window, index)
-                        load[index] += 1
+                for depth in range(1, self.in_flight_per_worker + 1):  # round robin: spread, then queue
+                    for index, actor in enumerate(self.actors):
+                        if queue and load[index] < depth:
+                            window = queue.popleft()
+                            ref = actor.colorize.remote(run_id, job_dict, probe, run.key, keyframes,
+                                                        window.to_dict(), fault)
+                            pending[ref] = (window, index)
+                            load[index] += 1
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 run.check_cancel()
                 for ref in ready:
@@ -440,6 +492,7 @@ class RayExecutor:
                                  f"{self.max_task_retries + 1} tries: {_cause(exc)}") from None
 
     def _apply(self, run: JobRun, window: Segment, record: dict[str, Any]) -> None:
+        self.last_records.append(record)
         run.timings["ray_tasks"] += 1
         for name, seconds in (record.get("timings") or {}).items():
             run.timings[f"workers_{name}"] = run.timings.get(f"workers_{name}", 0.0) + seconds
@@ -489,3 +542,45 @@ class RayExecutor:
 
 def _frames(window: Segment) -> str:
     return f"{window.frames[0]}-{window.frames[-1]}" if len(window.frames) > 1 else str(window.frames[0])
+
+
+class RayJobExecutor:
+    """The daemon's executor on Ray (``coolcolor.daemon.executor.Executor``: ``load``/``run``/``close``).
+
+    ``coolcolor serve --ray ADDRESS`` uses it: the plugins talk to the daemon as before, the job board
+    journals and cancels as before, and each job's windows run on the actor pool. One job at a time
+    goes through the pool (``capacity`` 1): a job already spreads over every worker.
+    """
+
+    capacity = 1
+
+    def __init__(self, address: str, model: str | None = None, device: str | None = None,
+                 dtype: str | None = None, workers: int | None = None) -> None:
+        self.address, self.model, self.device, self.dtype, self.workers = address, model, device, dtype, workers
+        self.pool: RayExecutor | None = None
+        self._started_ray = False
+
+    def load(self) -> dict[str, Any]:
+        ray = _ray()
+        self._started_ray = not ray.is_initialized()
+        local_workers = connect_ray(self.address)
+        self.pool = RayExecutor(self.model, workers=self.workers or local_workers, device=self.device,
+                                dtype=self.dtype)
+        info = self.pool.worker_info[0]
+        return {"name": info.get("name"), "path": info.get("path"), "hash": self.pool.model_hash,
+                "device": f"ray:{self.pool.workers}x{info.get('device')}", "dtype": info.get("dtype"),
+                "resolution": self.pool.resolution}
+
+    def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
+        from coolcolor.video.job import run_job
+
+        if self.pool is None:
+            raise CoolColorError("RayJobExecutor.run before load()")
+        return run_job(job, self.pool, events)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self._started_ray:
+            _ray().shutdown()

@@ -84,6 +84,10 @@ class SegmentContext:
     model_hash: str
     keyframes: list[int]  # every keyframe of the job (provenance)
     timings: dict[str, float] = field(default_factory=dict)
+    # coolcolor.pipeline.KeyframeKVCache of this worker: the keyframe denoised once per worker, not once
+    # per window. Every executor passes one, so results stay bit-identical wherever a window runs.
+    keyframe_cache: Any = None
+    unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignores (provenance)
 
     def provenance(self, frame: int, keyframe: int) -> dict[str, Any]:
         job = self.job
@@ -101,6 +105,7 @@ class SegmentContext:
             "source": os.path.abspath(job.source),
             "frame": frame,
             "job_key": self.key,
+            "unknown_words": self.unknown_words,
         }
 
     def add_time(self, name: str, seconds: float) -> None:
@@ -147,11 +152,13 @@ def colorize_segment(
                 if not window:
                     continue
                 t = time.perf_counter()
+                cache = {} if context.keyframe_cache is None else {"keyframe_cache": context.keyframe_cache}
                 result = pipeline(
                     np.stack(grays), prompt=job.prompt, negative_prompt=job.negative_prompt,
                     keyframe=key_gray, num_inference_steps=job.steps, guidance_scale=job.guidance_scale,
-                    seed=job.seed, progress=_step_reporter(events), preview=job.preview or job.rgb_plate,
+                    seed=job.seed, progress=_step_reporter(events), preview=job.preview or job.rgb_plate, **cache,
                 )
+                context.add_time("unet_evaluations", float(getattr(result, "unet_evaluations", 0) or 0))
                 context.add_time("pipeline_s", time.perf_counter() - t)
                 io.finish_writes()  # the previous window's files: at most two windows of results alive
                 io.write(window, result, [context.provenance(f, segment.keyframe) for f in window])

@@ -27,6 +27,7 @@ from coolcolor.world.captions import make_captions
 from coolcolor.world.degrade import Degradations, apply_degradations, weave_offsets
 from coolcolor.world.palette import palette_color
 from coolcolor.world.scene import MAX_OBJECTS, Layer, Motion, Scene, generate_scene
+from coolcolor.world.spec import WorldSpec
 
 FORMAT = "coolcolor-world-clip"
 FORMAT_VERSION = 1
@@ -199,13 +200,15 @@ def render_clip(
     motion: Motion | None = None,
     objects: int | None = None,
     object_colors: tuple[str, ...] | list[str] | None = None,
+    world: WorldSpec | None = None,
 ) -> Clip:
     """Render ``frames`` frames of the scene drawn from ``seed`` at ``size`` = (width, height).
 
     ``degradations`` defaults to ``Degradations.old_film()``, ``motion`` to ``Motion()``; ``objects``
     (1–4) and ``object_colors`` (palette names, back to front) override what the seed would draw.
     The scene does not depend on ``frames``: color, masks and flow of a longer clip extend those of a
-    shorter one (the film damage is drawn anew).
+    shorter one (the film damage is drawn anew). ``world`` (a ``WorldSpec``) picks the world version
+    and what it leaves out or features; the default is world version 1 as it always rendered.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
@@ -227,9 +230,12 @@ def render_clip(
         raise InputError(f"degradations must be a Degradations, got {type(degradations).__name__}")
     if not isinstance(motion, Motion):
         raise InputError(f"motion must be a Motion, got {type(motion).__name__}")
+    if world is not None and not isinstance(world, WorldSpec):
+        raise InputError(f"world must be a WorldSpec, got {type(world).__name__}")
+    world = WorldSpec() if world is None else world
     frames, seed = int(frames), int(seed)
 
-    scene = generate_scene(seed, w / h, objects, motion, colors)
+    scene = generate_scene(seed, w / h, objects, motion, colors, world)
     weave_rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE6, 0]))
     scene.weave = weave_offsets(weave_rng, frames, degradations.gate_weave)
 
@@ -242,7 +248,12 @@ def render_clip(
     else:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE6, 1]))
         gray = apply_degradations(gray_clean, degradations, rng)
-    captions, named = make_captions(scene.layers, seed)
+    if world.version == 1:
+        captions, named = make_captions(scene.layers, seed, world)
+    else:
+        from coolcolor.world.wide import make_wide_captions
+
+        captions, named = make_wide_captions(scene, ids, seed, world)
     return Clip(seed=seed, gray=gray, gray_clean=gray_clean, rgb=rgb, masks=ids, flow=flow,
                 flow_valid=valid, layers=scene.layers, captions=captions, caption_layers=named,
                 layout=scene.layout, degradations=degradations, motion=motion, scene=scene)
@@ -254,9 +265,10 @@ def render_image(
     degradations: Degradations | None = None,
     objects: int | None = None,
     object_colors: tuple[str, ...] | list[str] | None = None,
+    world: WorldSpec | None = None,
 ) -> Clip:
     """A single still (a one-frame, motionless clip): the cheap sample for image training."""
-    return render_clip(seed, 1, size, degradations, Motion.static(), objects, object_colors)
+    return render_clip(seed, 1, size, degradations, Motion.static(), objects, object_colors, world)
 
 
 def luminance_gray(rgb: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coolcolor.world.palette import SHADE_RANGE, PaletteColor, lightness_groups, palette_color
+from coolcolor.world.spec import WorldSpec
 
 # Shape family → caption nouns (canonical first). Nouns are unique across families and regions, so a
 # caption binds each color to exactly one layer.
@@ -38,6 +39,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
 _SHAPE_BOUND = {
     "disk": 1.0, "square": 0.8 * math.sqrt(2), "bar": math.hypot(1.0, 0.38), "triangle": 1.0,
     "star": 1.0, "ring": 1.0, "oval": 1.0, "cross": math.hypot(0.95, 0.32),
+    "crescent": 1.0, "heart": 1.35, "hexagon": 1.0, "diamond": 1.0,
 }
 _STAR_INNER = 0.45
 _OVAL_RATIO = 0.62
@@ -52,6 +54,37 @@ LAYOUTS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 MAX_OBJECTS = 4
+
+
+def shapes_for(version: int) -> tuple[str, ...]:
+    """Shape families of a world version, in the order the generator draws from."""
+    return tuple(SHAPES) if version == 1 else tuple(SHAPES) + tuple(WIDE_SHAPES)
+
+
+def layouts_for(version: int) -> tuple[str, ...]:
+    return tuple(LAYOUTS) if version == 1 else tuple(LAYOUTS) + tuple(WIDE_LAYOUTS)
+
+
+def shape_nouns(shape: str) -> tuple[str, ...]:
+    return SHAPES[shape] if shape in SHAPES else WIDE_SHAPES[shape]
+
+
+def layout_slots(layout: str) -> tuple[tuple[str, ...], ...]:
+    return LAYOUTS[layout] if layout in LAYOUTS else WIDE_LAYOUTS[layout]
+
+
+# World version 2 adds these (nouns unique across every family and region of both versions).
+WIDE_SHAPES: dict[str, tuple[str, ...]] = {
+    "crescent": ("crescent", "moon", "sickle"),
+    "heart": ("heart", "valentine"),
+    "hexagon": ("hexagon", "tile"),
+    "diamond": ("diamond", "rhombus", "kite"),
+}
+WIDE_LAYOUTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "street": (("sky",), ("houses", "buildings"), ("road", "street")),
+    "harbor": (("sky",), ("town",), ("harbor", "bay"), ("pier", "quay")),
+    "countryside": (("sky",), ("peaks",), ("forest", "woods"), ("farmland", "fields"), ("path", "track")),
+}
 
 
 @dataclass(frozen=True)
@@ -345,6 +378,15 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return u * u + (v / _OVAL_RATIO) ** 2 < 1.0
     if shape == "cross":
         return ((au < 0.32) & (av < 0.95)) | ((au < 0.95) & (av < 0.32))
+    if shape == "crescent":  # a disc with an offset disc cut away
+        return (u * u + v * v < 1.0) & ((u - 0.5) ** 2 + v * v > 0.75**2)
+    if shape == "heart":  # (x² + y² − 1)³ < x² y³, point down (+v), scaled into the bound
+        x, y = u / 0.85, 0.1 - v / 0.85
+        return (x * x + y * y - 1.0) ** 3 - x * x * y**3 < 0.0
+    if shape == "hexagon":  # regular, circumradius 1, corners on the u axis
+        return (av < 0.8660254) & (0.8660254 * au + 0.5 * av < 0.8660254)
+    if shape == "diamond":
+        return au + av / 0.6 < 1.0
     raise AssertionError(shape)  # pragma: no cover
 
 
@@ -382,6 +424,16 @@ def _sky_texture(rng: np.random.Generator) -> _Texture:
     return tex
 
 
+def pick_shapes(rng: np.random.Generator, world: WorldSpec, n_objects: int, seed: int) -> list[str]:
+    """``n_objects`` distinct families; with ``feature = "shape"`` one of them (at a drawn position) is
+    the held-out family."""
+    shapes = [str(s) for s in rng.permutation(world.allowed_shapes())[:n_objects]]
+    if world.feature == "shape":
+        held = world.exclude_shapes[int(seed) % len(world.exclude_shapes)]
+        shapes[int(rng.integers(len(shapes)))] = held
+    return shapes
+
+
 def _pick_colors(rng: np.random.Generator, n_regions: int, n_objects: int,
                  object_colors: tuple[str, ...] | None) -> list[str]:
     """Regions next to each other, and objects against the backdrop, get different base L* when the
@@ -407,16 +459,26 @@ def _pick_colors(rng: np.random.Generator, n_regions: int, n_objects: int,
 
 
 def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Motion,
-                   object_colors: tuple[str, ...] | None = None) -> Scene:
-    """Draw a scene from ``seed``. ``aspect`` = width / height places objects across the frame."""
+                   object_colors: tuple[str, ...] | None = None, world: WorldSpec | None = None) -> Scene:
+    """Draw a scene from ``seed``. ``aspect`` = width / height places objects across the frame.
+    ``world`` picks the world version and what it leaves out (default: version 1, nothing left out,
+    which draws exactly what this generator always drew)."""
+    world = WorldSpec() if world is None else world
+    if world.version == 2:
+        from coolcolor.world.wide import generate_wide_scene
+
+        return generate_wide_scene(seed, aspect, n_objects, motion, object_colors, world)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CE4E]))
-    layout = list(LAYOUTS)[rng.integers(len(LAYOUTS))]
+    layouts = world.allowed_layouts()
+    layout = layouts[rng.integers(len(layouts))]
+    if world.feature == "layout":
+        layout = world.exclude_layouts[int(seed) % len(world.exclude_layouts)]
     slots = LAYOUTS[layout]
     if n_objects is None:
         n_objects = int(rng.integers(1, MAX_OBJECTS + 1))
         if object_colors is not None:
             n_objects = len(object_colors)
-    shapes = [str(s) for s in rng.permutation(list(SHAPES))[:n_objects]]
+    shapes = pick_shapes(rng, world, n_objects, seed)
     colors = _pick_colors(rng, len(slots), n_objects, object_colors)
 
     layers: list[Layer] = []

@@ -11,8 +11,6 @@ Custom Tool uses ``^``, never ``pow()`` (R1). MediaOut1 descends from MediaIn1, 
 
 from __future__ import annotations
 
-from typing import Dict
-
 from coolcolor_protocol.recombine import fusion_expressions
 
 LOADER = "CoolColorAB"
@@ -29,7 +27,7 @@ def comp_text(*, sidecar_first_file: str, sidecar_first: int, sidecar_last: int,
     sequence starts at ``sidecar_first`` (handles included), so it is trimmed to the clip's first frame."""
     trim_in = clip_first - sidecar_first
     length = sidecar_last - sidecar_first + 1
-    inputs: Dict[str, str] = fusion_expressions(encoding).inputs()
+    inputs: dict[str, str] = fusion_expressions(encoding).inputs()
     expr_lines = "".join(f"\t\t\t\t{k} = Input {{ Value = {lua_string(v)}, }},\n" for k, v in inputs.items())
     return (
         "Composition {\n"

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any
 
 from coolcolor_protocol import abfiles
-
 from coolcolor_resolve import comp as comp_file
 from coolcolor_resolve import host
 from coolcolor_resolve.host import ClipSource, HostError
@@ -24,24 +23,24 @@ if TYPE_CHECKING:  # pragma: no cover
 WINDOW_ID = "CoolColor"
 POLL_MS = 500
 ENCODINGS = abfiles.BUILTIN_ENCODINGS
-ACTIVE: Optional["Controller"] = None  # the open dialog (one per script run); for the console and tests
+ACTIVE: Controller | None = None  # the open dialog (one per script run); for the console and tests
 RESULTS = (("comp", "Fusion comp on the clip (ab layer)"), ("plate", "RGB plate on the track above"))
 
 
 class Controller:
     """The dialog's state: the selected clips, their jobs, the daemon."""
 
-    def __init__(self, resolve: "Resolve", ui: Any, dispatcher: Any) -> None:
+    def __init__(self, resolve: Resolve, ui: Any, dispatcher: Any) -> None:
         self.resolve = resolve
         self.ui = ui
         self.disp = dispatcher
         self.daemon = Daemon()
-        self.items: List["TimelineItem"] = []
-        self.clips: Dict[str, ClipSource] = {}  # item id -> clip
-        self.refused: List[str] = []
-        self.jobs: List[ClipJob] = []
-        self.status_lines: List[str] = []
-        self.timeline: Optional["Timeline"] = None
+        self.items: list[TimelineItem] = []
+        self.clips: dict[str, ClipSource] = {}  # item id -> clip
+        self.refused: list[str] = []
+        self.jobs: list[ClipJob] = []
+        self.status_lines: list[str] = []
+        self.timeline: Timeline | None = None
         self.win: Any = None
         self.timer: Any = None
 
@@ -104,7 +103,7 @@ class Controller:
         self.timer = self.ui.Timer({"ID": "CoolColorPoll", "Interval": POLL_MS})
         tick = self._guard(self.on_tick)
         self.disp.On.Timeout = tick  # how in-Resolve plugins receive it ([research] A3)
-        getattr(self.disp.On, "CoolColorPoll").Timeout = tick  # the per-ID form some use (R4); ticks are idempotent
+        self.disp.On.CoolColorPoll.Timeout = tick  # the per-ID form some use (R4); ticks are idempotent
         self.refresh_clips()
         return self.win
 
@@ -154,10 +153,10 @@ class Controller:
                         encoding=str(items["Encoding"].CurrentText) or "rec709", result=result)
 
     # ------------------------------------------------------------------ keyframes
-    def _keyframe_entries(self) -> List[Tuple[ClipSource, int]]:
+    def _keyframe_entries(self) -> list[tuple[ClipSource, int]]:
         return [(c, k.offset) for c in self.clips.values() for k in c.keyframes]
 
-    def _item(self, clip: ClipSource) -> "TimelineItem":
+    def _item(self, clip: ClipSource) -> TimelineItem:
         for item in self.items:
             if str(item.GetUniqueId()) == clip.item_id:
                 return item
@@ -189,7 +188,7 @@ class Controller:
         self.say(f"keyframe removed: {clip.item_name} frame {offset}")
 
     # ------------------------------------------------------------------ jobs
-    def _submit(self, jobs: List[ClipJob]) -> None:
+    def _submit(self, jobs: list[ClipJob]) -> None:
         submitted = 0
         for job in jobs:
             try:
@@ -295,30 +294,48 @@ class Controller:
             job.message = f"preview of source frame {spec.first} in the CoolColor bin: {path}"
             return
         if spec.resolve_sidecar:
-            pattern = os.path.join(spec.output_dir, abfiles.RESOLVE_SIDECAR_PATTERN)
-        else:
-            pattern = os.path.join(spec.output_dir, abfiles.RGB_PLATE_PATTERN)
+            try:
+                self._bring_in_comp(job, project)
+                return
+            except HostError as exc:
+                self.say(f"{exc}; placing the RGB plate on the track above instead")
+        self._bring_in_plate(job, project, timeline, comments)
+
+    def _frames_present(self, job: ClipJob, pattern: str) -> None:
+        spec = job.spec
+        assert spec.first is not None and spec.last is not None
         missing = [f for f in range(spec.first, spec.last + 1) if not os.path.isfile(pattern % f)]
         if missing:
-            raise HostError(f"{clip.item_name}: the daemon reported done but {len(missing)} result frame(s) are "
-                            f"missing, e.g. {pattern % missing[0]}")
-        bin_clip = host.import_sequence(project, pattern, spec.first, spec.last, comments)
-        item = self._item(clip)
-        if spec.resolve_sidecar:
-            text = comp_file.comp_text(sidecar_first_file=pattern % spec.first, sidecar_first=spec.first,
-                                       sidecar_last=spec.last, clip_first=clip.first, duration=clip.duration,
-                                       encoding=spec.encoding)
-            comp_path = os.path.join(spec.output_dir, "coolcolor.comp")
-            with open(comp_path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            host.replace_comp(item, comp_path, spec.output_dir)
-            job.message = f"comp on the clip ({comp_path})"
-        else:
-            placed = host.place_plate(self.resolve, timeline, bin_clip, clip, spec.first)
-            job.message = f"RGB plate on V{(placed.GetTrackTypeAndIndex() or ['', '?'])[1]}"
+            raise HostError(f"{job.clip.item_name}: the daemon reported done but {len(missing)} result frame(s) "
+                            f"are missing, e.g. {pattern % missing[0]}")
+
+    def _bring_in_comp(self, job: ClipJob, project: Any) -> None:
+        spec, clip = job.spec, job.clip
+        assert spec.first is not None and spec.last is not None
+        pattern = os.path.join(spec.output_dir, abfiles.RESOLVE_SIDECAR_PATTERN)
+        self._frames_present(job, pattern)
+        host.import_sequence(project, pattern, spec.first, spec.last,
+                             provenance_comment(spec, self.daemon.model_hash, job.job_id))
+        text = comp_file.comp_text(sidecar_first_file=pattern % spec.first, sidecar_first=spec.first,
+                                   sidecar_last=spec.last, clip_first=clip.first, duration=clip.duration,
+                                   encoding=spec.encoding)
+        comp_path = os.path.join(spec.output_dir, "coolcolor.comp")
+        with open(comp_path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        host.replace_comp(self._item(clip), comp_path, spec.output_dir, comp_file.CUSTOM)
+        job.message = f"comp on the clip ({comp_path})"
+
+    def _bring_in_plate(self, job: ClipJob, project: Any, timeline: Any, comments: str) -> None:
+        spec, clip = job.spec, job.clip
+        assert spec.first is not None and spec.last is not None
+        pattern = os.path.join(spec.output_dir, abfiles.RGB_PLATE_PATTERN)
+        self._frames_present(job, pattern)
+        plate = host.import_sequence(project, pattern, spec.first, spec.last, comments)
+        placed = host.place_plate(self.resolve, timeline, plate, clip, spec.first)
+        job.message = f"RGB plate on V{(placed.GetTrackTypeAndIndex() or ['', '?'])[1]}"
 
 
-def run(resolve: "Resolve", fusion: Any, bmd: Any) -> Optional[Controller]:
+def run(resolve: Resolve, fusion: Any, bmd: Any) -> Controller | None:
     """Open the dialog on the current selection and run its event loop until Close."""
     ui = fusion.UIManager
     disp = bmd.UIDispatcher(ui)

@@ -9,10 +9,10 @@ launcher hands them over; ``resolve`` is found as in public in-Resolve scripts: 
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 
-def script_objects(g: Dict[str, Any]) -> Tuple[Any, Any, Any]:
+def script_objects(g: dict[str, Any]) -> tuple[Any, Any, Any]:
     resolve = g.get("resolve")
     fusion = g.get("fusion") or g.get("fu")
     bmd = g.get("bmd")
@@ -27,7 +27,7 @@ def script_objects(g: Dict[str, Any]) -> Tuple[Any, Any, Any]:
     return resolve, fusion, bmd
 
 
-def colorize(g: Dict[str, Any]) -> Optional[Any]:
+def colorize(g: dict[str, Any]) -> Any | None:
     """Open the CoolColor dialog on the Edit page's selection; returns its controller (None if refused)."""
     resolve, fusion, bmd = script_objects(g)
     if resolve is None or fusion is None or bmd is None:

@@ -26,7 +26,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - the stubs are for mypy only
     from fusionscript import MediaPool, MediaPoolClipInfo, MediaPoolItem, Project, Resolve, Timeline, TimelineItem
@@ -47,7 +47,7 @@ class HostError(Exception):
     """A reason to show in the dialog (one line); nothing has been changed in the project."""
 
 
-def version_tuple(resolve: "Resolve") -> Tuple[int, int, int]:
+def version_tuple(resolve: Resolve) -> tuple[int, int, int]:
     """``GetVersion()`` → (major, minor, patch) ([README Resolve]: "[major, minor, patch, build, suffix]")."""
     fields = resolve.GetVersion() or []
     out = []
@@ -61,18 +61,18 @@ def version_tuple(resolve: "Resolve") -> Tuple[int, int, int]:
     return out[0], out[1], out[2]
 
 
-def is_studio(resolve: "Resolve") -> bool:
+def is_studio(resolve: Resolve) -> bool:
     return "Studio" in str(resolve.GetProductName() or "")
 
 
-def check_edition(resolve: "Resolve") -> None:
+def check_edition(resolve: Resolve) -> None:
     """The free edition from 21.1 runs no Python scripts; say so instead of failing later."""
     if not is_studio(resolve) and version_tuple(resolve)[:2] >= PYTHON_STUDIO_ONLY_SINCE:
         raise HostError(f"CoolColor needs DaVinci Resolve Studio: since Resolve 21.1 Python scripting is a "
                         f"Studio feature (this is {resolve.GetProductName()} {resolve.GetVersionString()})")
 
 
-def current_timeline(resolve: "Resolve") -> Tuple["Project", "Timeline"]:
+def current_timeline(resolve: Resolve) -> tuple[Project, Timeline]:
     project = resolve.GetProjectManager().GetCurrentProject()
     if not project:
         raise HostError("no project is open")
@@ -82,11 +82,11 @@ def current_timeline(resolve: "Resolve") -> Tuple["Project", "Timeline"]:
     return project, timeline
 
 
-def selected_items(resolve: "Resolve", timeline: "Timeline") -> List["TimelineItem"]:
+def selected_items(resolve: Resolve, timeline: Timeline) -> list[TimelineItem]:
     """The selection: ``GetSelectedClips`` from 21.0.4, else the video item under the playhead."""
-    items: List[Any] = []
+    items: list[Any] = []
     if version_tuple(resolve) >= SELECTED_CLIPS_SINCE:
-        items = list(getattr(timeline, "GetSelectedClips")() or [])
+        items = list(getattr(timeline, "GetSelectedClips")() or [])  # noqa: B009 (not in fusionscript-stubs 21.0)
     if not items:
         current = timeline.GetCurrentVideoItem()
         items = [current] if current else []
@@ -116,7 +116,7 @@ class ClipSource:
     fps: float
     record_start: int  # GetStart(): absolute timeline frame
     track: int
-    keyframes: List[Keyframe] = field(default_factory=list)
+    keyframes: list[Keyframe] = field(default_factory=list)
 
     @property
     def first(self) -> int:
@@ -126,7 +126,7 @@ class ClipSource:
     def last(self) -> int:
         return self.first + self.duration - 1
 
-    def used_range(self, handles: int) -> Tuple[int, int]:
+    def used_range(self, handles: int) -> tuple[int, int]:
         """The clip's frames, widened by ``handles`` on each side as far as the media allows."""
         left = min(max(0, handles), self.left_offset)
         right = min(max(0, handles), self.right_offset)
@@ -140,7 +140,7 @@ class ClipSource:
         return int(source_frame) - self.first
 
 
-def _parse_file_path(path: str, props: Dict[str, Any]) -> Tuple[str, int]:
+def _parse_file_path(path: str, props: dict[str, Any]) -> tuple[str, int]:
     """``GetClipProperty("File Path")`` → (daemon source, first frame number). An image sequence shows as
     ``name.[1001-1096].exr`` [U: public code; confirm on a real Resolve]; a printf (``%04d``) or hash (``####``)
     pattern is read too, its first frame from the files on disk; a movie is a plain path (frame 0)."""
@@ -170,10 +170,10 @@ _TRANSFORM_KEYS = ("ZoomX", "ZoomY", "Pan", "Tilt", "RotationAngle", "CropLeft",
                    "CropBottom")  # [README "Looking up Timeline item properties"]
 
 
-def _transformed(item: "TimelineItem") -> Dict[str, float]:
+def _transformed(item: TimelineItem) -> dict[str, float]:
     """The Inspector transform keys that differ from identity (GetProperty with no key gives them all
     [README TimelineItem GetProperty]; one key at a time where that is not a dict)."""
-    props = getattr(item, "GetProperty")()
+    props = getattr(item, "GetProperty")()  # noqa: B009 (not in fusionscript-stubs 21.0)
     if not isinstance(props, dict):
         props = {k: item.GetProperty(k) for k in _TRANSFORM_KEYS}
     out = {}
@@ -193,7 +193,7 @@ def _first_file(source: str, start: int) -> str:
     return source % start if "%" in source else source
 
 
-def clip_source(item: "TimelineItem") -> ClipSource:
+def clip_source(item: TimelineItem) -> ClipSource:
     """Refuse (HostError naming the reason) what the daemon cannot read as-is; else describe the clip."""
     name = item.GetName() or "clip"
     mpi = item.GetMediaPoolItem()
@@ -235,7 +235,7 @@ def clip_source(item: "TimelineItem") -> ClipSource:
 
 
 # ------------------------------------------------------------------ keyframes as markers
-def _is_keyframe_marker(info: Dict[str, Any], color: str) -> bool:
+def _is_keyframe_marker(info: dict[str, Any], color: str) -> bool:
     if info.get("color") != color:
         return False
     try:
@@ -245,7 +245,7 @@ def _is_keyframe_marker(info: Dict[str, Any], color: str) -> bool:
     return isinstance(data, dict) and data.get("app") == KEYFRAME_TAG
 
 
-def read_keyframes(item: "TimelineItem", clip: ClipSource, color: str = KEYFRAME_COLOR) -> List[Keyframe]:
+def read_keyframes(item: TimelineItem, clip: ClipSource, color: str = KEYFRAME_COLOR) -> list[Keyframe]:
     """Markers of ``color`` whose customData carries the CoolColor tag; other markers are left alone."""
     out = []
     for frame_id, info in sorted((item.GetMarkers() or {}).items()):
@@ -255,7 +255,7 @@ def read_keyframes(item: "TimelineItem", clip: ClipSource, color: str = KEYFRAME
     return out
 
 
-def playhead_offset(timeline: "Timeline", item: "TimelineItem") -> int:
+def playhead_offset(timeline: Timeline, item: TimelineItem) -> int:
     """The playhead (absolute timecode) as a frame offset into ``item``."""
     tc = str(timeline.GetCurrentTimecode() or "")
     parts = re.split(r"[:;]", tc)
@@ -268,7 +268,7 @@ def playhead_offset(timeline: "Timeline", item: "TimelineItem") -> int:
     return frame - int(item.GetStart(False))
 
 
-def add_keyframe(timeline: "Timeline", item: "TimelineItem", color: str = KEYFRAME_COLOR) -> int:
+def add_keyframe(timeline: Timeline, item: TimelineItem, color: str = KEYFRAME_COLOR) -> int:
     offset = playhead_offset(timeline, item)
     if not 0 <= offset < int(item.GetDuration(False)):
         raise HostError(f"the playhead is not on {item.GetName()}: park it on the frame to mark")
@@ -278,7 +278,7 @@ def add_keyframe(timeline: "Timeline", item: "TimelineItem", color: str = KEYFRA
     return offset
 
 
-def remove_keyframe(item: "TimelineItem", offset: int, color: str = KEYFRAME_COLOR) -> None:
+def remove_keyframe(item: TimelineItem, offset: int, color: str = KEYFRAME_COLOR) -> None:
     info = (item.GetMarkers() or {}).get(float(offset))
     if info is None or not _is_keyframe_marker(dict(info), color):
         raise HostError(f"no CoolColor keyframe marker at frame {offset} of {item.GetName()}")
@@ -286,7 +286,7 @@ def remove_keyframe(item: "TimelineItem", offset: int, color: str = KEYFRAME_COL
 
 
 # ------------------------------------------------------------------ results
-def coolcolor_bin(pool: "MediaPool") -> Any:
+def coolcolor_bin(pool: MediaPool) -> Any:
     root = pool.GetRootFolder()
     for sub in root.GetSubFolderList() or []:
         if sub.GetName() == BIN_NAME:
@@ -297,7 +297,7 @@ def coolcolor_bin(pool: "MediaPool") -> Any:
     return folder
 
 
-def import_sequence(project: "Project", pattern: str, first: int, last: int, comments: str) -> "MediaPoolItem":
+def import_sequence(project: Project, pattern: str, first: int, last: int, comments: str) -> MediaPoolItem:
     """Import ``pattern`` (``%04d``) first..last as one clip into the CoolColor bin, provenance in Comments;
     the artist's current folder is restored afterwards."""
     pool = project.GetMediaPool()
@@ -306,7 +306,7 @@ def import_sequence(project: "Project", pattern: str, first: int, last: int, com
     pool.SetCurrentFolder(folder)
     try:
         name = os.path.basename(pattern)
-        found: Optional["MediaPoolItem"] = None
+        found: MediaPoolItem | None = None
         for existing in folder.GetClipList() or []:  # the same result imported before: reuse it
             path = str(existing.GetClipProperty("File Path") or "")
             m = _SEQUENCE_RE.search(os.path.basename(path))
@@ -327,23 +327,35 @@ def import_sequence(project: "Project", pattern: str, first: int, last: int, com
             pool.SetCurrentFolder(previous)
 
 
-def replace_comp(item: "TimelineItem", comp_path: str, backup_dir: str) -> Any:
-    """Import ``comp_path`` as the item's only comp: the others are first exported to ``backup_dir`` (nothing
-    the artist built is lost) and deleted, since with two comps "the wrong one renders" ([RES] R2)."""
+def replace_comp(item: TimelineItem, comp_path: str, backup_dir: str, expect_tool: str) -> Any:
+    """Import ``comp_path`` as the item's only comp.
+
+    With two comps "the wrong one renders" ([RES] R2), so the others go — but first each is exported to
+    ``backup_dir`` (``ExportFusionComp(path, compIndex)`` [README TimelineItem]); one that cannot be exported
+    stops everything before anything is deleted. An import that fails, or gives an empty comp (an unparsable file
+    "imports as an EMPTY comp, silently", [RES] R2), is undone and the artist's comps re-imported; HostError.
+    """
     names = list(item.GetFusionCompNameList() or [])
+    backups = []
     for index, name in enumerate(names, start=1):
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
-        item.ExportFusionComp(os.path.join(backup_dir, f"previous-{index}-{safe}.comp"), index)
+        path = os.path.join(backup_dir, f"previous-{index}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(name))}.comp")
+        if not item.ExportFusionComp(path, index) or not os.path.isfile(path):
+            raise HostError(f"{item.GetName()}: could not back up its Fusion comp {name!r}; nothing was changed")
+        backups.append(path)
     for name in names:
         item.DeleteFusionCompByName(name)
     comp = item.ImportFusionComp(comp_path)
-    if not comp:
-        raise HostError(f"Resolve did not import the comp {comp_path}")
-    return comp
+    if comp and getattr(comp, "FindTool")(expect_tool):  # noqa: B009 (not in fusionscript-stubs 21.0)
+        return comp
+    for name in list(item.GetFusionCompNameList() or []):
+        item.DeleteFusionCompByName(name)
+    for path in backups:
+        item.ImportFusionComp(path)
+    raise HostError(f"{item.GetName()}: Resolve did not build the CoolColor comp from {comp_path}")
 
 
-def place_plate(resolve: "Resolve", timeline: "Timeline", plate: "MediaPoolItem", clip: ClipSource,
-                first: int) -> "TimelineItem":
+def place_plate(resolve: Resolve, timeline: Timeline, plate: MediaPoolItem, clip: ClipSource,
+                first: int) -> TimelineItem:
     """The RGB plate on the first track above the clip that is free over its record range, NORMAL composite.
     ``first``: the plate sequence's first frame (the clip's used range may include handles)."""
     start_in_plate = clip.first - first
@@ -358,12 +370,12 @@ def place_plate(resolve: "Resolve", timeline: "Timeline", plate: "MediaPoolItem"
         if not busy:
             break
         track += 1
-    info: "MediaPoolClipInfo" = {
+    info: MediaPoolClipInfo = {
         "mediaPoolItem": plate, "startFrame": start_in_plate, "endFrame": start_in_plate + clip.duration,
         "mediaType": 1, "trackIndex": track, "recordFrame": record}
     pool: Any = resolve.GetProjectManager().GetCurrentProject().GetMediaPool()  # the stub's clipInfo overload
-    placed: List[Any] = list(pool.AppendToTimeline([info]) or [])              # is malformed (-> [TimelineItem])
-    item: Optional["TimelineItem"] = placed[0] if placed else None
+    placed: list[Any] = list(pool.AppendToTimeline([info]) or [])              # is malformed (-> [TimelineItem])
+    item: TimelineItem | None = placed[0] if placed else None
     # a dead handle answers None to everything: read the placement back
     if not item or item.GetStart(False) != record or list(item.GetTrackTypeAndIndex() or [])[:2] != ["video", track]:
         raise HostError(f"Resolve did not place the colorized plate on V{track} at frame {record}")

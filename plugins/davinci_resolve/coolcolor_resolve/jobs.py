@@ -9,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import coolcolor_protocol
 from coolcolor_protocol import abfiles
 from coolcolor_protocol.jobspec import JobSpec
-
 from coolcolor_resolve.host import ClipSource, HostError
 
 OUTPUT_ENV = "COOLCOLOR_RESOLVE_OUTPUT"  # where results go; default ~/CoolColor/Resolve
@@ -46,14 +44,14 @@ class ClipJob:
     spec: JobSpec
     key: str
     kind: str  # "colorize" | "preview"
-    job_id: Optional[str] = None
+    job_id: str | None = None
     state: str = "new"
     frames_done: int = 0
     frames_total: int = 0
-    eta_s: Optional[float] = None
-    queue_position: Optional[int] = None
+    eta_s: float | None = None
+    queue_position: int | None = None
     message: str = ""
-    unknown_words: List[str] = field(default_factory=list)
+    unknown_words: list[str] = field(default_factory=list)
     cached: bool = False
     finished: bool = False  # results brought into Resolve (or the failure shown)
 
@@ -71,7 +69,7 @@ class ClipJob:
         return f"{name}: {self.state}"
 
 
-def build_spec(clip: ClipSource, settings: Settings, keyframes: List[int], *, preview_frame: Optional[int] = None
+def build_spec(clip: ClipSource, settings: Settings, keyframes: list[int], *, preview_frame: int | None = None
                ) -> JobSpec:
     """The job for ``clip``: its used range (clip or clip + handles), the marked keyframes (source frames),
     the Resolve outputs (the Loader sidecar, or the RGB plate for the fallback). Keyframes outside the used range
@@ -81,7 +79,7 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: List[int], *, pr
     if outside:
         raise HostError(f"{clip.item_name}: keyframe(s) {', '.join(map(str, outside))} outside the used range "
                         f"{first}-{last}; move or remove those markers")
-    fields: Dict[str, Any] = {"source": clip.source, "prompt": settings.prompt,
+    fields: dict[str, Any] = {"source": clip.source, "prompt": settings.prompt,
                               "negative_prompt": settings.negative_prompt, "seed": settings.seed,
                               "steps": settings.steps, "encoding": settings.encoding}
     if preview_frame is not None:
@@ -89,7 +87,8 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: List[int], *, pr
         kind = "preview"
     else:
         fields.update(first=first, last=last, keyframes=sorted(set(keyframes)),
-                      resolve_sidecar=settings.result == "comp", rgb_plate=settings.result == "plate")
+                      # the plate is written in comp mode too: the fallback when the comp cannot be built
+                      resolve_sidecar=settings.result == "comp", rgb_plate=True)
         kind = "colorize"
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     fields["output_dir"] = os.path.join(output_root(), _safe(clip.item_name) + "-" + _safe(clip.item_id),
@@ -112,7 +111,7 @@ class Daemon:
     """The connection to the CoolColor daemon (``coolcolor serve``), opened on first use."""
 
     def __init__(self) -> None:
-        self.client: Optional[coolcolor_protocol.Client] = None
+        self.client: coolcolor_protocol.Client | None = None
         self.model_hash = ""
 
     def connect(self) -> coolcolor_protocol.Client:
@@ -135,7 +134,6 @@ class Daemon:
         except coolcolor_protocol.DaemonUnavailable as exc:
             raise HostError(f"{job.clip.item_name}: the daemon did not answer ({_one_line(exc)})") from None
         job.job_id = str(reply["job_id"])
-        job.unknown_words = [str(w) for w in reply.get("unknown_words") or []]
         self._update(job, reply)
         # the same key with the same job: the daemon answers with the job it already finished
         job.cached = job.cached or (bool(reply.get("duplicate")) and job.state == "done")
@@ -164,8 +162,10 @@ class Daemon:
             job.message = f"cancel not confirmed: {_one_line(exc)}"
 
     @staticmethod
-    def _update(job: ClipJob, status: Dict[str, Any]) -> None:
+    def _update(job: ClipJob, status: dict[str, Any]) -> None:
         job.state = str(status.get("state", job.state))
+        if status.get("unknown_words"):  # submit_reply (SPEC), or a status that carries them
+            job.unknown_words = [str(w) for w in status["unknown_words"]]
         job.frames_done = int(status.get("frames_done") or 0)
         job.frames_total = int(status.get("frames_total") or job.frames_total or 0)
         job.queue_position = status.get("queue_position")
@@ -186,18 +186,9 @@ def frame_path(spec: JobSpec, pattern: str, frame: int) -> str:
     return os.path.join(spec.output_dir, abfiles.frame_file(pattern, frame))
 
 
-def provenance_comment(spec: JobSpec, model_hash: str, job_id: Optional[str]) -> str:
+def provenance_comment(spec: JobSpec, model_hash: str, job_id: str | None) -> str:
     return "CoolColor " + json.dumps({"prompt": spec.prompt, "negative_prompt": spec.negative_prompt,
                                       "keyframes": list(spec.keyframes), "seed": spec.seed, "steps": spec.steps,
                                       "encoding": spec.encoding, "model_hash": model_hash, "job_id": job_id,
                                       "first": spec.first, "last": spec.last}, sort_keys=True)
 
-
-def wait_for_files(paths: List[str], timeout: float = 0.0) -> List[str]:
-    """The paths that are missing (files are renamed into place atomically, so present means complete)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if not missing or time.monotonic() >= deadline:
-            return missing
-        time.sleep(0.05)

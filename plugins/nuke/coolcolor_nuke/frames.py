@@ -7,16 +7,17 @@ survive saving and re-opening the script.
 from __future__ import annotations
 
 import re
-from typing import Iterable, List, Union
+from collections.abc import Iterable
+from typing import Union
 
-FrameSpec = Union[int, List[int]]
+FrameSpec = Union[int, list[int]]  # noqa: UP007 - a runtime alias: Python 3.9 has no int | list
 
 
 class FrameListError(ValueError):
     """A frame list the artist typed that is not one."""
 
 
-def parse_frames(text: str) -> List[int]:
+def parse_frames(text: str) -> list[int]:
     """``"1001, 1010-1012 1020"`` → ``[1001, 1010, 1011, 1012, 1020]`` (sorted, unique)."""
     frames: set = set()
     for token in re.split(r"[,\s]+", text.strip()):
@@ -33,9 +34,9 @@ def parse_frames(text: str) -> List[int]:
     return sorted(frames)
 
 
-def ranges(frames: Iterable[int]) -> List[List[int]]:
+def ranges(frames: Iterable[int]) -> list[list[int]]:
     """Sorted frames → inclusive ``[first, last]`` runs."""
-    out: List[List[int]] = []
+    out: list[list[int]] = []
     for f in sorted(set(frames)):
         if out and f == out[-1][1] + 1:
             out[-1][1] = f
@@ -46,7 +47,7 @@ def ranges(frames: Iterable[int]) -> List[List[int]]:
 
 def format_frames(frames: Iterable[int]) -> str:
     """The inverse of ``parse_frames``: runs of three or more as ``a-b``, the rest comma-separated."""
-    parts: List[str] = []
+    parts: list[str] = []
     for first, last in ranges(frames):
         if last - first >= 2:
             parts.append(f"{first}-{last}")
@@ -55,6 +56,6 @@ def format_frames(frames: Iterable[int]) -> str:
     return ", ".join(parts)
 
 
-def have_list(frames: Iterable[int]) -> List[FrameSpec]:
+def have_list(frames: Iterable[int]) -> list[FrameSpec]:
     """The protocol's ``attach.have``: single frames and ``[first, last]`` ranges (SPEC.md §5.5)."""
     return [r[0] if r[0] == r[1] else r for r in ranges(frames)]

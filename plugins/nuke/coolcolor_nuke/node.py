@@ -16,29 +16,30 @@ read with ``getText()``: a Multiline_Eval_String_Knob's ``value()`` would TCL-ev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple, cast
+from typing import Any, cast
 
 import nuke
-from coolcolor_protocol import ProtocolError
-from coolcolor_protocol.abfiles import AB_CHANNELS, AB_FILE_PATTERN, AB_LAYER, BUILTIN_ENCODINGS
-from coolcolor_protocol.jobspec import JobSpec
-from coolcolor_protocol.messages import TERMINAL_STATES
-from coolcolor_protocol.recombine import nuke_expressions
 
 from coolcolor_nuke.frames import FrameListError, format_frames, parse_frames
 from coolcolor_nuke.runner import START_DAEMON_HINT, Callbacks, JobRunner, PlannedJob
+from coolcolor_protocol import ProtocolError
+from coolcolor_protocol.abfiles import AB_CHANNELS, AB_FILE_PATTERN, AB_LAYER, BUILTIN_ENCODINGS, frame_file
+from coolcolor_protocol.jobspec import JobSpec
+from coolcolor_protocol.messages import TERMINAL_STATES
+from coolcolor_protocol.recombine import nuke_expressions
 
 NODE_TAG = "coolcolor_node"  # a hidden knob that marks our Groups
 AUTO_ENCODING = "from input"
 CACHE_ENV = "COOLCOLOR_NUKE_CACHE"
 CONNECTION_ENV = "COOLCOLOR_CONNECTION_FILE"
 
-_runners: Dict[str, JobRunner] = {}  # node full name -> its running press
+_runners: dict[str, JobRunner] = {}  # node full name -> its running press
 
 
 class NodeError(Exception):
@@ -65,12 +66,12 @@ def _read_only(knob: nuke.Knob) -> nuke.Knob:
     return knob
 
 
-def encoding_items() -> List[str]:
+def encoding_items() -> list[str]:
     """The contract's built-in encodings, plus the OCIO config's colorspaces when the script uses one."""
     return [AUTO_ENCODING, *BUILTIN_ENCODINGS, *ocio_colorspaces()]
 
 
-def ocio_config_path() -> Optional[str]:
+def ocio_config_path() -> str | None:
     """The script's OCIO config file, when its color management is OCIO with a custom config (Root knobs
     colorManagement / OCIO_config / customOCIOConfigPath), else $OCIO."""
     r = nuke.root()
@@ -83,7 +84,7 @@ def ocio_config_path() -> Optional[str]:
     return path if path and os.path.isfile(path) else None
 
 
-def ocio_colorspaces() -> List[str]:
+def ocio_colorspaces() -> list[str]:
     path = ocio_config_path()
     if path is None:
         return []
@@ -92,7 +93,7 @@ def ocio_colorspaces() -> List[str]:
             text = f.read()
     except OSError:
         return []
-    names: List[str] = []
+    names: list[str] = []
     for block in re.split(r"^\s*- !<ColorSpace>", text, flags=re.M)[1:]:
         m = re.search(r"^\s*name:\s*(.+?)\s*$", block, flags=re.M)
         if m:
@@ -117,7 +118,7 @@ def build_node(group: nuke.Group) -> nuke.Group:
     group.setName("CoolColor")
     tab = nuke.Tab_Knob("coolcolor", "CoolColor")
     group.addKnob(tab)
-    knobs: List[nuke.Knob] = [
+    knobs: list[nuke.Knob] = [
         nuke.Multiline_Eval_String_Knob("prompt", "prompt"),
         nuke.Multiline_Eval_String_Knob("negative_prompt", "negative prompt"),
         nuke.Boolean_Knob("use_input_range", "frame range from input"),
@@ -157,12 +158,13 @@ def build_node(group: nuke.Group) -> nuke.Group:
     group["mix"].setValue(1.0)
     group["window"].setValue(8)
     group[NODE_TAG].setValue(True)
-    group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
+    if group.knob("onCreate") is not None:  # the hidden callback knob every node has (dev guide "Callbacks")
+        group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
     with group:
         source = nuke.nodes.Input(name="Source")
         read_ab = nuke.nodes.Read(name="ReadAB")
         read_ab["raw"].setValue(True)  # the ab values are data, never colour-converted
-        read_ab["on_error"].setValue("black")
+        read_ab["on_error"].setValue("black")  # a frame not delivered yet is no error (the Switch shows the plate)
         copy = nuke.nodes.Copy(name="CopyAB")
         copy.setInput(0, source)
         copy.setInput(1, read_ab)
@@ -218,7 +220,7 @@ def _fail(group: nuke.Node, text: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Keyframe buttons
 # ---------------------------------------------------------------------------------------------------------------
-def _keyframes(group: nuke.Node) -> List[int]:
+def _keyframes(group: nuke.Node) -> list[int]:
     return parse_frames(text_of(group, "keyframes"))
 
 
@@ -230,7 +232,7 @@ def remove_current_frame(group: nuke.Node) -> None:
     _edit_keyframes(group, remove=int(nuke.frame()))
 
 
-def _edit_keyframes(group: nuke.Node, add: Optional[int] = None, remove: Optional[int] = None) -> None:
+def _edit_keyframes(group: nuke.Node, add: int | None = None, remove: int | None = None) -> None:
     try:
         frames = set(_keyframes(group))
     except FrameListError as exc:
@@ -247,7 +249,7 @@ def _edit_keyframes(group: nuke.Node, add: Optional[int] = None, remove: Optiona
 # ---------------------------------------------------------------------------------------------------------------
 # From the node's knobs to jobs
 # ---------------------------------------------------------------------------------------------------------------
-def _read_encoding(read: nuke.Node) -> Tuple[str, Optional[str]]:
+def _read_encoding(read: nuke.Node) -> tuple[str, str | None]:
     """A Read's colorspace knob → (job encoding, OCIO config). ``default (sRGB)`` style values name the space."""
     value = str(read["colorspace"].value())
     name = value
@@ -273,20 +275,47 @@ def _is_plain_read(node: nuke.Node) -> bool:
         return False
     mode = node.knob("frame_mode")
     frame_knob = node.knob("frame")
-    if mode is not None and frame_knob is not None and text_of(node, "frame").strip():
-        return False  # retimed: the file frames are not the comp's frames
-    return True
+    # retimed (a frame expression): the file frames are not the comp's frames
+    return mode is None or frame_knob is None or not text_of(node, "frame").strip()
 
 
 def _cache_root() -> str:
     return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "coolcolor", "nuke")
 
 
+def upstream_hash(node: nuke.Node) -> str:
+    """What decides the upstream's pixels: Nuke's op hashes when available, else every upstream node's class and
+    knob text (``toScript``), recursively (also what changes when a Read's file on disk is replaced: its mtime)."""
+    try:
+        return ",".join(str(h) for h in node.opHashes())
+    except (AttributeError, RuntimeError, TypeError):
+        pass
+    parts: list[str] = []
+    seen: set = set()
+    stack: list[nuke.Node] = [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        knobs = []
+        for name, knob in sorted(n.knobs().items()):
+            try:
+                knobs.append(f"{name}={knob.toScript()}")
+            except (AttributeError, RuntimeError, TypeError):
+                knobs.append(f"{name}={getattr(knob, 'getText', knob.value)()}")
+        parts.append(f"{n.Class()}:{';'.join(knobs)}")
+        if n.Class() == "Read":
+            with contextlib.suppress(OSError, ValueError):
+                parts.append(str(os.stat(frame_file(str(n["file"].value()), int(n["first"].value()))).st_mtime_ns))
+        stack.extend(n.input(i) for i in range(n.inputs()) if n.input(i) is not None)  # type: ignore[misc]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int) -> str:
     """Render the input through an internal Write (EXR half, linear) into a cache folder keyed by the upstream's
     hash; an unchanged upstream is not rendered again. Returns the file pattern."""
-    hashes = [str(h) for h in source.opHashes()]
-    key = hashlib.sha256(json.dumps([source.fullName(), hashes, first, last]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([source.fullName(), upstream_hash(source), first, last]).encode()).hexdigest()[:20]
     folder = os.path.join(_cache_root(), "plates", key)
     pattern = os.path.join(folder, "plate.%04d.exr")
     marker = os.path.join(folder, ".complete")
@@ -311,7 +340,7 @@ def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int)
     return pattern
 
 
-def _frame_range(group: nuke.Node, source: nuke.Node) -> Tuple[int, int]:
+def _frame_range(group: nuke.Node, source: nuke.Node) -> tuple[int, int]:
     rng = source.frameRange()
     in_first, in_last = int(rng.first()), int(rng.last())
     if bool(group["use_input_range"].value()):
@@ -345,7 +374,11 @@ def _check_writable(folder: str) -> None:
         raise NodeError(f"the output folder {folder} cannot be written (no write permission on {probe})")
 
 
-def plan(group: nuke.Node, preview: bool) -> Tuple[List[PlannedJob], str]:
+def _digest(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def plan(group: nuke.Node, preview: bool) -> tuple[list[PlannedJob], str]:
     """Read the knobs (main thread) into jobs. Raises NodeError naming the problem."""
     source = group.input(0)
     if source is None:
@@ -363,30 +396,34 @@ def plan(group: nuke.Node, preview: bool) -> Tuple[List[PlannedJob], str]:
     if preview and not keyframes:
         raise NodeError("Preview keyframe needs a keyframe: press '+ current frame' first")
     choice = str(group["encoding"].value())
-    ocio_config: Optional[str] = None
+    ocio_config: str | None = None
     plate_encoding = "linear"  # what the plate is inside Nuke (a Read linearises it)
     if _is_plain_read(source):
         pattern = str(source["file"].value())
-        encoding, ocio_config = _read_encoding(source)
+        if choice != AUTO_ENCODING:  # the artist knows better than the Read's colorspace knob
+            encoding, ocio_config = choice, (None if choice in BUILTIN_ENCODINGS else ocio_config_path())
+        else:
+            encoding, ocio_config = _read_encoding(source)
         if bool(source["raw"].value()):
             plate_encoding = encoding if encoding in BUILTIN_ENCODINGS else "linear"
     else:
+        # Nuke's working space, written without conversion: the EXR is linear whatever the knob says.
         pattern = _render_upstream(group, source, first, last)
         encoding = "linear"
-    if choice != AUTO_ENCODING:
-        encoding = choice
-        ocio_config = None if choice in BUILTIN_ENCODINGS else ocio_config_path()
     base = dict(source=pattern, prompt=text_of(group, "prompt"),
                 negative_prompt=text_of(group, "negative_prompt"), seed=int(group["seed"].value()),
                 steps=int(group["steps"].value()), guidance_scale=float(group["guidance"].value()),
                 encoding=encoding, ocio_config=ocio_config, preview=True,
                 window=max(1, int(group["window"].value())))
+    # Preview keyframe: one one-frame job per keyframe (any daemon honours that; a keyframe's pixels do not depend
+    # on the rest of the shot), all writing into one folder so the node's Read sees every previewed frame.
     ranges = [(k, k, [k]) for k in keyframes] if preview else [(first, last, keyframes)]
-    jobs: List[PlannedJob] = []
+    folder_key = _digest(dict(base, first=first, last=last, keyframes=keyframes, kind="preview" if preview else "full"))
+    jobs: list[PlannedJob] = []
     for job_first, job_last, job_keys in ranges:
-        fields: Dict[str, Any] = dict(base, first=job_first, last=job_last, keyframes=job_keys)
-        settings_key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-        fields["output_dir"] = _output_dir(group, settings_key)
+        fields: dict[str, Any] = dict(base, first=job_first, last=job_last, keyframes=job_keys)
+        settings_key = _digest(fields)
+        fields["output_dir"] = _output_dir(group, folder_key)
         try:
             spec = JobSpec.from_dict(fields)
             spec.validate()
@@ -409,7 +446,7 @@ def on_preview(group: nuke.Node) -> None:
     _start(group, preview=True)
 
 
-def _start(group: nuke.Node, preview: bool, attach: Optional[PlannedJob] = None) -> Optional[JobRunner]:
+def _start(group: nuke.Node, preview: bool, attach: PlannedJob | None = None) -> JobRunner | None:
     name = group.fullName()
     running = _runners.get(name)
     if running is not None and running.is_alive():
@@ -446,7 +483,7 @@ def on_cancel(group: nuke.Node) -> None:
     _set_status(group, "cancelling …")
 
 
-def on_check_daemon(group: Optional[nuke.Node] = None) -> str:
+def on_check_daemon(group: nuke.Node | None = None) -> str:
     """Check daemon / the CoolColor menu's "Daemon status": a short blocking hello (the daemon answers hello from
     its socket thread, never behind the model)."""
     from coolcolor_protocol import Client, DaemonUnavailable
@@ -482,14 +519,14 @@ def on_create(group: nuke.Node) -> None:
     _start(group, preview=False, attach=PlannedJob(spec={}, key="", job_id=job_id, have=have))
 
 
-def runner_for(group: nuke.Node) -> Optional[JobRunner]:
+def runner_for(group: nuke.Node) -> JobRunner | None:
     return _runners.get(group.fullName())
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The worker's reports (executeInMainThread)
 # ---------------------------------------------------------------------------------------------------------------
-def _alive(name: str) -> Optional[nuke.Node]:
+def _alive(name: str) -> nuke.Node | None:
     """The node, or None when it was deleted (or the script closed): then the runner stops listening and the
     daemon's job goes on."""
     node = nuke.toNode(name)
@@ -506,14 +543,14 @@ def _reset_switch(group: nuke.Node) -> None:
     which.setValue(0)
 
 
-def _delivered(group: nuke.Node) -> List[int]:
+def _delivered(group: nuke.Node) -> list[int]:
     try:
         return parse_frames(str(group["delivered"].value()))
     except FrameListError:
         return []
 
 
-def _on_submitted(name: str, job_id: str, reply: Dict[str, Any], spec: Dict[str, Any], index: int, total: int,
+def _on_submitted(name: str, job_id: str, reply: dict[str, Any], spec: dict[str, Any], index: int, total: int,
                   model_hash: str) -> None:
     group = _alive(name)
     if group is None:
@@ -575,7 +612,7 @@ def _on_progress(name: str, text: str) -> None:
     _set_status(group, f"{text} — {n} frame(s) colorized; frames not yet colorized show the plate")
 
 
-def _on_finished(name: str, job_id: str, final: Dict[str, Any], index: int, total: int) -> None:
+def _on_finished(name: str, job_id: str, final: dict[str, Any], index: int, total: int) -> None:
     group = _alive(name)
     if group is None:
         return
@@ -598,7 +635,7 @@ def _on_finished(name: str, job_id: str, final: Dict[str, Any], index: int, tota
         _fail(group, f"daemon error {error.get('code', '?')}: {error.get('message', state)}")
 
 
-def _on_failed(name: str, text: str, code: Optional[int]) -> None:
+def _on_failed(name: str, text: str, code: int | None) -> None:
     group = _alive(name)
     if group is None:
         return

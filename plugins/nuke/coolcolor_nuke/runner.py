@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any
 
 import nuke
+
+from coolcolor_nuke.frames import have_list
 from coolcolor_protocol import Client, DaemonUnavailable, ProtocolError
 from coolcolor_protocol.messages import TERMINAL_STATES
 
-from coolcolor_nuke.frames import have_list
-
 START_DAEMON_HINT = "the CoolColor daemon is not running: start it with `coolcolor serve` and press Check daemon"
 STATUS_EVERY_S = 2.0
+EVENT_GRACE_S = 20.0  # after status says "ended", how long the events may take before the frames are re-fetched
 RECONNECT_GIVE_UP_S = 600.0  # a daemon that stays away this long ends the wait (the job itself stays journaled)
 
 
@@ -30,10 +32,10 @@ RECONNECT_GIVE_UP_S = 600.0  # a daemon that stays away this long ends the wait 
 class PlannedJob:
     """One daemon job the press submits (Colorize: one; Preview keyframe: one per keyframe), or attaches to."""
 
-    spec: Dict[str, Any]
+    spec: dict[str, Any]
     key: str
     job_id: str = ""  # set: attach instead of submit (re-opened script)
-    have: Set[int] = field(default_factory=set)
+    have: set[int] = field(default_factory=set)
 
 
 class Callbacks:
@@ -48,8 +50,8 @@ class Callbacks:
 class JobRunner(threading.Thread):
     """Runs ``jobs`` one after the other for the node named ``node_name``."""
 
-    def __init__(self, node_name: str, jobs: List[PlannedJob], callbacks: Callbacks, *,
-                 connection: Optional[str] = None, title: str = "CoolColor"):
+    def __init__(self, node_name: str, jobs: list[PlannedJob], callbacks: Callbacks, *,
+                 connection: str | None = None, title: str = "CoolColor"):
         super().__init__(name=f"coolcolor-{node_name}", daemon=True)
         self.node_name = node_name
         self.jobs = jobs
@@ -58,8 +60,8 @@ class JobRunner(threading.Thread):
         self.title = title
         self.cancel_requested = threading.Event()
         self.orphaned = threading.Event()  # the node is gone: stop listening, leave the daemon's job running
-        self.delivered: List[int] = []  # every frame handed to the node, in order (tests check: each once)
-        self.job_ids: List[str] = []
+        self.delivered: list[int] = []  # every frame handed to the node, in order (tests check: each once)
+        self.job_ids: list[str] = []
         self.duplicates = 0  # frames the daemon sent again although this node had them (attach must prevent it)
 
     # -- main-thread hand-off ----------------------------------------------------------------------------------
@@ -132,8 +134,15 @@ class JobRunner(threading.Thread):
                 self._post(self.cb.failed, self.node_name, f"could not fetch the frames of job {job_id}: {exc}", None)
                 return False
         cancel_sent = False
-        final: Optional[Dict[str, Any]] = None
-        lost_since: Optional[float] = None
+        final: dict[str, Any] | None = None
+        lost_since: float | None = None
+        # Events are ordered on the socket: a job's frame_done events arrive before its terminal job_state. The
+        # journal (status) can list a frame whose event is still in flight, so missing frames are re-fetched only
+        # after a daemon restart (a new daemon session), or when the terminal job_state came and frames are still
+        # missing (events dropped), or when no job_state came long after status said the job ended.
+        session = client.daemon_session
+        terminal_event_seen = False
+        terminal_status_since: float | None = None
         next_status = time.monotonic() + STATUS_EVERY_S
         started = time.monotonic()
         while final is None:
@@ -159,6 +168,7 @@ class JobRunner(threading.Thread):
                     self._post(self.cb.progress, self.node_name,
                                f"frame {content.get('frame')}: error {content.get('code')}: {content.get('message')}")
                 elif msg.type == "job_state" and content.get("state") in TERMINAL_STATES:
+                    terminal_event_seen = True
                     next_status = 0.0  # confirm with status: it also lists every announced frame
             now = time.monotonic()
             if now < next_status:
@@ -178,14 +188,27 @@ class JobRunner(threading.Thread):
                 self._post(self.cb.progress, self.node_name,
                            "lost the daemon; waiting for it to come back (`coolcolor serve`) …")
                 if client.reconnect():
+                    session = client.daemon_session
+                    terminal_event_seen = False
                     self._reattach(client, job_id, job)
                 continue
-            announced = {f for first, last in status.get("frames", []) for f in range(first, last + 1)}
-            if announced - job.have:
-                self._reattach(client, job_id, job)  # events were missed (a restart): only the missing ones
+            if client.daemon_session != session:  # the daemon restarted (the client reconnected on its own)
+                session = client.daemon_session
+                terminal_event_seen = False
+                self._reattach(client, job_id, job)
                 continue
-            if status.get("state") in TERMINAL_STATES:
+            announced = {f for first, last in status.get("frames", []) for f in range(first, last + 1)}
+            if status.get("state") not in TERMINAL_STATES:
+                continue
+            terminal_status_since = terminal_status_since or now
+            if not announced - job.have:
                 final = status
+            elif terminal_event_seen or now - terminal_status_since > EVENT_GRACE_S:
+                terminal_event_seen = False  # the attach sends the missing frames, then the job_state again
+                terminal_status_since = None
+                self._reattach(client, job_id, job)
+            else:
+                next_status = now + 0.5  # the frames' events are still on their way
         state = str(final.get("state"))
         if answered_at_submit and state == "done":
             final = dict(final, cached=True)  # nothing was computed for this press
@@ -212,7 +235,7 @@ class JobRunner(threading.Thread):
         self._post(self.cb.progress, self.node_name, "cancelling …")
         return True
 
-    def _progress(self, task: Any, content: Dict[str, Any], index: int, total_jobs: int, started: float) -> None:
+    def _progress(self, task: Any, content: dict[str, Any], index: int, total_jobs: int, started: float) -> None:
         done = int(content.get("frames_done") or 0)
         total = int(content.get("frames_total") or 0)
         fraction = float(content.get("fraction") or (done / total if total else 0.0))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 from fakes.resolve.ui import FakeUIDispatcher, FakeUIManager  # noqa: F401  (re-exported)
 
@@ -43,7 +44,7 @@ class ResolveObject:
     """
 
     _absent: frozenset = frozenset()
-    _app: Optional["FakeResolve"] = None
+    _app: FakeResolve | None = None
 
     def __getattribute__(self, name: str) -> Any:
         if not name.startswith("_"):
@@ -59,7 +60,7 @@ class ResolveObject:
             raise AttributeError(name)
         return _dead
 
-    def __dir__(self) -> List[str]:
+    def __dir__(self) -> list[str]:
         names = set()
         for cls in type(self).__mro__:
             names.update(n for n in vars(cls) if n[:1].isupper())
@@ -85,7 +86,7 @@ class _Markers:
     constants exist: [R-LIM "Folder.AnalyzeForSlate / MediaPoolItem.AnalyzeForSlate markerColor"])."""
 
     def _init_markers(self) -> None:
-        self._markers: Dict[float, Dict[str, Any]] = {}
+        self._markers: dict[float, dict[str, Any]] = {}
 
     def _marker_ok(self, frame: float, duration: float) -> bool:
         return True
@@ -100,10 +101,10 @@ class _Markers:
                                          "customData": customData}
         return True
 
-    def GetMarkers(self) -> Dict[float, Dict[str, Any]]:
+    def GetMarkers(self) -> dict[float, dict[str, Any]]:
         return {k: dict(v) for k, v in sorted(self._markers.items())}
 
-    def GetMarkerByCustomData(self, customData: str) -> Dict[str, Any]:
+    def GetMarkerByCustomData(self, customData: str) -> dict[str, Any]:
         for v in self._markers.values():
             if v["customData"] == customData:
                 return dict(v)
@@ -142,18 +143,18 @@ class FakeMediaPoolItem(_Markers, ResolveObject):
     "End", "Type" ("Video", "Video + Audio", "Still", "Compound", "Multicam", "Timeline"), "Resolution",
     "Clip Name"."""
 
-    def __init__(self, app: "FakeResolve", name: str, properties: Dict[str, Any]):
+    def __init__(self, app: FakeResolve, name: str, properties: dict[str, Any]):
         self._app = app
         self._init_markers()
         self._name = name
         self._props = {"Clip Name": name, **properties}
-        self._metadata: Dict[str, str] = {}
+        self._metadata: dict[str, str] = {}
         self._id = app._new_id()
 
     def GetName(self) -> str:
         return self._name
 
-    def GetClipProperty(self, propertyName: Optional[str] = None) -> Any:
+    def GetClipProperty(self, propertyName: str | None = None) -> Any:
         if not propertyName:
             return {k: str(v) for k, v in self._props.items()}
         return str(self._props[propertyName]) if propertyName in self._props else ""
@@ -162,10 +163,10 @@ class FakeMediaPoolItem(_Markers, ResolveObject):
         self._props[propertyName] = propertyValue
         return True
 
-    def GetMetadata(self, metadataType: Optional[str] = None) -> Any:
+    def GetMetadata(self, metadataType: str | None = None) -> Any:
         return dict(self._metadata) if metadataType is None else self._metadata.get(metadataType, "")
 
-    def SetMetadata(self, metadataType: Any, metadataValue: Optional[str] = None) -> bool:
+    def SetMetadata(self, metadataType: Any, metadataValue: str | None = None) -> bool:
         # [README MediaPoolItem] SetMetadata(metadataType, metadataValue) and SetMetadata({metadata})
         if isinstance(metadataType, dict):
             self._metadata.update({str(k): str(v) for k, v in metadataType.items()})
@@ -180,20 +181,20 @@ class FakeMediaPoolItem(_Markers, ResolveObject):
 class FakeFolder(ResolveObject):
     """[README Folder]: GetClipList, GetName, GetSubFolderList, GetUniqueId."""
 
-    def __init__(self, app: "FakeResolve", name: str):
+    def __init__(self, app: FakeResolve, name: str):
         self._app = app
         self._name = name
-        self._clips: List[FakeMediaPoolItem] = []
-        self._subfolders: List[FakeFolder] = []
+        self._clips: list[FakeMediaPoolItem] = []
+        self._subfolders: list[FakeFolder] = []
         self._id = app._new_id()
 
-    def GetClipList(self) -> List[FakeMediaPoolItem]:
+    def GetClipList(self) -> list[FakeMediaPoolItem]:
         return list(self._clips)
 
     def GetName(self) -> str:
         return self._name
 
-    def GetSubFolderList(self) -> List["FakeFolder"]:
+    def GetSubFolderList(self) -> list[FakeFolder]:
         return list(self._subfolders)
 
     def GetUniqueId(self) -> str:
@@ -201,12 +202,12 @@ class FakeFolder(ResolveObject):
 
 
 class FakeFusionTool(ResolveObject):
-    def __init__(self, app: "FakeResolve", name: str, kind: str):
+    def __init__(self, app: FakeResolve, name: str, kind: str):
         self._app = app
         self.Name = name
         self._kind = kind
 
-    def GetAttrs(self, key: Optional[str] = None) -> Any:
+    def GetAttrs(self, key: str | None = None) -> Any:
         attrs = {"TOOLS_Name": self.Name, "TOOLS_RegID": self._kind}
         return attrs if key is None else attrs.get(key)
 
@@ -216,17 +217,17 @@ class FakeFusionComp(ResolveObject):
     top-level ``Name = RegID {`` entries of ``Tools = ordered() { ... }``. An unparsable file gives an EMPTY comp,
     silently ([RES] host-recombine R2, the 21.1 field report)."""
 
-    def __init__(self, app: "FakeResolve", name: str, text: Optional[str] = None):
+    def __init__(self, app: FakeResolve, name: str, text: str | None = None):
         self._app = app
         self._name = name
         self.text = text
-        self._tools: List[FakeFusionTool] = []
+        self._tools: list[FakeFusionTool] = []
         if text is None:  # [RES R2]: a new item comp holds MediaIn1 -> MediaOut1
             self._tools = [FakeFusionTool(app, "MediaIn1", "MediaIn"), FakeFusionTool(app, "MediaOut1", "MediaOut")]
         else:
             body = re.search(r"Tools\s*=\s*ordered\(\)\s*\{(.*)\}", text, re.S)
             if body and text.count("{") == text.count("}"):
-                depth, i, src = 0, 0, body.group(1)
+                depth, src = 0, body.group(1)
                 for m in re.finditer(r"[{}]|(\w+)\s*=\s*(\w+)\s*\{", src):
                     if m.group(0) == "{":
                         depth += 1
@@ -236,13 +237,12 @@ class FakeFusionComp(ResolveObject):
                         if depth == 0:
                             self._tools.append(FakeFusionTool(app, m.group(1), m.group(2)))
                         depth += 1
-                    i += 1
 
-    def GetToolList(self, selected: bool = False, regid: Optional[str] = None) -> Dict[int, FakeFusionTool]:
+    def GetToolList(self, selected: bool = False, regid: str | None = None) -> dict[int, FakeFusionTool]:
         tools = [t for t in self._tools if regid is None or t._kind == regid]
         return {i + 1: t for i, t in enumerate(tools)}
 
-    def FindTool(self, name: str) -> Optional[FakeFusionTool]:
+    def FindTool(self, name: str) -> FakeFusionTool | None:
         for t in self._tools:
             if t.Name == name:
                 return t
@@ -266,10 +266,10 @@ class FakeTimelineItem(_Markers, ResolveObject):
       ``DeleteFusionCompByName``, ``ExportFusionComp(path, compIndex)`` [README].
     """
 
-    def __init__(self, app: "FakeResolve", timeline: "FakeTimeline", mpi: Optional[FakeMediaPoolItem],
+    def __init__(self, app: FakeResolve, timeline: FakeTimeline, mpi: FakeMediaPoolItem | None,
                  track: int, start: int, duration: int, left_offset: int, right_offset: int,
-                 source_span: Optional[int] = None, track_type: str = "video", name: Optional[str] = None,
-                 properties: Optional[Dict[str, Any]] = None):
+                 source_span: int | None = None, track_type: str = "video", name: str | None = None,
+                 properties: dict[str, Any] | None = None):
         self._app = app
         self._init_markers()
         self._timeline = timeline
@@ -282,10 +282,10 @@ class FakeTimelineItem(_Markers, ResolveObject):
         self._right = right_offset
         self._source_span = duration if source_span is None else source_span
         self._name = name or (mpi.GetName() if mpi else "item")
-        self._props: Dict[str, Any] = {"Pan": 0.0, "Tilt": 0.0, "ZoomX": 1.0, "ZoomY": 1.0, "RotationAngle": 0.0,
+        self._props: dict[str, Any] = {"Pan": 0.0, "Tilt": 0.0, "ZoomX": 1.0, "ZoomY": 1.0, "RotationAngle": 0.0,
                                        "CropLeft": 0.0, "CropRight": 0.0, "CropTop": 0.0, "CropBottom": 0.0,
                                        "CompositeMode": 0, "Opacity": 100.0, **(properties or {})}
-        self._comps: List[FakeFusionComp] = []
+        self._comps: list[FakeFusionComp] = []
         self._clip_color = ""
         self._id = app._new_id()
 
@@ -316,16 +316,16 @@ class FakeTimelineItem(_Markers, ResolveObject):
     def GetSourceEndFrame(self) -> int:
         return self._left + self._source_span
 
-    def GetMediaPoolItem(self) -> Optional[FakeMediaPoolItem]:
+    def GetMediaPoolItem(self) -> FakeMediaPoolItem | None:
         return self._mpi
 
-    def GetTrackTypeAndIndex(self) -> List[Any]:
+    def GetTrackTypeAndIndex(self) -> list[Any]:
         return [self._track_type, self._track]
 
     def GetUniqueId(self) -> str:
         return self._id
 
-    def GetProperty(self, propertyKey: Optional[str] = None) -> Any:
+    def GetProperty(self, propertyKey: str | None = None) -> Any:
         # [README "Looking up Timeline item properties"]; no speed key exists [R-LIM "Clip speed"]
         return dict(self._props) if not propertyKey else self._props.get(propertyKey)
 
@@ -346,13 +346,13 @@ class FakeTimelineItem(_Markers, ResolveObject):
     def GetFusionCompCount(self) -> int:
         return len(self._comps)
 
-    def GetFusionCompNameList(self) -> List[str]:
+    def GetFusionCompNameList(self) -> list[str]:
         return [c._name for c in self._comps]
 
-    def GetFusionCompByIndex(self, compIndex: int) -> Optional[FakeFusionComp]:
+    def GetFusionCompByIndex(self, compIndex: int) -> FakeFusionComp | None:
         return self._comps[compIndex - 1] if 1 <= compIndex <= len(self._comps) else None
 
-    def GetFusionCompByName(self, compName: str) -> Optional[FakeFusionComp]:
+    def GetFusionCompByName(self, compName: str) -> FakeFusionComp | None:
         return next((c for c in self._comps if c._name == compName), None)
 
     def _comp_name(self) -> str:
@@ -366,7 +366,7 @@ class FakeTimelineItem(_Markers, ResolveObject):
         self._comps.append(comp)
         return comp
 
-    def ImportFusionComp(self, path: str) -> Optional[FakeFusionComp]:
+    def ImportFusionComp(self, path: str) -> FakeFusionComp | None:
         try:
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
@@ -406,21 +406,21 @@ class FakeTimeline(_Markers, ResolveObject):
     (``hasattr`` stays True). ``GetCurrentVideoItem`` returns the item under the playhead on the highest video
     track ([RES A3], one report, [U]). ``GetCurrentTimecode`` is the absolute playhead timecode [README]."""
 
-    def __init__(self, app: "FakeResolve", name: str, fps: int = 24, start_frame: int = 86400):
+    def __init__(self, app: FakeResolve, name: str, fps: int = 24, start_frame: int = 86400):
         self._app = app
         self._init_markers()
         self._name = name
         self._fps = fps
         self._start_frame = start_frame
-        self._tracks: Dict[int, List[FakeTimelineItem]] = {1: []}
-        self._selected: List[FakeTimelineItem] = []
+        self._tracks: dict[int, list[FakeTimelineItem]] = {1: []}
+        self._selected: list[FakeTimelineItem] = []
         self.playhead = start_frame
         self._id = app._new_id()
         if app._version < (21, 0, 4):
             self._absent = frozenset({"GetSelectedClips"})
 
     # test helpers -------------------------------------------------------------------------------------
-    def add_clip(self, mpi: Optional[FakeMediaPoolItem], *, track: int = 1, start: Optional[int] = None,
+    def add_clip(self, mpi: FakeMediaPoolItem | None, *, track: int = 1, start: int | None = None,
                  duration: int, left_offset: int = 0, right_offset: int = 0, **kw: Any) -> FakeTimelineItem:
         while track not in self._tracks:
             self._tracks[len(self._tracks) + 1] = []
@@ -443,7 +443,7 @@ class FakeTimeline(_Markers, ResolveObject):
     def GetEndFrame(self) -> int:
         return max([i.GetEnd() for t in self._tracks.values() for i in t] + [self._start_frame])
 
-    def GetSetting(self, settingName: Optional[str] = None) -> Any:
+    def GetSetting(self, settingName: str | None = None) -> Any:
         settings = {"timelineFrameRate": str(self._fps)}
         return settings if not settingName else settings.get(settingName, "")
 
@@ -456,15 +456,15 @@ class FakeTimeline(_Markers, ResolveObject):
         self._tracks[len(self._tracks) + 1] = []
         return True
 
-    def GetItemListInTrack(self, trackType: str, index: int) -> Optional[List[FakeTimelineItem]]:
+    def GetItemListInTrack(self, trackType: str, index: int) -> list[FakeTimelineItem] | None:
         if trackType != "video" or index not in self._tracks:
             return None
         return sorted(self._tracks[index], key=lambda i: i.GetStart())
 
-    def GetSelectedClips(self) -> List[FakeTimelineItem]:
+    def GetSelectedClips(self) -> list[FakeTimelineItem]:
         return list(self._selected)
 
-    def GetCurrentVideoItem(self) -> Optional[FakeTimelineItem]:
+    def GetCurrentVideoItem(self) -> FakeTimelineItem | None:
         for track in sorted(self._tracks, reverse=True):
             for item in self._tracks[track]:
                 if item.GetStart() <= self.playhead < item.GetEnd():
@@ -482,7 +482,7 @@ class FakeTimeline(_Markers, ResolveObject):
     def GetUniqueId(self) -> str:
         return self._id
 
-    def _append(self, info: Dict[str, Any]) -> ResolveObject:
+    def _append(self, info: dict[str, Any]) -> ResolveObject:
         """[README MediaPool AppendToTimeline clipInfo]: "startFrame", "endFrame" (exclusive, [R-LIM]),
         "mediaType", "trackIndex", "recordFrame" (absolute, [R-LIM]/#164). An overlap or a missing track gives a
         dead handle ([R-LIM] "overlapping placements are rejected, and the earlier item wins")."""
@@ -509,16 +509,16 @@ class FakeMediaPool(ResolveObject):
     folder only [R-LIM "MediaPool.ImportMedia (current-folder destination only)"]. A missing file imports
     nothing."""
 
-    def __init__(self, app: "FakeResolve"):
+    def __init__(self, app: FakeResolve):
         self._app = app
         self._root = FakeFolder(app, "Master")
         self._current = self._root
-        self._selected: List[FakeMediaPoolItem] = []
+        self._selected: list[FakeMediaPoolItem] = []
 
     def GetRootFolder(self) -> FakeFolder:
         return self._root
 
-    def AddSubFolder(self, folder: FakeFolder, name: str) -> Optional[FakeFolder]:
+    def AddSubFolder(self, folder: FakeFolder, name: str) -> FakeFolder | None:
         if not isinstance(folder, FakeFolder):
             return None
         sub = FakeFolder(self._app, name)
@@ -534,10 +534,10 @@ class FakeMediaPool(ResolveObject):
         self._current = folder
         return True
 
-    def GetSelectedClips(self) -> List[FakeMediaPoolItem]:
+    def GetSelectedClips(self) -> list[FakeMediaPoolItem]:
         return list(self._selected)
 
-    def ImportMedia(self, items: List[Any]) -> List[FakeMediaPoolItem]:
+    def ImportMedia(self, items: list[Any]) -> list[FakeMediaPoolItem]:
         out = []
         for entry in items:
             if isinstance(entry, dict):
@@ -563,7 +563,7 @@ class FakeMediaPool(ResolveObject):
             out.append(mpi)
         return out
 
-    def AppendToTimeline(self, clips: List[Any]) -> List[ResolveObject]:
+    def AppendToTimeline(self, clips: list[Any]) -> list[ResolveObject]:
         timeline = self._app._project._timeline
         if timeline is None:
             return []
@@ -573,17 +573,17 @@ class FakeMediaPool(ResolveObject):
 class FakeProject(ResolveObject):
     """[README Project]: GetMediaPool, GetCurrentTimeline, GetName, GetUniqueId."""
 
-    def __init__(self, app: "FakeResolve", name: str):
+    def __init__(self, app: FakeResolve, name: str):
         self._app = app
         self._name = name
         self._pool = FakeMediaPool(app)
-        self._timeline: Optional[FakeTimeline] = None
+        self._timeline: FakeTimeline | None = None
         self._id = app._new_id()
 
     def GetMediaPool(self) -> FakeMediaPool:
         return self._pool
 
-    def GetCurrentTimeline(self) -> Optional[FakeTimeline]:
+    def GetCurrentTimeline(self) -> FakeTimeline | None:
         return self._timeline
 
     def GetName(self) -> str:
@@ -596,21 +596,21 @@ class FakeProject(ResolveObject):
 class FakeProjectManager(ResolveObject):
     """[README ProjectManager]: GetCurrentProject."""
 
-    def __init__(self, app: "FakeResolve"):
+    def __init__(self, app: FakeResolve):
         self._app = app
 
-    def GetCurrentProject(self) -> Optional[FakeProject]:
+    def GetCurrentProject(self) -> FakeProject | None:
         return self._app._project
 
 
 class FakeFusion(ResolveObject):
     """``resolve.Fusion()`` [README "Using a script" example]; ``fusion.UIManager`` and ``GetResolve()`` [RES R4]."""
 
-    def __init__(self, app: "FakeResolve"):
+    def __init__(self, app: FakeResolve):
         self._app = app
         self.UIManager = FakeUIManager(app)
 
-    def GetResolve(self) -> "FakeResolve":
+    def GetResolve(self) -> FakeResolve:
         return self._app
 
 
@@ -618,13 +618,13 @@ class FakeBMD:
     """The ``bmd`` global of a Fusion/Resolve script: ``bmd.UIDispatcher(ui)``, ``bmd.scriptapp("Resolve")``
     [RES A3/R4]."""
 
-    def __init__(self, app: "FakeResolve"):
+    def __init__(self, app: FakeResolve):
         self._app = app
 
     def UIDispatcher(self, ui: FakeUIManager) -> FakeUIDispatcher:
         return FakeUIDispatcher(ui)
 
-    def scriptapp(self, name: str) -> Optional["FakeResolve"]:
+    def scriptapp(self, name: str) -> FakeResolve | None:
         return self._app if name == "Resolve" else None
 
 
@@ -640,7 +640,7 @@ class FakeResolve(ResolveObject):
 
     def __init__(self, version: tuple = (21, 0, 4, 5), studio: bool = True, page: str = "edit"):
         self._thread = threading.get_ident()
-        self.thread_violations: List[str] = []
+        self.thread_violations: list[str] = []
         self._version = tuple(version[:3])
         self._version_fields = list(version) + [0] * (4 - len(version)) + [""]
         self._studio = studio
@@ -669,7 +669,7 @@ class FakeResolve(ResolveObject):
     def ui(self) -> FakeUIManager:
         return self._fusion.UIManager
 
-    def script_globals(self) -> Dict[str, Any]:
+    def script_globals(self) -> dict[str, Any]:
         """The globals a Workspace ▸ Scripts Python script sees: ``resolve``, ``fusion``/``fu``, ``bmd``, ``app``
         (``app.GetResolve()``) [RES A2 "Getting the resolve object inside Resolve", R4]."""
         return {"resolve": self, "fusion": self._fusion, "fu": self._fusion, "app": self._fusion,
@@ -678,7 +678,7 @@ class FakeResolve(ResolveObject):
     def GetProductName(self) -> str:
         return "DaVinci Resolve Studio" if self._studio else "DaVinci Resolve"
 
-    def GetVersion(self) -> List[Any]:
+    def GetVersion(self) -> list[Any]:
         return list(self._version_fields)
 
     def GetVersionString(self) -> str:

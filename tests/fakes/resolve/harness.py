@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import runpy
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 from fakes.resolve import FakeResolve, FakeTimeline, FakeTimelineItem
 from fakes.resolve.ui import FakeUIDispatcher
@@ -36,13 +36,13 @@ def sequence_clip(app: FakeResolve, pattern: str, first: int, count: int, name: 
 
 
 def place(timeline: FakeTimeline, mpi: Any, *, frames: int, left: int, duration: int, track: int = 1,
-          start: Optional[int] = None, **kw: Any) -> FakeTimelineItem:
+          start: int | None = None, **kw: Any) -> FakeTimelineItem:
     """The clip on the timeline using media frames [left, left + duration) of ``frames``."""
     return timeline.add_clip(mpi, track=track, start=start, duration=duration, left_offset=left,
                              right_offset=frames - left - duration, **kw)
 
 
-def run_script(app: FakeResolve, driver: Callable[[FakeUIDispatcher], None]) -> Dict[str, Any]:
+def run_script(app: FakeResolve, driver: Callable[[FakeUIDispatcher], None]) -> dict[str, Any]:
     """Run the installed entry script the way Resolve does (its globals injected), with ``driver`` as the
     event loop. Returns the script's globals (``COOLCOLOR_CONTROLLER`` is the dialog's controller)."""
     app.ui.driver = driver

@@ -16,7 +16,8 @@ which clicks (``dispatcher.click(id)``), types, and fires the timer (``dispatche
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 
 class _Handlers:
@@ -39,7 +40,7 @@ class _EventSlot:
     """``win.On.<ID>`` — its ``Clicked`` / ``Close`` / ``CurrentIndexChanged`` attributes hold handlers."""
 
     def __init__(self) -> None:
-        self.handlers: Dict[str, Callable[[Dict[str, Any]], Any]] = {}
+        self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "handlers":
@@ -54,9 +55,9 @@ class _EventSlot:
 
 
 class FakeElement:
-    def __init__(self, kind: str, props: Optional[Dict[str, Any]] = None, children: Optional[List[Any]] = None):
+    def __init__(self, kind: str, props: dict[str, Any] | None = None, children: list[Any] | None = None):
         object.__setattr__(self, "kind", kind)
-        defaults: Dict[str, Any] = {"Text": "", "PlainText": "", "Value": 0, "CurrentIndex": -1, "Checked": False,
+        defaults: dict[str, Any] = {"Text": "", "PlainText": "", "Value": 0, "CurrentIndex": -1, "Checked": False,
                                     "Enabled": True, "ReadOnly": False, "Minimum": 0, "Maximum": 99}
         object.__setattr__(self, "props", {**defaults, **(props or {})})
         object.__setattr__(self, "items", [])
@@ -82,7 +83,7 @@ class FakeElement:
         if self.props["CurrentIndex"] < 0:
             self.props["CurrentIndex"] = 0
 
-    def AddItems(self, texts: List[str]) -> None:
+    def AddItems(self, texts: list[str]) -> None:
         for t in texts:
             self.AddItem(t)
 
@@ -95,7 +96,7 @@ class FakeElement:
     def Count(self) -> int:
         return len(self.items)
 
-    def walk(self) -> List["FakeElement"]:
+    def walk(self) -> list[FakeElement]:
         out = [self]
         for c in self.children:
             out.extend(c.walk())
@@ -103,7 +104,7 @@ class FakeElement:
 
 
 class FakeTimer:
-    def __init__(self, props: Dict[str, Any]):
+    def __init__(self, props: dict[str, Any]):
         self.ID = props.get("ID", "Timer")
         self.Interval = props.get("Interval", 0)
         self.SingleShot = props.get("SingleShot", False)
@@ -119,9 +120,9 @@ class FakeTimer:
 class FakeUIManager:
     def __init__(self, app: Any):
         self._app = app
-        self.timers: List[FakeTimer] = []
-        self.driver: Optional[Callable[["FakeUIDispatcher"], None]] = None
-        self.windows: List["FakeWindow"] = []
+        self.timers: list[FakeTimer] = []
+        self.driver: Callable[[FakeUIDispatcher], None] | None = None
+        self.windows: list[FakeWindow] = []
 
     def _check_thread(self, what: str) -> None:
         if threading.get_ident() != self._app._thread:
@@ -142,7 +143,7 @@ class FakeUIManager:
             return self._element(name)
         raise AttributeError(name)
 
-    def Timer(self, props: Dict[str, Any]) -> FakeTimer:
+    def Timer(self, props: dict[str, Any]) -> FakeTimer:
         self._check_thread("Timer")
         timer = FakeTimer(props)
         self.timers.append(timer)
@@ -150,7 +151,7 @@ class FakeUIManager:
 
 
 class FakeWindow:
-    def __init__(self, disp: "FakeUIDispatcher", props: Dict[str, Any], layout: FakeElement):
+    def __init__(self, disp: FakeUIDispatcher, props: dict[str, Any], layout: FakeElement):
         self.props = props
         self.ID = props.get("ID", "Window")
         self.layout = layout
@@ -158,10 +159,10 @@ class FakeWindow:
         self.shown = False
         self._items = {e.props["ID"]: e for e in layout.walk() if "ID" in e.props}
 
-    def GetItems(self) -> Dict[str, FakeElement]:
+    def GetItems(self) -> dict[str, FakeElement]:
         return dict(self._items)
 
-    def Find(self, id_: str) -> Optional[FakeElement]:
+    def Find(self, id_: str) -> FakeElement | None:
         return self._items.get(id_)
 
     def Show(self) -> None:
@@ -175,10 +176,10 @@ class FakeUIDispatcher:
     def __init__(self, ui: FakeUIManager):
         self.ui = ui
         self.On = _Handlers()
-        self.window: Optional[FakeWindow] = None
+        self.window: FakeWindow | None = None
         self.running = False
 
-    def AddWindow(self, props: Dict[str, Any], layout: FakeElement) -> FakeWindow:
+    def AddWindow(self, props: dict[str, Any], layout: FakeElement) -> FakeWindow:
         self.ui._check_thread("AddWindow")
         self.window = FakeWindow(self, props, layout)
         self.ui.windows.append(self.window)

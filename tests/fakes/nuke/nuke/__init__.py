@@ -21,13 +21,14 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from nuke import _image
 from nuke._tcl import TclError, TclExit, substitute
 
 GUI = True  # PYREF nuke.GUI: "True if Nuke is running with a GUI" (nuke module variables)
-env: Dict[str, Any] = {"gui": True, "NukeVersionMajor": 15, "NukeVersionMinor": 1, "NukeVersionString": "15.1v3"}
+env: dict[str, Any] = {"gui": True, "NukeVersionMajor": 15, "NukeVersionMinor": 1, "NukeVersionString": "15.1v3"}
 
 # Knob flags (PYREF 13.2 nuke module constants: INVISIBLE, STARTLINE, READ_ONLY, DISABLED, NO_ANIMATION).
 DISABLED = 0x80
@@ -61,15 +62,15 @@ class Knob:
 
     _default: Any = None
 
-    def __init__(self, name: str, label: Optional[str] = None, *args: Any) -> None:
+    def __init__(self, name: str, label: str | None = None, *args: Any) -> None:
         self._name = name
         self._label = label if label is not None else name
         self._value: Any = self._default
         self._flags = 0
         self._tooltip = ""
-        self._node: Optional[Node] = None
-        self._expression: Optional[str] = None
-        self._keys: Dict[float, Any] = {}
+        self._node: Node | None = None
+        self._expression: str | None = None
+        self._keys: dict[float, Any] = {}
 
     def Class(self) -> str:
         return type(self).__name__
@@ -89,7 +90,7 @@ class Knob:
     def setTooltip(self, tip: str) -> None:
         self._tooltip = tip
 
-    def node(self) -> Optional[Node]:
+    def node(self) -> Node | None:
         return self._node
 
     def setFlag(self, flag: int) -> None:
@@ -170,11 +171,18 @@ class Knob:
             return self._keys[times[0]]
         if t >= times[-1]:
             return self._keys[times[-1]]
-        for a, b in zip(times, times[1:]):
+        for a, b in zip(times, times[1:], strict=False):
             if a <= t <= b:
                 va, vb = self._keys[a], self._keys[b]
                 return va + (vb - va) * (t - a) / (b - a)
         return self._value
+
+    def toScript(self, *args: Any) -> str:
+        """PYREF nuke.Knob.toScript(quote, context): "Return the value of the knob in script syntax" (unevaluated;
+        animation as its keys)."""
+        if self._keys:
+            return "{curve " + " ".join(f"x{t:g} {v}" for t, v in sorted(self._keys.items())) + "}"
+        return str(self._value)
 
     def isKeyAt(self, time: float, *args: Any) -> bool:
         return float(time) in self._keys
@@ -189,7 +197,7 @@ class Text_Knob(Knob):
 
     _default = ""
 
-    def __init__(self, name: str, label: Optional[str] = None, text: str = "") -> None:
+    def __init__(self, name: str, label: str | None = None, text: str = "") -> None:
         super().__init__(name, label)
         self._value = text
 
@@ -227,7 +235,7 @@ class String_Knob(Knob):
 
     _default = ""
 
-    def __init__(self, name: str, label: Optional[str] = None, text: str = "") -> None:
+    def __init__(self, name: str, label: str | None = None, text: str = "") -> None:
         super().__init__(name, label)
         self._value = text
 
@@ -285,12 +293,12 @@ class Enumeration_Knob(Knob):
     values() the items, setValues(items); setValue takes an item name or an index. An unknown name raises
     ValueError ("Bad value for ..."; [inference] on the exact text)."""
 
-    def __init__(self, name: str, label: Optional[str] = None, items: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, label: str | None = None, items: Sequence[str] = ()) -> None:
         super().__init__(name, label)
         self._items = [str(i) for i in items]
         self._value = 0
 
-    def values(self) -> List[str]:
+    def values(self) -> list[str]:
         return list(self._items)
 
     def setValues(self, items: Sequence[str]) -> None:
@@ -325,7 +333,7 @@ class Channel_Knob(ChannelMask_Knob):
 class Script_Knob(Knob):
     _default = ""
 
-    def __init__(self, name: str, label: Optional[str] = None, command: str = "") -> None:
+    def __init__(self, name: str, label: str | None = None, command: str = "") -> None:
         super().__init__(name, label)
         self._value = command
 
@@ -362,9 +370,9 @@ class Obsolete_Knob(Knob):
 # ---------------------------------------------------------------------------------------------------------------
 # Nodes
 # ---------------------------------------------------------------------------------------------------------------
-def _node_knobs(cls: str) -> List[Knob]:
+def _node_knobs(cls: str) -> list[Knob]:
     """Each class's knobs, as SCAN lists them (only the ones the plugin and the tests touch)."""
-    ks: List[Knob] = [String_Knob("name"), Multiline_Eval_String_Knob("label"), Boolean_Knob("disable"),
+    ks: list[Knob] = [String_Knob("name"), Multiline_Eval_String_Knob("label"), Boolean_Knob("disable"),
                       PythonKnob("onCreate"), PythonKnob("onDestroy"), PythonKnob("knobChanged"),
                       PythonKnob("autolabel"), Int_Knob("tile_color"), Boolean_Knob("selected"),
                       Int_Knob("xpos"), Int_Knob("ypos")]
@@ -447,10 +455,10 @@ class Node:
     """PYREF 13.2 nuke.Node: Class(), name(), knob()/[] /knobs(), addKnob/removeKnob, setInput/input/inputs,
     firstFrame/lastFrame/frameRange, channels(), sample(), fullName(), parent()."""
 
-    def __init__(self, cls: str, group: Optional[Group]) -> None:
+    def __init__(self, cls: str, group: Group | None) -> None:
         self._class = cls
-        self._knobs: Dict[str, Knob] = {}
-        self._inputs: List[Optional[Node]] = []
+        self._knobs: dict[str, Knob] = {}
+        self._inputs: list[Node | None] = []
         self._parent = group
         self._deleted = False
         for k in _node_knobs(cls):
@@ -469,7 +477,17 @@ class Node:
     def name(self) -> str:
         return self._knobs["name"].getText()
 
-    def setName(self, name: str, *args: Any, **kwargs: Any) -> None:
+    def setName(self, name: str, uncollide: bool = True, *args: Any, **kwargs: Any) -> None:
+        """PYREF nuke.Node.setName(name, uncollide=True, updateExpressions=False): with uncollide a name another node
+        of the group already has gets a number appended (Nuke's CoolColor → CoolColor1 [inference on the
+        numbering])."""
+        siblings = {n.name() for n in (self._parent.nodes() if self._parent is not None else []) if n is not self}
+        if uncollide and name in siblings:
+            base = re.sub(r"\d+$", "", name)
+            i = 1
+            while f"{base}{i}" in siblings:
+                i += 1
+            name = f"{base}{i}"
         self._knobs["name"].setValue(name)
 
     def fullName(self) -> str:
@@ -477,16 +495,16 @@ class Node:
             return self.name()
         return f"{self._parent.fullName()}.{self.name()}"
 
-    def parent(self) -> Optional[Group]:
+    def parent(self) -> Group | None:
         return self._parent
 
-    def knob(self, name: Any, *args: Any) -> Optional[Knob]:
+    def knob(self, name: Any, *args: Any) -> Knob | None:
         return self._knobs.get(name)
 
-    def knobs(self) -> Dict[str, Knob]:
+    def knobs(self) -> dict[str, Knob]:
         return dict(self._knobs)
 
-    def allKnobs(self) -> List[Knob]:
+    def allKnobs(self) -> list[Knob]:
         return list(self._knobs.values())
 
     def __getitem__(self, name: str) -> Any:
@@ -514,7 +532,7 @@ class Node:
             return len([n for n in self.nodes() if n.Class() == "Input"])  # type: ignore[attr-defined]
         return _MAX_INPUTS.get(self._class, 1)
 
-    def setInput(self, i: int, node: Optional[Node]) -> bool:
+    def setInput(self, i: int, node: Node | None) -> bool:
         """PYREF nuke.Node.setInput(i, node): "Connect input i to node if canSetInput() returns true"."""
         _require_main_thread("Node.setInput")
         if i >= self.maxInputs() and self._class != "Group":
@@ -524,7 +542,7 @@ class Node:
         self._inputs[i] = node
         return True
 
-    def input(self, i: int) -> Optional[Node]:
+    def input(self, i: int) -> Node | None:
         """PYREF nuke.Node.input(i): "Returns: The i'th input", None when unconnected."""
         if i < len(self._inputs):
             n = self._inputs[i]
@@ -539,7 +557,7 @@ class Node:
                 n = i + 1
         return n
 
-    def dependencies(self, *args: Any) -> List[Node]:
+    def dependencies(self, *args: Any) -> list[Node]:
         return [n for n in self._inputs if n is not None and not n._deleted]
 
     # -- time -------------------------------------------------------------------------------------------------
@@ -571,12 +589,12 @@ class Node:
         return self.frameRange().last()
 
     # -- pixels -----------------------------------------------------------------------------------------------
-    def channels(self) -> List[str]:
+    def channels(self) -> list[str]:
         """PYREF nuke.Node.channels(): "List channels output by this node" (the fake renders the current frame)."""
         return sorted(_render(self, frame()).keys())
 
-    def sample(self, channel: str, x: float, y: float, dx: Optional[float] = None, dy: Optional[float] = None,
-               frame: Optional[float] = None) -> float:
+    def sample(self, channel: str, x: float, y: float, dx: float | None = None, dy: float | None = None,
+               frame: float | None = None) -> float:
         """PYREF nuke.Node.sample (13.2 nuke.sample page: "Note that integers are at the corners of pixels, to
         center on a pixel add .5 … If the optional dx,dy are not given then the exact value of the square pixel
         that x,y lands in is returned"). Nuke's y axis starts at the bottom row (NDK "Image coordinates"
@@ -597,7 +615,7 @@ class Node:
 
     hasError = error
 
-    def opHashes(self) -> List[int]:
+    def opHashes(self) -> list[int]:
         return [hash(_upstream_signature(self, _STATE.frame))]
 
     def help(self) -> str:
@@ -631,9 +649,9 @@ class Group(Node):
     (__enter__/__exit__); nodes(), node(name), output(); a Group's inputs are its Input nodes, numbered by their
     ``number`` knob."""
 
-    def __init__(self, cls: str, group: Optional[Group]) -> None:
+    def __init__(self, cls: str, group: Group | None) -> None:
         super().__init__(cls, group)
-        self._children: List[Node] = []
+        self._children: list[Node] = []
 
     def begin(self) -> Group:
         _STATE.context.append(self)
@@ -649,10 +667,10 @@ class Group(Node):
     def __exit__(self, *exc: Any) -> None:
         self.end()
 
-    def nodes(self) -> List[Node]:
+    def nodes(self) -> list[Node]:
         return [n for n in self._children if not n._deleted]
 
-    def node(self, name: str) -> Optional[Node]:
+    def node(self, name: str) -> Node | None:
         head, _, rest = name.partition(".")
         for n in self.nodes():
             if n.name() == head:
@@ -661,7 +679,7 @@ class Group(Node):
                 return n
         return None
 
-    def output(self) -> Optional[Node]:
+    def output(self) -> Node | None:
         for n in self.nodes():
             if n.Class() == "Output":
                 return n
@@ -697,7 +715,7 @@ class Layer:
     """PYREF 17.1 nuke.Layer: "Construct a layer with a name and optional list of channel names"; DEVGUIDE 16.0
     "Working with Channels and Layers": "If the layer doesn't yet exist, it is created"."""
 
-    def __init__(self, name: str, channels: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, name: str, channels: Sequence[str] | None = None) -> None:
         self._name = name
         existing = _STATE.layers.setdefault(name, [])
         for c in channels or ():
@@ -708,11 +726,11 @@ class Layer:
     def name(self) -> str:
         return self._name
 
-    def channels(self) -> List[str]:
+    def channels(self) -> list[str]:
         return list(self._channels)
 
 
-def layers(node: Optional[Node] = None) -> List[str]:
+def layers(node: Node | None = None) -> list[str]:
     """PYREF nuke.layers(node=None): "Lists the layers in a node" or all layers when no node is given."""
     if node is None:
         return sorted(set(_STATE.layers) | {"rgb", "rgba", "alpha"})
@@ -725,19 +743,19 @@ def layers(node: Optional[Node] = None) -> List[str]:
 class _State:
     def __init__(self) -> None:
         self.root = Root("Root", None)
-        self.context: List[Group] = [self.root]
+        self.context: list[Group] = [self.root]
         self.frame = 1
-        self.layers: Dict[str, List[str]] = {"rgba": ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"]}
-        self.counters: Dict[str, int] = {}
-        self.this: List[Tuple[Optional[Node], Optional[Knob]]] = []
-        self.selected: Optional[Node] = None
+        self.layers: dict[str, list[str]] = {"rgba": ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"]}
+        self.counters: dict[str, int] = {}
+        self.this: list[tuple[Node | None, Knob | None]] = []
+        self.selected: Node | None = None
 
 
 _STATE = _State()
 
 
 class _this:
-    def __init__(self, node: Optional[Node], knob: Optional[Knob]) -> None:
+    def __init__(self, node: Node | None, knob: Knob | None) -> None:
         self.pair = (node, knob)
 
     def __enter__(self) -> None:
@@ -747,7 +765,7 @@ class _this:
         _STATE.this.pop()
 
 
-def _create(cls: str, knobs: Dict[str, Any], inputs: Sequence[Optional[Node]] = ()) -> Node:
+def _create(cls: str, knobs: dict[str, Any], inputs: Sequence[Node | None] = ()) -> Node:
     _require_main_thread(f"creating a {cls} node")
     group = _STATE.context[-1]
     node: Node = Group(cls, group) if cls == "Group" else Node(cls, group)
@@ -804,7 +822,7 @@ def root() -> Root:
     return _STATE.root
 
 
-def thisNode() -> Optional[Node]:
+def thisNode() -> Node | None:
     """PYREF nuke.thisNode(): "Return the current context node" (the node whose knob script/callback runs;
     otherwise the current group, DEVGUIDE "Callbacks")."""
     for node, _ in reversed(_STATE.this):
@@ -813,7 +831,7 @@ def thisNode() -> Optional[Node]:
     return _STATE.context[-1]
 
 
-def thisKnob() -> Optional[Knob]:
+def thisKnob() -> Knob | None:
     return _STATE.this[-1][1] if _STATE.this else None
 
 
@@ -821,7 +839,7 @@ def thisGroup() -> Group:
     return _STATE.context[-1]
 
 
-def toNode(s: str) -> Optional[Node]:
+def toNode(s: str) -> Node | None:
     """PYREF nuke.toNode(s): "Search for a node in the DAG by name and return it"; names are relative to the
     current group, ``root.`` or ``Group1.Read1`` paths allowed; None if none."""
     if s.startswith("root."):
@@ -829,11 +847,11 @@ def toNode(s: str) -> Optional[Node]:
     return _STATE.context[-1].node(s) or (_STATE.root.node(s) if _STATE.context[-1] is not _STATE.root else None)
 
 
-def allNodes(filter: Optional[str] = None, group: Optional[Group] = None, recurseGroups: bool = False) -> List[Node]:
+def allNodes(filter: str | None = None, group: Group | None = None, recurseGroups: bool = False) -> list[Node]:
     """PYREF nuke.allNodes(filter, group, recurseGroups): nodes of the current (or given) group, optionally of one
     class, optionally recursing into groups."""
     g = group or _STATE.context[-1]
-    out: List[Node] = []
+    out: list[Node] = []
     for n in g.nodes():
         if filter is None or n.Class() == filter:
             out.append(n)
@@ -848,7 +866,7 @@ def selectedNode() -> Node:
     return _STATE.selected
 
 
-def selectedNodes() -> List[Node]:
+def selectedNodes() -> list[Node]:
     return [] if _STATE.selected is None or _STATE.selected._deleted else [_STATE.selected]
 
 
@@ -864,14 +882,14 @@ def delete(node: Node) -> None:
     node._deleted = True
 
 
-def frame(f: Optional[float] = None) -> int:
+def frame(f: float | None = None) -> int:
     """PYREF nuke.frame(f=None): "Return or set the current frame number"."""
     if f is not None:
         _STATE.frame = int(f)
     return _STATE.frame
 
 
-def value(knob_path: str, default: Optional[str] = None) -> str:
+def value(knob_path: str, default: str | None = None) -> str:
     """PYREF 13.1 nuke.value(knob, default): evaluates "and expand[s] brackets and dollar signs in string knobs"."""
     node_name, _, knob_name = knob_path.rpartition(".")
     node = toNode(node_name) if node_name and node_name != "root" else _STATE.root
@@ -887,7 +905,7 @@ def tcl(command: str, *args: Any) -> str:
     return _evaluate_tcl("[" + " ".join([command, *map(str, args)]) + "]", None)
 
 
-def _evaluate_tcl(text: str, node: Optional[Node]) -> str:
+def _evaluate_tcl(text: str, node: Node | None) -> str:
     def value_cmd(path: str) -> str:
         if "." not in path and node is not None:
             return str(node[path].value())
@@ -897,7 +915,7 @@ def _evaluate_tcl(text: str, node: Optional[Node]) -> str:
         fake.exited = True
         raise TclExit(0)
 
-    commands: Dict[str, Callable[..., Any]] = {"frame": lambda: _STATE.frame, "value": value_cmd, "exit": exit_cmd}
+    commands: dict[str, Callable[..., Any]] = {"frame": lambda: _STATE.frame, "value": value_cmd, "exit": exit_cmd}
     return substitute(text, commands, {"frame": _STATE.frame})
 
 
@@ -908,7 +926,7 @@ def _frame_file(pattern: str, f: int) -> str:
     return re.sub(r"%0?(\d*)d", lambda m: str(f).zfill(int(m.group(1) or 1)), pattern)
 
 
-def _upstream_signature(node: Node, f: int) -> Tuple[Any, ...]:
+def _upstream_signature(node: Node, f: int) -> tuple[Any, ...]:
     """What decides a node's pixels: its class, its knobs' text and its inputs' signatures (the idea of Nuke's op
     hash, PYREF nuke.Node.opHashes [inference on what Nuke hashes])."""
     own = tuple(sorted((k, str(v._value), tuple(sorted(v._keys.items()))) for k, v in node._knobs.items()
@@ -920,13 +938,26 @@ def _upstream_signature(node: Node, f: int) -> Tuple[Any, ...]:
     return (node.Class(), own, ins)
 
 
-def _black_like(size: Tuple[int, int]) -> Dict[str, Any]:
+def _black_like(size: tuple[int, int]) -> dict[str, Any]:
     import numpy as np
 
     return {c: np.zeros(size, np.float32) for c in ("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")}
 
 
-def _render(node: Optional[Node], f: float) -> Dict[str, Any]:
+def _render(node: Node | None, f: float) -> dict[str, Any]:
+    """One node's image at frame f. Per class:
+    - Read (SCAN Read.json): frames outside first..last follow ``before``/``after`` (hold, …, black); a missing file
+      follows ``on_error`` (label "missing frames": error, black, checkerboard, nearest frame); the file is read and
+      converted by ``colorspace``/``raw`` (see _image).
+    - Input/Output: a Group's Input n shows what the Group's input n is connected to; Output is the Group's result
+      (PYREF nuke.Group; DEVGUIDE "Groups" [inference: exact wiring semantics]).
+    - Switch (SCAN Switch.json): ``which`` picks the input, clamped to the connected ones; animated, per frame.
+    - Copy (SCAN Copy.json): "Replace channels in the B input with channels from the A input": ``channels`` (a whole
+      layer) and from0..3 → to0..3.
+    - Grade (Foundry node reference "Grade"): ``white`` (gain) multiplies rgb.
+    - MergeExpression: see _render_merge_expression. ``disable`` passes input 0 through (Node reference, common
+      "disable" knob).
+    """
     import numpy as np
 
     if node is None:
@@ -991,7 +1022,7 @@ def _render(node: Optional[Node], f: float) -> Dict[str, Any]:
     raise RuntimeError(f"the fake cannot render a {cls} node")
 
 
-def _render_read_file(node: Node, f: int) -> Dict[str, Any]:
+def _render_read_file(node: Node, f: int) -> dict[str, Any]:
     path = _frame_file(node["file"].value(), f)
     cache_key = (path, node["colorspace"].value(), node["raw"].value(), os.path.getmtime(path) if os.path.exists(path)
                  else None)
@@ -1003,10 +1034,10 @@ def _render_read_file(node: Node, f: int) -> Dict[str, Any]:
     return channels
 
 
-_READ_CACHE: Dict[Any, Dict[str, Any]] = {}
+_READ_CACHE: dict[Any, dict[str, Any]] = {}
 
 
-def _render_merge_expression(node: Node, f: int) -> Dict[str, Any]:
+def _render_merge_expression(node: Node, f: int) -> dict[str, Any]:
     """MergeExpression (Foundry node reference, https://learn.foundry.com/nuke/content/reference_guide/merge_nodes/
     mergeexpression.html): input 0 = B, 1 = A [inference on the order]; channels carry the input prefix (``Br``,
     ``Aab.a_star``); channels not written come from B; ``mix`` blends the result with B. The expressions are
@@ -1017,8 +1048,8 @@ def _render_merge_expression(node: Node, f: int) -> Dict[str, Any]:
     b = _render(node.input(0), f)
     a = _render(node.input(1), f)
 
-    def short(ch: Dict[str, Any]) -> Dict[str, Any]:
-        out: Dict[str, Any] = {}
+    def short(ch: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for name, v in ch.items():
             layer, chan = name.split(".", 1)
             if layer == "rgba":
@@ -1041,8 +1072,8 @@ def _render_merge_expression(node: Node, f: int) -> Dict[str, Any]:
     return out
 
 
-def execute(nameOrNode: Any, start: Optional[int] = None, end: Optional[int] = None, incr: int = 1,
-            views: Optional[List[str]] = None, continueOnError: bool = False) -> None:
+def execute(nameOrNode: Any, start: int | None = None, end: int | None = None, incr: int = 1,
+            views: list[str] | None = None, continueOnError: bool = False) -> None:
     """DEVGUIDE 16.0 nuke.execute (https://learn.foundry.com/nuke/developers/16.0/pythondevguide/_autosummary/
     nuke.execute.html): execute(nameOrNode, start, end, incr, views, continueOnError=False) renders a Write for the
     frames; the range defaults to the root's; "If Nuke is run with the GUI up, this will pop up a progress meter. If
@@ -1084,7 +1115,7 @@ def execute(nameOrNode: Any, start: Optional[int] = None, end: Optional[int] = N
 # ---------------------------------------------------------------------------------------------------------------
 # Threads, progress, dialogs
 # ---------------------------------------------------------------------------------------------------------------
-def executeInMainThread(call: Callable[..., Any], args: Any = (), kwargs: Optional[Dict[str, Any]] = None) -> None:
+def executeInMainThread(call: Callable[..., Any], args: Any = (), kwargs: dict[str, Any] | None = None) -> None:
     """PYREF 8.0 nuke.executeInMain: "Execute the callable 'call' with optional arguments 'args' and named arguments
     'kwargs' in Nuke's main thread and return immediately"; a non-tuple args becomes (args,) (its source,
     https://learn.foundry.com/nuke/developers/140/pythondevguide/_modules/nuke_internal/executeInMain.html).
@@ -1099,7 +1130,7 @@ def executeInMainThread(call: Callable[..., Any], args: Any = (), kwargs: Option
 
 
 def executeInMainThreadWithResult(call: Callable[..., Any], args: Any = (),
-                                  kwargs: Optional[Dict[str, Any]] = None) -> Any:
+                                  kwargs: dict[str, Any] | None = None) -> Any:
     """Same page: "… in Nuke's main thread and wait for the result to become available"; an exception in the call
     is printed and the result is None (its source: ``traceback.print_exc(); r = None``)."""
     if threading.current_thread() is threading.main_thread():
@@ -1107,7 +1138,7 @@ def executeInMainThreadWithResult(call: Callable[..., Any], args: Any = (),
         raise RuntimeError("executeInMainThreadWithResult called from the main thread: Nuke would hang")
     if not isinstance(args, tuple):
         args = (args,)
-    box: Dict[str, Any] = {"event": threading.Event()}
+    box: dict[str, Any] = {"event": threading.Event()}
     fake._queue.put((call, args, dict(kwargs or {}), box))
     box["event"].wait()
     return box.get("result")
@@ -1124,8 +1155,8 @@ class ProgressTask:
 
     def __init__(self, name: str = "", *args: Any) -> None:
         self.name = name
-        self.progress: List[int] = []
-        self.messages: List[str] = []
+        self.progress: list[int] = []
+        self.messages: list[str] = []
         self._cancelled = False
         self.cancel_checks = 0
         fake.progress_tasks.append(self)
@@ -1193,12 +1224,12 @@ class Menu(MenuItem):
 
     def __init__(self, name: str, icon: str = "") -> None:
         super().__init__(name, None, "", icon)
-        self._items: List[MenuItem] = []
+        self._items: list[MenuItem] = []
 
-    def items(self) -> List[MenuItem]:
+    def items(self) -> list[MenuItem]:
         return list(self._items)
 
-    def findItem(self, name: str) -> Optional[MenuItem]:
+    def findItem(self, name: str) -> MenuItem | None:
         head, _, rest = name.partition("/")
         for it in self._items:
             if it.name() == head:
@@ -1232,7 +1263,7 @@ class Menu(MenuItem):
         pass
 
 
-_MENUS: Dict[str, Menu] = {}
+_MENUS: dict[str, Menu] = {}
 
 
 def menu(name: str) -> Menu:
@@ -1245,7 +1276,7 @@ def toolbar(name: str, create: bool = True) -> Menu:
     return menu(name)
 
 
-_PLUGIN_PATH: List[str] = []
+_PLUGIN_PATH: list[str] = []
 
 
 def pluginAddPath(args: str, addToSysPath: bool = True) -> None:
@@ -1259,16 +1290,16 @@ def pluginAddPath(args: str, addToSysPath: bool = True) -> None:
             sys.path.insert(0, p)
 
 
-def pluginPath() -> List[str]:
+def pluginPath() -> list[str]:
     return list(_PLUGIN_PATH)
 
 
-_CALLBACKS: Dict[str, List[Tuple[Callable[..., Any], tuple, dict, str]]] = {
+_CALLBACKS: dict[str, list[tuple[Callable[..., Any], tuple, dict, str]]] = {
     "onCreate": [], "onDestroy": [], "onScriptLoad": [], "onScriptClose": [], "knobChanged": []}
 
 
 def _adder(kind: str) -> Callable[..., None]:
-    def add(call: Callable[..., Any], args: tuple = (), kwargs: Optional[dict] = None, nodeClass: str = "*") -> None:
+    def add(call: Callable[..., Any], args: tuple = (), kwargs: dict | None = None, nodeClass: str = "*") -> None:
         _CALLBACKS[kind].append((call, tuple(args), dict(kwargs or {}), nodeClass))
 
     return add
@@ -1288,17 +1319,17 @@ addKnobChanged = _adder("knobChanged")
 # ---------------------------------------------------------------------------------------------------------------
 class _Fake:
     def __init__(self) -> None:
-        self._queue: "queue.Queue[Tuple[Callable[..., Any], tuple, dict, Optional[dict]]]" = queue.Queue()
+        self._queue: queue.Queue[tuple[Callable[..., Any], tuple, dict, dict | None]] = queue.Queue()
         self._changed = threading.Condition()
-        self.messages: List[str] = []
-        self.progress_tasks: List[ProgressTask] = []
-        self.cancel_script: Optional[Callable[[ProgressTask], bool]] = None
+        self.messages: list[str] = []
+        self.progress_tasks: list[ProgressTask] = []
+        self.cancel_script: Callable[[ProgressTask], bool] | None = None
         self.cancel_execute = False
         self.exited = False
-        self.executed: List[Tuple[str, int]] = []
+        self.executed: list[tuple[str, int]] = []
         self.main_thread_calls = 0
         self.main_thread_violations = 0
-        self.errors: List[BaseException] = []
+        self.errors: list[BaseException] = []
 
     def _notify(self) -> None:
         with self._changed:
@@ -1347,11 +1378,11 @@ class _Fake:
     def press_cancel(self, task: ProgressTask) -> None:
         task._cancelled = True
 
-    def select(self, node: Optional[Node]) -> None:
+    def select(self, node: Node | None) -> None:
         """The user clicks a node in the Node Graph (it becomes the selection createNode connects to)."""
         _STATE.selected = node
 
-    def render(self, node: Node, f: int) -> Dict[str, Any]:
+    def render(self, node: Node, f: int) -> dict[str, Any]:
         """The node's whole image at frame f: channel name → H×W float32 array, row 0 = the TOP row."""
         return _render(node, f)
 
@@ -1382,6 +1413,8 @@ class _Fake:
         self.exited = False
         self.executed.clear()
         self.errors.clear()
+        self.main_thread_calls = 0
+        self.main_thread_violations = 0
         while not self._queue.empty():
             self._queue.get_nowait()
 

@@ -17,11 +17,10 @@ touches pixels), Nuke's channel naming and the Read/Write colorspace conversions
 from __future__ import annotations
 
 import os
-from typing import Dict, Tuple
 
 import numpy as np
 
-Channels = Dict[str, np.ndarray]  # Nuke channel name ("rgba.red", "ab.a_star") -> H×W float32, row 0 = TOP
+Channels = dict[str, np.ndarray]  # Nuke channel name ("rgba.red", "ab.a_star") -> H×W float32, row 0 = TOP
 
 _LAST_PART = {"r": "red", "red": "red", "g": "green", "green": "green", "b": "blue", "blue": "blue",
               "a": "alpha", "alpha": "alpha"}
@@ -66,7 +65,7 @@ def resolve_colorspace(value: str, is_float: bool) -> str:
     return name
 
 
-def read_file(path: str, colorspace: str, raw: bool) -> Tuple[Channels, bool]:
+def read_file(path: str, colorspace: str, raw: bool) -> tuple[Channels, bool]:
     import OpenImageIO as oiio
 
     if not os.path.exists(path):

@@ -21,7 +21,8 @@ an evaluating knob. Only the substitutions are modelled, with the commands a tes
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict
+from collections.abc import Callable
+from typing import Any
 
 
 class TclError(RuntimeError):
@@ -32,7 +33,7 @@ class TclExit(SystemExit):
     """``[exit]`` was evaluated: a real Nuke would have quit."""
 
 
-def substitute(text: str, commands: Dict[str, Callable[..., Any]], variables: Dict[str, Any]) -> str:
+def substitute(text: str, commands: dict[str, Callable[..., Any]], variables: dict[str, Any]) -> str:
     out, i = [], 0
     while i < len(text):
         c = text[i]

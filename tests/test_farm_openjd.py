@@ -1,0 +1,93 @@
+"""``coolcolor farm export-openjd``: the template passes ``openjd check``, and ``openjd run`` of it
+colorizes every frame through the same engine, bit-identical to a local ``coolcolor colorize``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coolcolor import cli
+from coolcolor.video.exr import read_ab_exr
+from test_video_job import two_shot_sequence
+
+openjd_model = pytest.importorskip("openjd.model")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> str:
+    from coolcolor.model.presets import tiny_pipeline
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_pipeline(seed=0).save_pretrained(path)
+    return str(path)
+
+
+def _ab(folder: Path) -> dict[int, np.ndarray]:
+    return {int(p.name[3:7]): read_ab_exr(str(p))[0] for p in sorted(folder.glob("ab.*.exr"))}
+
+
+def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, model_dir, capsys):
+    source = two_shot_sequence(tmp_path / "src", per_shot=8)
+    common = [source, "--keyframe", "2", "12", "--steps", "1", "--window", "4", "--seed", "3", "--model", model_dir]
+    template = tmp_path / "farm" / "job.yaml"
+    template.parent.mkdir()
+    wrapper = tmp_path / "coolcolor-on-node"  # what a farm node has on its PATH
+    wrapper.write_text(f"#!/bin/sh\nexport PYTHONPATH={ROOT / 'backend'}:{ROOT / 'protocol'}\nexport OMP_NUM_THREADS=1\n"
+                       f"exec {sys.executable} -c 'import sys; from coolcolor.cli import main; "
+                       "sys.exit(main(sys.argv[1:]))' \"$@\"\n")
+    wrapper.chmod(0o755)
+    assert cli.main(["farm", "export-openjd", *common, "-o", str(tmp_path / "farm_out"), "--template", str(template),
+                     "--coolcolor", str(wrapper)]) == 0
+    assert "2 shot step(s), 4 window task(s)" in capsys.readouterr().out
+
+    import yaml
+
+    doc = yaml.safe_load(template.read_text())
+    openjd_model.decode_job_template(template=doc)  # the OpenJD model accepts it
+    assert [s["name"] for s in doc["steps"]] == ["shot-0001-0008", "shot-0009-0016", "manifest"]
+    ranges = [s["parameterSpace"]["taskParameterDefinitions"][0]["range"] for s in doc["steps"][:2]]
+    assert ranges == [["2:1-4", "2:5-8"], ["12:9-12", "12:13-16"]]
+    openjd = shutil.which("openjd") or str(Path(sys.executable).with_name("openjd"))
+    check = subprocess.run([openjd, "check", str(template)], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0 and "passes validation" in check.stdout, check.stdout + check.stderr
+
+    for step in ("shot-0001-0008", "shot-0009-0016", "manifest"):
+        ran = subprocess.run([openjd, "run", str(template), "--step", step], capture_output=True, text=True,
+                             timeout=900, cwd=tmp_path)
+        assert ran.returncode == 0 and "Session ended successfully" in ran.stdout, ran.stdout[-3000:] + ran.stderr
+    manifest = json.loads((tmp_path / "farm_out" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["frames"]["done"] == 16
+    assert manifest["frames"]["written_this_run"] == []  # every frame came from the farm tasks
+
+    # The same job run locally (one torch thread, as the farm tasks) gives the same bytes.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cli.main(["colorize", *common, "-o", str(tmp_path / "local")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    farm, local = _ab(tmp_path / "farm_out"), _ab(tmp_path / "local")
+    assert sorted(farm) == sorted(local) == list(range(1, 17))
+    for frame in local:
+        np.testing.assert_array_equal(farm[frame], local[frame])
+    assert not [p for p in (tmp_path / "farm_out").iterdir() if ".tmp" in p.name]
+
+
+def test_run_window_names_a_bad_plan_or_window(tmp_path, capsys):
+    assert cli.main(["farm", "run-window", str(tmp_path / "nope.json"), "--window", "1:1-2"]) == 1
+    assert "cannot read the farm plan" in capsys.readouterr().err
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps({"format": "coolcolor-farm-plan", "job": {}}))
+    assert cli.main(["farm", "run-window", str(plan), "--window", "x"]) == 1
+    assert "expected KEYFRAME:FIRST-LAST" in capsys.readouterr().err
+    os.unlink(plan)

@@ -1,0 +1,242 @@
+"""The Ray executor on a local cluster (127.0.0.1, started once for the module, tiny model, few frames).
+
+Faults are placed by events through ``COOLCOLOR_RAY_FAULT`` (a worker SIGKILLs itself after writing the
+first frame of a window; the driver SIGKILLs itself after its N-th frame_done), never by sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from coolcolor.errors import CoolColorError, InputError  # noqa: E402
+from coolcolor.video.exr import read_ab_exr, read_ab_header  # noqa: E402
+from coolcolor.video.job import ColorizeJob, JobCancelled, run_colorize_job, run_job  # noqa: E402
+from coolcolor.video.ray_executor import RAY_FAULT_ENV, RayExecutor, connect_ray, start_local_ray  # noqa: E402
+from test_video_job import Recorder, one_shot_sequence, two_shot_sequence  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = range(1, 9)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> str:
+    from coolcolor.model.presets import tiny_pipeline
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_pipeline(seed=0).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local cluster for the module: loopback only, no dashboard, a 100 MB object store. Four
+    logical CPUs so that a second driver (the CLI in a subprocess) can get a worker beside the pool."""
+    yield start_local_ray(num_cpus=4)
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pool(cluster, model_dir):
+    executor = RayExecutor(model_dir, workers=2, max_task_retries=1)  # 2 tries: each kill costs a restart
+    yield executor
+    executor.close()
+
+
+def _ab(folder: Path) -> dict[int, np.ndarray]:
+    return {int(p.name[3:7]): read_ab_exr(str(p))[0] for p in sorted(folder.glob("ab.*.exr"))}
+
+
+def _no_temporaries(folder: Path) -> None:
+    assert [p.name for p in folder.iterdir() if ".tmp" in p.name or p.name.startswith(".coolcolor-probe")] == []
+
+
+def test_the_cluster_listens_on_loopback_only(cluster):
+    import psutil
+
+    assert cluster.startswith("127.0.0.1:")
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    listening = {c.laddr.ip for c in psutil.net_connections("inet") if c.status == "LISTEN" and c.pid in ours}
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+
+
+def test_local_one_and_two_ray_workers_give_bit_identical_ab(tmp_path, cluster, model_dir, request):
+    """Same job + seed → the same bytes of a*, b* wherever the windows ran; two workers share one shot."""
+    import torch
+
+    from coolcolor.pipeline import CoolColorPipeline
+
+    source = two_shot_sequence(tmp_path / "src", per_shot=5)  # two shots: one artist, one automatic keyframe
+    settings = dict(source=source, keyframes=[2], steps=2, window=2, seed=7, prompt="a red ball")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray worker
+    try:
+        local = run_colorize_job(ColorizeJob(output_dir=str(tmp_path / "local"), **settings),
+                                 CoolColorPipeline.from_pretrained(model_dir, device="cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert local.ok and local.frames_written == list(range(1, 11))
+
+    one = RayExecutor(model_dir, workers=1)
+    try:
+        on_one = run_job(ColorizeJob(output_dir=str(tmp_path / "ray1"), **settings), one)
+    finally:
+        one.close()
+    pool = request.getfixturevalue("pool")
+    on_two = run_job(ColorizeJob(output_dir=str(tmp_path / "ray2"), **settings), pool)
+
+    assert on_one.keyframes == on_two.keyframes == local.keyframes
+    expected = _ab(tmp_path / "local")
+    for name in ("ray1", "ray2"):
+        got = _ab(tmp_path / name)
+        assert sorted(got) == sorted(expected)
+        for frame, ab in expected.items():
+            np.testing.assert_array_equal(got[frame], ab, err_msg=f"{name} frame {frame}")
+        _no_temporaries(tmp_path / name)
+    assert on_two.timings["ray_tasks"] >= 5 and len({r["pid"] for r in pool.last_records}) == 2
+
+
+def test_windows_of_one_shot_spread_over_the_pool(tmp_path, pool):
+    source = one_shot_sequence(tmp_path / "src", FRAMES)
+    result = run_job(ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1, window=1),
+                     pool)
+    assert result.ok and result.frames_written == list(FRAMES)
+    workers = {record["pid"] for record in pool.last_records}
+    assert len(workers) == 2, f"one shot, {len(list(FRAMES))} windows, but only worker(s) {workers} ran"
+
+
+def test_a_worker_killed_mid_task_is_retried_every_frame_once(tmp_path, pool, monkeypatch):
+    source = one_shot_sequence(tmp_path / "src", FRAMES)
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(RAY_FAULT_ENV, f"worker-kill-once:{marker}")
+    events = Recorder()
+    result = run_job(ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1, window=2),
+                     pool, events)
+    assert marker.exists(), "the fault point was not reached"
+    assert result.ok and result.frames_written == list(FRAMES)
+    assert sorted(events.done) == list(FRAMES)  # each frame announced exactly once
+    assert sorted(_ab(tmp_path / "out")) == list(FRAMES)
+    _no_temporaries(tmp_path / "out")
+
+
+def test_a_window_that_keeps_killing_its_worker_fails_the_job_naming_it(tmp_path, pool, monkeypatch):
+    source = one_shot_sequence(tmp_path / "src", FRAMES)
+    monkeypatch.setenv(RAY_FAULT_ENV, "worker-kill-window:5")
+    out = tmp_path / "out"
+    job = ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1, window=4)  # one window each
+    with pytest.raises(CoolColorError, match=r"window 5-8 \(keyframe 1\) failed on Ray after 2 tries"):
+        run_job(job, pool)
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "window 5-8" in manifest["error"]
+    assert read_ab_header(str(out / "ab.0005.exr")) is not None  # written (whole) before each kill
+    assert not (out / "ab.0006.exr").exists()
+    monkeypatch.delenv(RAY_FAULT_ENV)
+    again = run_job(job, pool)
+    assert again.ok and sorted(again.frames_skipped + again.frames_written) == list(FRAMES)
+    assert {5, 6, 7, 8} & set(again.frames_skipped) == {5} and {6, 7, 8} <= set(again.frames_written)
+    _no_temporaries(out)
+
+
+def test_a_killed_driver_rerun_dispatches_only_the_missing_frames(tmp_path, cluster, model_dir, pool):
+    source = one_shot_sequence(tmp_path / "src", FRAMES)
+    out = tmp_path / "out"
+    env = {**os.environ, RAY_FAULT_ENV: "driver-kill-after:2", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "backend"), str(ROOT / "protocol")])}
+    command = [sys.executable, "-c", "import sys; from coolcolor.cli import main; sys.exit(main(sys.argv[1:]))",
+               "colorize", source, "-o", str(out), "--keyframe", "1", "--steps", "1", "--window", "2",
+               "--model", model_dir, "--ray", cluster, "--ray-workers", "1"]
+    died = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert died.returncode == -9, died.stderr[-2000:]
+    before = sorted(_ab(out))
+    assert 2 <= len(before) < len(FRAMES)
+    events = Recorder()
+    again = run_job(ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1, window=2), pool, events)
+    assert again.frames_skipped == before
+    assert sorted(again.frames_written) == [f for f in FRAMES if f not in before] == sorted(events.done)
+    _no_temporaries(out)
+
+
+def test_cancel_stops_the_ray_tasks_keeps_finished_frames_and_a_rerun_resumes(tmp_path, pool):
+    source = one_shot_sequence(tmp_path / "src", FRAMES)
+    job = ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=2, window=1)
+    events = Recorder(cancel_after=1)
+    with pytest.raises(JobCancelled):
+        run_job(job, pool, events)
+    kept = sorted(_ab(tmp_path / "out"))
+    assert sorted(events.done) == kept and 1 <= len(kept) < len(FRAMES)
+    again = run_job(job, pool)
+    assert again.frames_skipped == kept and sorted(again.frames_written) == [f for f in FRAMES if f not in kept]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_an_unreachable_address_is_one_clear_error():
+    with pytest.raises(InputError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:9: "):
+        connect_ray("127.0.0.1:9")
+    with pytest.raises(InputError, match="local:N needs a worker count"):
+        connect_ray("local:0")
+    with pytest.raises(InputError, match="expected auto, local:N or HOST:PORT"):
+        connect_ray("nowhere")
+
+
+def test_a_cluster_without_the_resources_asked_for(cluster, model_dir):
+    with pytest.raises(InputError, match=r"the Ray cluster has 4 CPU\(s\); 9 worker\(s\) need 9"):
+        RayExecutor(model_dir, workers=9)
+    with pytest.raises(InputError, match="no GPU"):
+        RayExecutor(model_dir, workers=1, device="cuda")
+
+
+def test_a_model_path_missing_on_the_workers(cluster, tmp_path):
+    with pytest.raises(InputError, match=r"cannot load the model: model folder not found: .*no-such-model"):
+        RayExecutor(str(tmp_path / "no-such-model"), workers=1)
+
+
+def test_an_output_folder_the_workers_do_not_share(tmp_path, pool, monkeypatch):
+    """The driver proves each worker sees its output folder with a probe file it writes there. Here the
+    workers are told to look for a probe the driver never wrote (as a worker on another machine, whose
+    local disk has its own folder of that name, would find none): the job fails with that reason."""
+    source = one_shot_sequence(tmp_path / "src", range(1, 3))
+    real_begin = RayExecutor._begin
+
+    def probe_elsewhere(self, run):
+        run_id, probe = real_begin(self, run)
+        return run_id, probe + ".on-another-machine"
+
+    monkeypatch.setattr(RayExecutor, "_begin", probe_elsewhere)
+    with pytest.raises(InputError, match=r"is not the driver's folder on Ray worker .*must be shared storage"):
+        run_job(ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1), pool)
+    assert list((tmp_path / "out").glob("ab.*.exr")) == []
+
+
+def test_the_daemon_executor_on_ray_cancels_and_resumes(tmp_path, cluster, model_dir):
+    """``RayJobExecutor`` is what ``serve --ray`` hands the job board: load → run(job, events) → close.
+    The board's cancel arrives as ``events.should_cancel()``; the Ray tasks stop, finished frames stay."""
+    from coolcolor.video.ray_executor import RayJobExecutor
+
+    executor = RayJobExecutor(cluster, model=model_dir, workers=1)
+    served = executor.load()
+    try:
+        assert served["hash"] == executor.pool.model_hash and served["device"].startswith("ray:1x")
+        source = one_shot_sequence(tmp_path / "src", FRAMES)
+        job = ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1, window=2)
+        board = Recorder(cancel_after=2)
+        with pytest.raises(JobCancelled):
+            executor.run(job, board)
+        kept = sorted(_ab(tmp_path / "out"))
+        assert sorted(board.done) == kept and 2 <= len(kept) < len(FRAMES)
+        again = executor.run(job, Recorder())
+        assert again.frames_skipped == kept and sorted(again.frames_skipped + again.frames_written) == list(FRAMES)
+    finally:
+        executor.close()
+    assert ray.is_initialized()  # the executor did not start this cluster, so it leaves it running

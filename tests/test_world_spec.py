@@ -1,0 +1,116 @@
+"""World versions and leave-out: version 1 renders as it always did; left-out items are never drawn in
+training and drawn on purpose for the leave-out evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import pytest
+
+from coolcolor.errors import InputError
+from coolcolor.world import render_clip, render_image
+from coolcolor.world.captions import make_captions
+from coolcolor.world.palette import PALETTE
+from coolcolor.world.scene import SHAPES, Motion, generate_scene
+from coolcolor.world.spec import DEFAULT_LEAVE_OUT, WorldSpec
+
+HELD_OUT = 1_000_000_000
+LEAVE_OUT = WorldSpec(**DEFAULT_LEAVE_OUT)
+
+
+def digest(clip) -> str:
+    h = hashlib.sha256()
+    for a in (clip.gray, clip.rgb, clip.masks, clip.flow, clip.flow_valid):
+        h.update(a.tobytes())
+    h.update(json.dumps([clip.captions, clip.caption_layers, [lay.to_json() for lay in clip.layers],
+                         clip.layout]).encode())
+    return h.hexdigest()[:16]
+
+
+def test_version_1_renders_the_held_out_clips_exactly_as_before():
+    """Digests of clips rendered by the generator before world versions and leave-out existed (commit
+    2bfd50f): the shipped model's evaluation clips must not change."""
+    assert digest(render_clip(HELD_OUT, 8, (64, 64))) == "c2b0856f4e33c402"
+    assert digest(render_clip(HELD_OUT + 1, 8, (64, 64), world=WorldSpec())) == "d8309f1e92885526"
+    assert digest(render_image(12345, (64, 64))) == "2342b5b774fd36e3"
+
+
+def _scene_and_captions(seed: int, world: WorldSpec):
+    scene = generate_scene(seed, 1.0, None, Motion.static(), None, world)
+    return scene, make_captions(scene.layers, seed, world)[0]
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+(?:-[a-z]+)?", text.lower()))
+
+
+def test_left_out_items_are_never_drawn():
+    held_shape_nouns = set(SHAPES["ring"])
+    seen_ring = seen_seaside = seen_synonym = False
+    for seed in range(300):
+        scene, captions = _scene_and_captions(seed, LEAVE_OUT)
+        assert scene.layout != "seaside"
+        assert all(lay.shape != "ring" for lay in scene.layers)
+        words = set().union(*map(_words, captions))
+        assert not words & set(LEAVE_OUT.exclude_synonyms) and not words & held_shape_nouns
+        full, full_captions = _scene_and_captions(seed, WorldSpec())
+        seen_ring |= any(lay.shape == "ring" for lay in full.layers)
+        seen_seaside |= full.layout == "seaside"
+        seen_synonym |= bool(set().union(*map(_words, full_captions)) & set(LEAVE_OUT.exclude_synonyms))
+    assert seen_ring and seen_seaside and seen_synonym  # the full world does draw them
+
+
+def test_featured_clips_use_the_held_out_items_and_nothing_else_held_out():
+    for seed in range(40):
+        scene, _ = _scene_and_captions(seed, LEAVE_OUT.featuring("shape"))
+        assert sum(lay.shape == "ring" for lay in scene.layers) == 1 and scene.layout != "seaside"
+        scene, _ = _scene_and_captions(seed, LEAVE_OUT.featuring("layout"))
+        assert scene.layout == "seaside" and all(lay.shape != "ring" for lay in scene.layers)
+        scene, captions = _scene_and_captions(seed, LEAVE_OUT.featuring("synonym"))
+        color_words = {w for c in PALETTE for w in c.synonyms}
+        used = _words(captions[0]) & color_words
+        assert used and used <= set(LEAVE_OUT.exclude_synonyms), (captions[0], used)
+    a = render_clip(HELD_OUT + 7, 2, (32, 32), world=LEAVE_OUT.featuring("shape"))
+    b = render_clip(HELD_OUT + 7, 2, (32, 32), world=LEAVE_OUT.featuring("shape"))
+    assert digest(a) == digest(b)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"version": 3}, "world.version must be one of 1, 2"),
+    ({"exclude_shapes": ["blob"]}, "world.exclude_shapes: unknown 'blob'"),
+    ({"exclude_shapes": ["heart"]}, "unknown 'heart'; world version 1"),
+    ({"exclude_layouts": ["studio", "outdoor", "indoor", "landscape", "seaside"]}, "leaves no backdrop layout"),
+    ({"exclude_synonyms": ["red"]}, "'red' is a color's own name"),
+    ({"exclude_synonyms": ["mauve"]}, "'mauve' is not a palette synonym"),
+    ({"feature": "shape"}, "nothing of that kind is excluded"),
+    ({"leave_out": "yes"}, "world.leave_out must be true or false"),
+    ({"colour": 1}, "unknown key(s) colour"),
+])
+def test_bad_world_settings_are_named(data, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        WorldSpec.from_json(data)
+
+
+def test_leave_out_shorthand_and_train_config():
+    from coolcolor.train.config import TrainConfig
+
+    assert WorldSpec.from_json({"leave_out": True}) == LEAVE_OUT
+    assert WorldSpec.from_json({"leave_out": True, "version": 2}).exclude_shapes == ("ring",)
+    config = TrainConfig.from_dict({"output": "x", "world": {"leave_out": True}})
+    assert WorldSpec.from_json(config.world) == LEAVE_OUT
+    with pytest.raises(InputError, match=re.escape("flags: world.version must be one of 1, 2")):
+        TrainConfig.from_dict({"output": "x", "world": {"version": 7}}, "flags")
+    with pytest.raises(InputError, match="world.feature is for evaluation"):
+        TrainConfig.from_dict({"output": "x", "world": {"leave_out": True, "feature": "shape"}})
+
+
+def test_world_source_leaves_the_items_out_of_training_batches():
+    from coolcolor.train.data import WorldSource
+
+    source = WorldSource(8, seed=0, world=LEAVE_OUT)
+    banned = set(SHAPES["ring"]) | set(LEAVE_OUT.exclude_synonyms)
+    captions = [source.sample(0, i)[2] for i in range(40)]
+    assert not set().union(*map(_words, captions)) & banned
+    assert WorldSource(8, seed=0).sample(0, 0)[2] == WorldSource(8, seed=0, world=WorldSpec()).sample(0, 0)[2]
