@@ -1,5 +1,8 @@
 """The whole ``coolcolor`` command line against bad arguments and bad inputs, as one table.
 
+Commands covered: init, demo, colorize, world render|eval, serve, submit, status, cancel, jobs,
+plugins install|uninstall, farm export-openjd|run-window|finish, train, train-eval.
+
 Every row runs one command that must fail, and the same rules hold for all of them:
 
 * a non-zero exit (2 for bad arguments, 1 for bad input or a refusing system);
@@ -327,6 +330,17 @@ CASES: list[Case] = [
       check=lambda ws: not list(Path(ws.fill("{out}")).glob(".*coolcolor-tmp")) or pytest.fail("temporary left")),
     C("plugins uninstall", "not installed", "plugins uninstall nuke --target {a_dir}",
       r"the nuke plugin is not installed in .*a_dir"),
+    # ---- farm export-openjd | run-window | finish
+    C("farm export-openjd", "source missing",
+      "farm export-openjd {missing}.%04d.png -o {out} --template {out}/job.yaml --model {ckpt}",
+      r"no frames match .*missing\.%04d\.png", check=nothing_created("{out}/job.yaml")),
+    C("farm export-openjd", "no --template", "farm export-openjd {seq} -o {out}", r"required: --template",
+      exit_code=USAGE),
+    C("farm run-window", "plan missing", "farm run-window {missing}.json --window 1:1-4",
+      r"cannot read the farm plan .*missing\.json"),
+    C("farm run-window", "plan corrupt", "farm run-window {bad_json} --window 1:1-4",
+      r"cannot read the farm plan .*bad\.json"),
+    C("farm finish", "plan missing", "farm finish {missing}.json", r"cannot read the farm plan .*missing\.json"),
     C("train-eval", "no model", "train-eval", r"required: NAME=CHECKPOINT", exit_code=USAGE),
     C("train-eval", "model missing", "train-eval m={missing} --clips 1 --frames 2 --steps 1", r"missing"),
     C("train-eval", "truncated checkpoint", "train-eval m={ckpt_truncated} --clips 1 --frames 2 --steps 1",
