@@ -91,18 +91,16 @@ def _header_value(value: Any) -> str | int | float:
     return json.dumps(value)
 
 
-def write_ab_exr(path: str, ab: np.ndarray, provenance: dict[str, Any]) -> None:
-    """Write an H×W×2 a*, b* array as the ab layer file, atomically, with ``provenance`` in the header."""
+def _write_half_exr(path: str, pixels: np.ndarray, channels: tuple[str, ...], provenance: dict[str, Any]) -> None:
+    """H×W×C float as a half-float EXR (ZIP) with the given channel names, atomically, ``provenance`` in the
+    ``coolcolor:*`` header attributes: the one writer of the ab layer, the Resolve sidecar and the RGB plate."""
     import OpenImageIO as oiio
 
-    ab = np.ascontiguousarray(ab, dtype=np.float32)
-    if ab.ndim != 3 or ab.shape[-1] != 2:
-        raise InputError(f"ab must be H×W×2, got shape {ab.shape}")
-    height, width = ab.shape[:2]
+    height, width = pixels.shape[:2]
 
     def write(tmp: str) -> None:
-        spec = oiio.ImageSpec(width, height, 2, "half")
-        spec.channelnames = AB_CHANNELS
+        spec = oiio.ImageSpec(width, height, len(channels), "half")
+        spec.channelnames = channels
         spec.attribute("compression", "zip")
         spec.attribute(ATTRIBUTE_PREFIX + "version", __version__)
         for key, value in provenance.items():
@@ -111,12 +109,20 @@ def write_ab_exr(path: str, ab: np.ndarray, provenance: dict[str, Any]) -> None:
         if out is None or not out.open(tmp, spec):
             raise OSError(f"cannot write {path}: {oiio.geterror()}")
         try:
-            if not out.write_image(ab):
+            if not out.write_image(pixels):
                 raise OSError(f"cannot write {path}: {out.geterror()}")
         finally:
             out.close()
 
     atomic_write(path, write)
+
+
+def write_ab_exr(path: str, ab: np.ndarray, provenance: dict[str, Any]) -> None:
+    """Write an H×W×2 a*, b* array as the ab layer file, atomically, with ``provenance`` in the header."""
+    ab = np.ascontiguousarray(ab, dtype=np.float32)
+    if ab.ndim != 3 or ab.shape[-1] != 2:
+        raise InputError(f"ab must be H×W×2, got shape {ab.shape}")
+    _write_half_exr(path, ab, AB_CHANNELS, provenance)
 
 
 def read_ab_exr(path: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -194,30 +200,10 @@ _BT1886_GAMMA = 2.4  # the display EOTF the ``rec709`` input encoding is read wi
 
 def _write_rgb_exr(path: str, rgb: np.ndarray, provenance: dict[str, Any]) -> None:
     """H×W×3 float as a half-float R, G, B EXR (ZIP), atomically, provenance in the header."""
-    import OpenImageIO as oiio
-
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[-1] != 3:
         raise InputError(f"an RGB frame must be H×W×3, got shape {rgb.shape}")
-    height, width = rgb.shape[:2]
-
-    def write(tmp: str) -> None:
-        spec = oiio.ImageSpec(width, height, 3, "half")
-        spec.channelnames = ("R", "G", "B")
-        spec.attribute("compression", "zip")
-        spec.attribute(ATTRIBUTE_PREFIX + "version", __version__)
-        for key, value in provenance.items():
-            spec.attribute(ATTRIBUTE_PREFIX + key, _header_value(value))
-        out = oiio.ImageOutput.create(tmp)
-        if out is None or not out.open(tmp, spec):
-            raise OSError(f"cannot write {path}: {oiio.geterror()}")
-        try:
-            if not out.write_image(rgb):
-                raise OSError(f"cannot write {path}: {out.geterror()}")
-        finally:
-            out.close()
-
-    atomic_write(path, write)
+    _write_half_exr(path, rgb, ("R", "G", "B"), provenance)
 
 
 def write_resolve_sidecar(path: str, ab: np.ndarray, provenance: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -534,17 +535,26 @@ def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Moti
             omega_scale=float(2 * math.pi / rng.uniform(30, 120)), phase_scale=float(rng.uniform(0, 2 * math.pi)),
         ))
     if motion.occlusion and len(objects) >= 2:
-        # The front object starts beside one behind it, follows its path and sweeps across it
-        # (through its centre after a quarter sweep period, 15–25 frames).
-        back, front = objects[0], objects[-1]
-        direction = rng.uniform(0, 2 * math.pi)
-        offset = (back.sigma0 + front.sigma0) * np.array([math.cos(direction), math.sin(direction)])
-        sweep_omega = 2 * math.pi / rng.uniform(60, 100)
-        front.center = back.center + offset
-        front.amp = np.concatenate([back.amp, -offset[None] * rng.uniform(1.5, 2.2)])
-        front.omega = np.concatenate([back.omega, np.full((1, 2), sweep_omega)])
-        front.phase = np.concatenate([back.phase, np.zeros((1, 2))])
-    camera = {
+        sweep_front_across_back(rng, objects[0], objects[-1])
+    return Scene(layers, layout, boundaries, region_textures, objects, motion, camera_motion(rng))
+
+
+def sweep_front_across_back(rng: np.random.Generator, back: _Object, front: _Object) -> None:
+    """Occlusion: the front object starts beside one behind it, follows its path and sweeps across it
+    (through its centre after a quarter sweep period, 15–25 frames). Shared by every world version, in
+    the same order of draws, so version 1 renders every seed as it always has."""
+    direction = rng.uniform(0, 2 * math.pi)
+    offset = (back.sigma0 + front.sigma0) * np.array([math.cos(direction), math.sin(direction)])
+    sweep_omega = 2 * math.pi / rng.uniform(60, 100)
+    front.center = back.center + offset
+    front.amp = np.concatenate([back.amp, -offset[None] * rng.uniform(1.5, 2.2)])
+    front.omega = np.concatenate([back.omega, np.full((1, 2), sweep_omega)])
+    front.phase = np.concatenate([back.phase, np.zeros((1, 2))])
+
+
+def camera_motion(rng: np.random.Generator) -> dict[str, Any]:
+    """A slow pan and zoom, drawn once per clip (the same draws in every world version)."""
+    return {
         "pan_amp": rng.uniform(0.05, 0.3, 2) * np.array([1.0, 0.3]) * rng.choice([-1, 1], 2),
         "pan_omega": float(2 * math.pi / rng.uniform(150, 400)),
         "pan_phase": rng.uniform(0, 2 * math.pi, 2),
@@ -552,4 +562,3 @@ def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Moti
         "zoom_omega": float(2 * math.pi / rng.uniform(80, 240)),
         "zoom_phase": float(rng.uniform(0, 2 * math.pi)),
     }
-    return Scene(layers, layout, boundaries, region_textures, objects, motion, camera)

@@ -40,9 +40,11 @@ from coolcolor.world.scene import (
     _pick_colors,
     _sky_texture,
     _texture,
+    camera_motion,
     layout_slots,
     pick_shapes,
     shape_nouns,
+    sweep_front_across_back,
 )
 from coolcolor.world.spec import WorldSpec
 
@@ -208,22 +210,8 @@ def generate_wide_scene(seed: int, aspect: float, n_objects: int | None, motion:
             omega_scale=float(2 * math.pi / rng.uniform(30, 120)), phase_scale=float(rng.uniform(0, 2 * math.pi)),
         ))
     if motion.occlusion and len(objects) >= 2 and rng.random() < 0.5:
-        back, front = objects[0], objects[-1]
-        direction = rng.uniform(0, 2 * math.pi)
-        offset = (back.sigma0 + front.sigma0) * np.array([math.cos(direction), math.sin(direction)])
-        sweep_omega = 2 * math.pi / rng.uniform(60, 100)
-        front.center = back.center + offset
-        front.amp = np.concatenate([back.amp, -offset[None] * rng.uniform(1.5, 2.2)])
-        front.omega = np.concatenate([back.omega, np.full((1, 2), sweep_omega)])
-        front.phase = np.concatenate([back.phase, np.zeros((1, 2))])
-    camera = {
-        "pan_amp": rng.uniform(0.05, 0.3, 2) * np.array([1.0, 0.3]) * rng.choice([-1, 1], 2),
-        "pan_omega": float(2 * math.pi / rng.uniform(150, 400)),
-        "pan_phase": rng.uniform(0, 2 * math.pi, 2),
-        "zoom_amp": float(rng.uniform(0.05, 0.2)),
-        "zoom_omega": float(2 * math.pi / rng.uniform(80, 240)),
-        "zoom_phase": float(rng.uniform(0, 2 * math.pi)),
-    }
+        sweep_front_across_back(rng, objects[0], objects[-1])
+    camera = camera_motion(rng)
     scene = Scene(layers, layout, boundaries, region_textures, objects, motion, camera)  # type: ignore[arg-type]
     scene.texture_kinds = texture_kinds  # type: ignore[attr-defined]  # for truthful texture adjectives
     return scene
