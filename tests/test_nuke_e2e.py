@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from fakes.nuke.support import load_fake_nuke
 
+from coolcolor import faults
+
 SIZE = 32
 
 
@@ -187,8 +189,12 @@ def test_cancel_mid_job_stops_the_daemons_job_and_keeps_the_delivered_frames(nuk
 def test_a_daemon_restart_mid_job_reattaches_and_receives_only_the_missing_frames(nuke, daemon, tmp_path):
     count = 16
     g, _ = make_node(nuke, plate(tmp_path, count), count, steps=8, window=1)
+    # Mid-job by an event, not by speed: this daemon holds its job right after the first frame_done.
+    daemon.kill()
+    daemon.start(timeout=240, env={"COOLCOLOR_FAULT": faults.spec("frame_written", 1, "pause")})
     nuke.fake.press(g, "colorize")
     nuke.fake.run_main_loop(lambda: len(delivered(g)) >= 1 or status(g).startswith(("done", "error")))
+    assert len(delivered(g)) < count and not status(g).startswith(("done", "error")), status(g)
     daemon.kill()  # kill -9 after the first frame reached the node
     daemon.start(timeout=240)
     assert wait_status(nuke, g, "done", "error").startswith("done"), status(g)

@@ -20,6 +20,7 @@ from fakes.resolve import FakeResolve
 from fakes.resolve import harness as h
 from hostexpr import eval_fusion_custom
 
+from coolcolor import faults
 from coolcolor.daemon.testing import DaemonProcess
 from coolcolor.default_model import default_model_path
 
@@ -300,6 +301,10 @@ def test_cancel_stops_the_job_and_brings_nothing_in(env, daemon):
 def test_a_daemon_restart_mid_job_is_survived(env, daemon):
     app, tl, [item] = scene(env, count=12, left=1, duration=10)
     seen = {}
+
+    # Mid-job by an event, not by speed: this daemon holds its job right after the first frame_done.
+    daemon.kill()
+    daemon.start(timeout=WAIT_S, env={"COOLCOLOR_FAULT": faults.spec("frame_written", 1, "pause")})
 
     def driver(disp):
         set_dialog(disp, steps=8)

@@ -87,7 +87,7 @@ class Expr:
     def __truediv__(self, other: object) -> Expr:
         return Binary("/", self, _expr(other))
 
-    def __gt__(self, other: object) -> Expr:  # type: ignore[override]
+    def __gt__(self, other: object) -> Compare:
         return Compare(">", self, _expr(other))
 
 
