@@ -210,6 +210,8 @@ class JobRunner(threading.Thread):
             else:
                 next_status = now + 0.5  # the frames' events are still on their way
         state = str(final.get("state"))
+        if state == "done":  # the bar ends full for this job: progress events are throttled, the last may be older
+            task.setProgress(int(round((index + 1) / max(total_jobs, 1) * 100)))
         if answered_at_submit and state == "done":
             final = dict(final, cached=True)  # nothing was computed for this press
         self._post(self.cb.finished, self.node_name, job_id, final, index, total_jobs)
