@@ -114,3 +114,34 @@ def test_world_source_leaves_the_items_out_of_training_batches():
     captions = [source.sample(0, i)[2] for i in range(40)]
     assert not set().union(*map(_words, captions)) & banned
     assert WorldSource(8, seed=0).sample(0, 0)[2] == WorldSource(8, seed=0, world=WorldSpec()).sample(0, 0)[2]
+
+
+def test_version_mix_draws_both_worlds_with_the_same_items_left_out():
+    """world_v1_share keeps version 1's scenes (where the held-out clips come from) in a version-2 run,
+    leaving the same items out of both; without it the stream is the pure version-2 one."""
+    from coolcolor.train.config import TrainConfig
+    from coolcolor.train.data import WorldSource
+
+    wide = WorldSpec.from_json({"version": 2, "leave_out": True})
+    mixed = WorldSource(8, seed=0, world=wide, v1_share=0.5)
+    pure = WorldSource(8, seed=0, world=wide)
+    banned = set(SHAPES["ring"]) | set(LEAVE_OUT.exclude_synonyms)
+    mixed_captions = [mixed.sample(0, i)[2] for i in range(40)]
+    pure_captions = [pure.sample(0, i)[2] for i in range(40)]
+    assert not set().union(*map(_words, mixed_captions)) & banned
+    # every still is the version-1 or the version-2 rendering of its seed, and both occur
+    from coolcolor.world import render_image
+    from coolcolor.world.spec import replace as _replace
+
+    drawn_by = []
+    for i, caption in enumerate(mixed_captions):
+        seed = mixed.world_seed(0, i)
+        by_version = [render_image(seed, (16, 16), world=_replace(wide, version=v)).captions for v in (1, 2)]
+        drawn_by.append([v for v, captions in zip((1, 2), by_version) if caption in captions])
+    assert all(len(d) == 1 for d in drawn_by)
+    assert 5 < sum(d == [1] for d in drawn_by) < 35
+    assert pure_captions == [WorldSource(8, seed=0, world=wide).sample(0, i)[2] for i in range(40)]
+    with pytest.raises(InputError, match="world_v1_share mixes version 1 into a version-2 world"):
+        TrainConfig.from_dict({"output": "x", "world": {"leave_out": True}, "world_v1_share": 0.5})
+    with pytest.raises(InputError, match="world_v1_share"):
+        TrainConfig.from_dict({"output": "x", "world": {"version": 2}, "world_v1_share": 1.5})

@@ -57,6 +57,7 @@ class TrainConfig:
     # world data: which world (coolcolor.world.spec.WorldSpec): {"version": 1|2, "leave_out": true, or
     # "exclude_shapes"/"exclude_layouts"/"exclude_synonyms": [...]}; {} = version 1, nothing left out
     world: dict[str, Any] = field(default_factory=dict)
+    world_v1_share: float = 0.0  # world version 2: share of stills drawn by version 1 (same items left out)
     kl_weight: float = 1e-6  # vae stage
     ab_weight: float = 0.0  # vae stage: weight of an L1 loss on CIELab a*, b* (÷100) of the reconstructions
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "no", "bf16", "fp16"
@@ -131,7 +132,7 @@ class TrainConfig:
                 raise bad(key, "must be ≥ 0")
         if not (0 < self.lr < 1):
             raise bad("lr", "must be in (0, 1)")
-        for key in ("text_dropout", "ef_fraction", "clean_fraction"):
+        for key in ("text_dropout", "ef_fraction", "clean_fraction", "world_v1_share"):
             if not 0 <= getattr(self, key) <= 1:
                 raise bad(key, "must be in [0, 1]")
         for key in ("lambda_max", "weight_decay", "grad_clip", "kl_weight", "ab_weight", "snr_gamma", "degradation_max", "min_colorfulness"):
@@ -155,6 +156,8 @@ class TrainConfig:
         from coolcolor.world.spec import WorldSpec
 
         spec = WorldSpec.from_json(self.world, f"{where}: world")
+        if self.world_v1_share and spec.version != 2:
+            raise InputError(f"{where}: world_v1_share mixes version 1 into a version-2 world; world.version is {spec.version}")
         if spec.feature:
             raise InputError(f"{where}: world.feature is for evaluation clips; training leaves items out, it does not feature them")
         if self.stage == "unet" and self.init_from and self.vae_from:

@@ -15,7 +15,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +68,13 @@ class WorldSource:
     """
 
     def __init__(self, resolution: int, seed: int, degradation_max: float = 2.0, clean_fraction: float = 0.25,
-                 world: WorldSpec | None = None) -> None:
+                 world: WorldSpec | None = None, v1_share: float = 0.0) -> None:
         self.resolution, self.seed = resolution, seed
         self.degradation_max, self.clean_fraction = degradation_max, clean_fraction
         self.world = WorldSpec() if world is None else world  # its left-out items are never drawn
+        # a version-2 world can keep teaching version 1's scenes (the ones the held-out clips come from):
+        # this share of the stills is drawn by version 1 with the same items left out
+        self.v1_share = v1_share
 
     def world_seed(self, step: int, index: int) -> int:
         return int(_sample_rng(self.seed, step, index).integers(HELD_OUT_SEED_BASE))
@@ -81,8 +84,11 @@ class WorldSource:
         world_seed = int(rng.integers(HELD_OUT_SEED_BASE))
         clean = rng.random() < self.clean_fraction
         strength = 0.0 if clean else float(rng.uniform(0, self.degradation_max))
+        world = self.world
+        if self.v1_share > 0 and rng.random() < self.v1_share:  # no draw when off: older runs' streams stay
+            world = replace(world, version=1)
         big = 2 * self.resolution
-        clip = render_image(world_seed, (big, big), degradations=Degradations.old_film(strength), world=self.world)
+        clip = render_image(world_seed, (big, big), degradations=Degradations.old_film(strength), world=world)
         rgb = downsample_rgb(clip.rgb[0], self.resolution)
         gray = resize_frames(torch.from_numpy(clip.gray), (self.resolution, self.resolution))[0]
         caption = clip.captions[int(rng.integers(len(clip.captions)))]

@@ -107,7 +107,7 @@ class Trainer:
         c = self.config
         if c.data == "world":
             return WorldSource(c.resolution, c.seed, c.degradation_max, c.clean_fraction,
-                               WorldSpec.from_json(c.world, "world"))
+                               WorldSpec.from_json(c.world, "world"), c.world_v1_share)
         captioner = blip_captioner(c.captioner) if c.captioner else None
         tokenizer = self.components.tokenizer if getattr(self, "components", None) is not None else None
         return FolderSource(c.data, c.resolution, c.seed, c.manifest, c.min_colorfulness, c.require_color_words,
