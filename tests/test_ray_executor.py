@@ -38,8 +38,22 @@ def model_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def cluster():
     """One local cluster for the module: loopback only, no dashboard, a 100 MB object store. Four
-    logical CPUs so that a second driver (the CLI in a subprocess) can get a worker beside the pool."""
-    yield start_local_ray(num_cpus=4)
+    logical CPUs so that a second driver (the CLI in a subprocess) can get a worker beside the pool.
+
+    Ray starts its workers at nice 15 (its ``worker_niceness`` setting, read by the raylet from
+    ``RAY_worker_niceness``). On a machine whose cores are busy with other work that starves them — the
+    tests still pass, their waits are generous, but a loaded suite crawled for a quarter of an hour — so
+    this cluster's workers run at the niceness of the test process."""
+    saved = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"
+    try:
+        address = start_local_ray(num_cpus=4)
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_worker_niceness", None)
+        else:
+            os.environ["RAY_worker_niceness"] = saved
+    yield address
     ray.shutdown()
 
 
