@@ -6,6 +6,7 @@ first frame of a window; the driver SIGKILLs itself after its N-th frame_done), 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -148,7 +149,6 @@ def test_a_window_that_keeps_killing_its_worker_fails_the_job_naming_it(tmp_path
     job = ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1, window=4)  # one window each
     with pytest.raises(CoolColorError, match=r"window 5-8 \(keyframe 1\) failed on Ray after 2 tries"):
         run_job(job, pool)
-    import json
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "window 5-8" in manifest["error"]
@@ -251,6 +251,18 @@ def test_the_daemon_executor_on_ray_cancels_and_resumes(tmp_path, cluster, model
         assert sorted(board.done) == kept and 2 <= len(kept) < len(FRAMES)
         again = executor.run(job, Recorder())
         assert again.frames_skipped == kept and sorted(again.frames_skipped + again.frames_written) == list(FRAMES)
+
+        # the driver holds no model: the words the workers' model ignores come from a worker, for the
+        # daemon's submit reply and the manifest, as with the local executor
+        from coolcolor.model.presets import tiny_pipeline
+
+        prompt = "a red astronaut ball in a suit"
+        assert executor.unknown_words(prompt) == tiny_pipeline(seed=0).unknown_words(prompt) == ["astronaut", "suit"]
+        worded = ColorizeJob(source=source, output_dir=str(tmp_path / "worded"), keyframes=[1], steps=1, window=4,
+                             prompt=prompt)
+        assert executor.run(worded, Recorder()).ok
+        manifest = json.loads((tmp_path / "worded" / "manifest.json").read_text())
+        assert manifest["unknown_words"] == ["astronaut", "suit"]
     finally:
         executor.close()
     assert ray.is_initialized()  # the executor did not start this cluster, so it leaves it running

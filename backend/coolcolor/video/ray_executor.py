@@ -300,6 +300,12 @@ class ColorizeWorker:
     def cancel(self, run_id: str) -> None:
         self.cancelled.add(run_id)
 
+    def unknown_words(self, prompt: str) -> list[str]:
+        """What this worker's model ignores of ``prompt``: the driver holds no model, so it asks here."""
+        from coolcolor.model.prompt_words import unknown_words_of
+
+        return unknown_words_of(self.pipeline, prompt)
+
     def forget(self, run_id: str) -> None:
         self.cancelled.discard(run_id)
         opened = self.opened.pop(run_id, None)
@@ -309,6 +315,7 @@ class ColorizeWorker:
     # What ``ray.method(concurrency_group="control")`` sets, without importing Ray here: cancel runs in
     # a thread of its own, beside a running colorize task, which polls the flag between steps.
     cancel.__ray_concurrency_group__ = "control"  # type: ignore[attr-defined]
+    unknown_words.__ray_concurrency_group__ = "control"  # type: ignore[attr-defined]  # answers beside a job
 
 
 def _actor_class() -> Any:
@@ -382,10 +389,23 @@ class RayExecutor:
         self.model_hash = hashes.pop()
         self.resolution = int(infos[0]["resolution"])
         self.worker_info = infos
+        self._unknown_words: dict[str, list[str]] = {}  # prompt → the words the workers' model ignores
         self.last_records = []
         self._run_id: str | None = None
         self._probe: str | None = None
         self._driver_frames = 0
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The prompt's words the pool's model ignores (every worker holds the same model, by hash), for
+        the manifest and the daemon's submit reply; asked of the first worker once per prompt."""
+        if prompt not in self._unknown_words:
+            ray = _ray()
+            try:
+                words = ray.get(self.actors[0].unknown_words.remote(prompt), timeout=WORKER_START_TIMEOUT_S)
+            except ray.exceptions.RayError as exc:
+                raise CoolColorError(f"the Ray worker could not read the prompt: {_cause(exc)}") from None
+            self._unknown_words[prompt] = list(words)
+        return list(self._unknown_words[prompt])
 
     # ---------------------------------------------------------------- per run
     def _begin(self, run: JobRun) -> tuple[str, str]:
@@ -577,6 +597,9 @@ class RayJobExecutor:
         if self.pool is None:
             raise CoolColorError("RayJobExecutor.run before load()")
         return run_job(job, self.pool, events)
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        return self.pool.unknown_words(prompt) if self.pool is not None else []
 
     def close(self) -> None:
         if self.pool is not None:
