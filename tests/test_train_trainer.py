@@ -251,3 +251,30 @@ def test_the_same_command_trains_bit_identical_models(tmp_path):
 
     first, second = train_both(tmp_path / "a", 0), train_both(tmp_path / "b", 12345)
     assert first == second
+
+
+def test_a_packaged_model_ships_its_vae_and_vae_history_with_a_new_unet(tmp_path):
+    """A new UNet trained on the shipped model's VAE (``vae_from`` = the packaged folder) packages with that
+    VAE and the VAE stages' commands and seconds the old model recorded; its own UNet command replaces the old."""
+    from coolcolor.train.package import package
+
+    vae_run = tmp_path / "vae-run"
+    Trainer(TrainConfig(output=str(vae_run), stage="vae", architecture="tiny-test", steps=1, batch_size=4, threads=1),
+            command="coolcolor train --config vae.json").run(progress=False)
+    first = tmp_path / "unet-run"
+    Trainer(TrainConfig(output=str(first), architecture="tiny-test", vae_from=str(vae_run), steps=1, batch_size=4,
+                        threads=1), command="coolcolor train --config unet.json").run(progress=False)
+    old = package(first, vae_run, tmp_path / "old")
+
+    second = tmp_path / "unet-run-2"
+    Trainer(TrainConfig(output=str(second), architecture="tiny-test", vae_from=str(old), steps=1, batch_size=4,
+                        seed=5, threads=1), command="coolcolor train --config wide.json").run(progress=False)
+    new = load_components(package(second, old, tmp_path / "new"))
+    before = load_components(old)
+    assert new.config.recipe["command"] == "coolcolor train --config wide.json"
+    assert new.config.recipe["vae"] == before.config.recipe["vae"]
+    assert new.config.provenance["reproduce"] == ["coolcolor train --config vae.json", "coolcolor train --config wide.json"]
+    assert set(new.config.provenance["training_seconds"]) == {"vae:vae-run", "unet"}
+    shipped, kept = new.vae.state_dict(), before.vae.state_dict()
+    assert all(torch.equal(shipped[k], kept[k]) for k in kept)
+    assert new.config.provenance["weights_hash"] == new.weights_hash() != before.weights_hash()

@@ -3,6 +3,9 @@
     python -m coolcolor.train.package RUN VAE_RUN DEST [--results results.json] [--code-commit SHA]
 
 VAE_RUN is the VAE that ships: the UNet's own, or a decoder fine-tune of it (same encoder, checked).
+It may also be an already packaged model (a folder with ``coolcolor.json``, e.g. the shipped default):
+its VAE ships again, with the VAE history that model recorded — how a new UNet is trained on the
+shipped VAE (``--set vae_from=backend/coolcolor/default_model/coolcolor-tiny``) without its run folders.
 
 ``coolcolor.json`` gets, under ``recipe``, the UNet run's command/seed/steps/λ schedule (already there)
 plus the VAE stage's command and config; under ``provenance``, the commands that reproduce it (run
@@ -30,22 +33,19 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
     source = run / "final"
     if not (source / CONFIG_NAME).is_file():
         raise CheckpointError(f"{run}: no finished model (expected {source / CONFIG_NAME})")
-    shipped_vae = vae_run / "final" / "vae"
+    packaged = (vae_run / CONFIG_NAME).is_file()
+    shipped_vae = vae_run / "vae" if packaged else vae_run / "final" / "vae"
     if not (shipped_vae / "config.json").is_file():
         raise CheckpointError(f"{vae_run}: no finished VAE (expected {shipped_vae / 'config.json'})")
     _check_same_encoder(source / "vae", shipped_vae)
     config = CoolColorConfig.from_file(source / CONFIG_NAME)
-    vae_runs = _vae_chain(vae_run)
-    vae_config = json.loads((vae_run / "config.json").read_text(encoding="utf-8"))
-    config.recipe["vae"] = {"command": _command(vae_run),
-                            "seed": vae_config["seed"], "steps": vae_config["steps"], "train_config": vae_config}
-    if len(vae_runs) > 1:
-        config.recipe["vae"]["from"] = [json.loads((r / "config.json").read_text(encoding="utf-8")) for r in vae_runs[:-1]]
+    vae_recipe, vae_commands, vae_seconds = (_packaged_vae_history(vae_run) if packaged else _run_vae_history(vae_run))
+    config.recipe["vae"] = vae_recipe
     config.provenance = {
         "trained_by": "coolcolor.train (this repository)",
         "data": "old-film world rendered on the fly, world seeds < 1e9 (held-out evaluation seeds ≥ 1e9)",
-        "reproduce": [*(_command(r) for r in vae_runs), *_base_commands(config.recipe), config.recipe["command"]],
-        "training_seconds": {**{f"vae:{r.name}": _run_seconds(r) for r in vae_runs}, "unet": _run_seconds(run)},
+        "reproduce": [*vae_commands, *_base_commands(config.recipe), config.recipe["command"]],
+        "training_seconds": {**vae_seconds, "unet": _run_seconds(run)},
     }
     if code_commit:
         config.provenance["code_commit"] = code_commit
@@ -64,6 +64,32 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
         shutil.rmtree(dest)
     tmp.rename(dest)
     return dest
+
+
+def _run_vae_history(vae_run: Path) -> tuple[dict, list[str], dict[str, float | None]]:
+    """The VAE recipe, the commands that reproduce it and their seconds, from VAE-stage run folders."""
+    vae_runs = _vae_chain(vae_run)
+    vae_config = json.loads((vae_run / "config.json").read_text(encoding="utf-8"))
+    recipe = {"command": _command(vae_run), "seed": vae_config["seed"], "steps": vae_config["steps"],
+              "train_config": vae_config}
+    if len(vae_runs) > 1:
+        recipe["from"] = [json.loads((r / "config.json").read_text(encoding="utf-8")) for r in vae_runs[:-1]]
+    return recipe, [_command(r) for r in vae_runs], {f"vae:{r.name}": _run_seconds(r) for r in vae_runs}
+
+
+def _packaged_vae_history(model: Path) -> tuple[dict, list[str], dict[str, float | None]]:
+    """The same, as a packaged model recorded it: its ``recipe.vae``, the VAE stages' commands (its
+    reproduce list before the UNet's own commands) and their seconds."""
+    config = CoolColorConfig.from_file(model / CONFIG_NAME)
+    recipe = (config.recipe or {}).get("vae")
+    provenance = config.provenance or {}
+    if not recipe:
+        raise CheckpointError(f"{model}: the packaged model records no VAE recipe (recipe.vae), so its VAE's "
+                              "history cannot travel with it")
+    own = {config.recipe.get("command"), *_base_commands(config.recipe)}
+    commands = [c for c in provenance.get("reproduce", []) if c not in own]
+    seconds = {k: v for k, v in (provenance.get("training_seconds") or {}).items() if k.startswith("vae:")}
+    return recipe, commands, seconds
 
 
 def _command(run: Path) -> str:
