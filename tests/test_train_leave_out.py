@@ -113,3 +113,19 @@ def test_train_eval_cli_prints_the_leave_out_table_and_labels_a_baseline(tmp_pat
     assert set(data["models"]["tiny"]["leave_out"]["sets"]) == {"shape", "layout", "synonym"}
     assert main(["train-eval", f"tiny={model}", "--leave-out-clips", "0"]) != 0
     assert "--leave-out-clips must be ≥ 1" in capsys.readouterr().err
+
+
+def test_leave_out_clips_from_another_world_version_keep_the_models_held_out_items():
+    """``--leave-out-world-version``: a model trained on world 2 is measured on world 1's leave-out clips
+    (where the shipped baseline was measured) with its own exclusions, still unseen."""
+    pipe = _Truth()
+    pipe.config = tiny_pipeline(0).config
+    pipe.config.recipe = {"train_config": {"world": {"version": 2, "leave_out": True}}}
+    trained, _ = leave_out_world(training_worlds(pipe))
+    on_v1 = {kind: WorldSpec(**{**trained.to_json(), "version": 1}).featuring(kind) for kind in ("shape", "layout", "synonym")}
+    pipe.clips = [c for kind, spec in on_v1.items()
+                  for c in held_out_clips(1, 2, 32, world=spec, seed_base=LEAVE_OUT_SEED_BASE[kind])]
+    out = evaluate_leave_out(pipe, clips=1, frames=2, size=32, world_version=1)  # _Truth knows only the v1 clips
+    assert out["world"]["version"] == 1 and out["model_trained_without_them"] is True
+    assert out["world"]["exclude_shapes"] == list(trained.exclude_shapes)
+    assert all(out["sets"][kind]["text_adherence"] == 1.0 for kind in on_v1)

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(the model's own leave-out set if it was trained with one, else the default set: a baseline)")
     ev.add_argument("--leave-out-clips", type=int, default=None, metavar="N",
                     help="clips per leave-out set (default: --clips)")
+    ev.add_argument("--leave-out-world-version", type=int, default=None, choices=(1, 2),
+                    help="world version of the leave-out clips (default: the model's training world); the same "
+                    "version for every model compares them on the same clips")
     ev.add_argument("--world-version", type=int, default=1, choices=(1, 2),
                     help="world version of the usual held-out clips (default 1: the clips the README measures)")
     ev.add_argument("--json", metavar="FILE", help="also write all numbers as JSON")
@@ -129,7 +132,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         CoolColorPipeline.from_pretrained(model_path(path))
     results = evaluate_models(models, clips=args.clips, frames=args.frames, size=args.size, steps=args.steps,
                               guidance=args.guidance, degradation=args.degradation, leave_out=args.leave_out,
-                              leave_out_clips=args.leave_out_clips, world_version=args.world_version)
+                              leave_out_clips=args.leave_out_clips, world_version=args.world_version,
+                              leave_out_world_version=args.leave_out_world_version)
     print(markdown_table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

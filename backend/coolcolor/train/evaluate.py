@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +182,8 @@ def evaluate_vae_ceiling(pipe, clips: list) -> dict:
 
 def evaluate_models(models: dict[str, str], clips: int = 16, frames: int = 8, size: int = 64, steps: int = 20,
                     guidance: float = 5.0, degradation: float = 1.0, leave_out: bool = False,
-                    leave_out_clips: int | None = None, world_version: int = 1) -> dict:
+                    leave_out_clips: int | None = None, world_version: int = 1,
+                    leave_out_world_version: int | None = None) -> dict:
     from coolcolor.pipeline import CoolColorPipeline
 
     world = WorldSpec(version=world_version)
@@ -205,15 +207,18 @@ def evaluate_models(models: dict[str, str], clips: int = 16, frames: int = 8, si
         }
         if leave_out:
             results["models"][name]["leave_out"] = evaluate_leave_out(
-                pipe, leave_out_clips or clips, frames, size, steps, guidance, degradation)
+                pipe, leave_out_clips or clips, frames, size, steps, guidance, degradation, leave_out_world_version)
     return results
 
 
 def evaluate_leave_out(pipe, clips: int, frames: int, size: int, steps: int = 20, guidance: float = 5.0,
-                       degradation: float = 1.0) -> dict:
+                       degradation: float = 1.0, world_version: int | None = None) -> dict:
     """Adherence on clips featuring each held-out kind (keyframe attention off: the frame-independent
-    figure, the one the held-out items change)."""
+    figure, the one the held-out items change). ``world_version`` draws them from another world than the
+    model's own, with the same items held out (every world leaves them out alike, so they stay unseen)."""
     spec, trained_without = leave_out_world(training_worlds(pipe))
+    if world_version is not None and world_version != spec.version:
+        spec = replace(spec, version=world_version)
     out: dict = {"world": spec.to_json(), "model_trained_without_them": trained_without, "sets": {}}
     for kind in FEATURES:
         featured = spec.featuring(kind)
