@@ -119,6 +119,9 @@ class ScriptedExecutor:
             with self._lock:
                 self.running -= 1
 
+    def unknown_words(self, prompt):
+        return []  # a scripted model reads every word
+
     def close(self):
         self.closed = True
 

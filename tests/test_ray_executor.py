@@ -45,15 +45,9 @@ def cluster():
     ``RAY_worker_niceness``). On a machine whose cores are busy with other work that starves them — the
     tests still pass, their waits are generous, but a loaded suite crawled for a quarter of an hour — so
     this cluster's workers run at the niceness of the test process."""
-    saved = os.environ.get("RAY_worker_niceness")
-    os.environ["RAY_worker_niceness"] = "0"
-    try:
+    with pytest.MonkeyPatch.context() as env:  # only the raylet's start reads it
+        env.setenv("RAY_worker_niceness", "0")
         address = start_local_ray(num_cpus=4)
-    finally:
-        if saved is None:
-            os.environ.pop("RAY_worker_niceness", None)
-        else:
-            os.environ["RAY_worker_niceness"] = saved
     yield address
     ray.shutdown()
 

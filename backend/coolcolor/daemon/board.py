@@ -284,8 +284,7 @@ class JobBoard:
         with self._progress_lock:
             known = self._unknown_words.get(prompt)
         if known is None:
-            ask = getattr(self._executor, "unknown_words", None)
-            known = list(ask(prompt)) if callable(ask) else []
+            known = list(self._executor.unknown_words(prompt))
             with self._progress_lock:
                 self._unknown_words[prompt] = known
         return list(known)

@@ -383,6 +383,9 @@ class Executor(Protocol):
     def colorize(self, run: JobRun, plan: JobPlan) -> None:
         """Colorize ``plan.segments``, reporting through ``run`` (``frame_done``, ``fail``, ...)."""
 
+    def unknown_words(self, prompt: str) -> list[str]:
+        """The prompt's words the model ignores (manifest and EXR provenance)."""
+
 
 def _keyframe_cache_for(pipeline: Any) -> Any:
     """A ``KeyframeKVCache`` for a real pipeline (None for test doubles that are not one)."""
@@ -444,8 +447,7 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
     shots: list[ShotPlan] | None = None
     try:
         run = JobRun(opened, events, executor.model_hash, executor.resolution, executor.name)
-        if hasattr(executor, "unknown_words"):
-            run.unknown_words = executor.unknown_words(job.prompt)
+        run.unknown_words = executor.unknown_words(job.prompt)
         previous = run.prepare()
         run.timings["validate_s"] = time.perf_counter() - t
         try:

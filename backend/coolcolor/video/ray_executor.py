@@ -389,7 +389,6 @@ class RayExecutor:
         self.model_hash = hashes.pop()
         self.resolution = int(infos[0]["resolution"])
         self.worker_info = infos
-        self._unknown_words: dict[str, list[str]] = {}  # prompt → the words the workers' model ignores
         self.last_records = []
         self._run_id: str | None = None
         self._probe: str | None = None
@@ -397,15 +396,12 @@ class RayExecutor:
 
     def unknown_words(self, prompt: str) -> list[str]:
         """The prompt's words the pool's model ignores (every worker holds the same model, by hash), for
-        the manifest and the daemon's submit reply; asked of the first worker once per prompt."""
-        if prompt not in self._unknown_words:
-            ray = _ray()
-            try:
-                words = ray.get(self.actors[0].unknown_words.remote(prompt), timeout=WORKER_START_TIMEOUT_S)
-            except ray.exceptions.RayError as exc:
-                raise CoolColorError(f"the Ray worker could not read the prompt: {_cause(exc)}") from None
-            self._unknown_words[prompt] = list(words)
-        return list(self._unknown_words[prompt])
+        the manifest and the daemon's submit reply (the job board keeps the answer per prompt)."""
+        ray = _ray()
+        try:
+            return list(ray.get(self.actors[0].unknown_words.remote(prompt), timeout=WORKER_START_TIMEOUT_S))
+        except ray.exceptions.RayError as exc:
+            raise CoolColorError(f"the Ray worker could not read the prompt: {_cause(exc)}") from None
 
     # ---------------------------------------------------------------- per run
     def _begin(self, run: JobRun) -> tuple[str, str]:
