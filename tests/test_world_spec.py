@@ -100,7 +100,7 @@ def test_featured_clips_use_the_held_out_items_and_nothing_else_held_out():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"version": 3}, "world.version must be one of 1, 2"),
+    ({"version": 4}, "world.version must be one of 1, 2, 3"),
     ({"exclude_shapes": ["blob"]}, "world.exclude_shapes: unknown 'blob'"),
     ({"exclude_shapes": ["heart"]}, "unknown 'heart'; world version 1"),
     ({"exclude_layouts": ["studio", "outdoor", "indoor", "landscape", "seaside"]}, "leaves no backdrop layout"),
@@ -163,7 +163,8 @@ def test_version_mix_draws_both_worlds_with_the_same_items_left_out():
     assert all(len(d) == 1 for d in drawn_by)
     assert 5 < sum(d == [1] for d in drawn_by) < 35
     assert pure_captions == [WorldSource(8, seed=0, world=wide).sample(0, i)[2] for i in range(40)]
-    with pytest.raises(InputError, match="world_v1_share mixes version 1 into a version-2 world"):
+    with pytest.raises(InputError, match="world_v1_share mixes version 1 into a version-2 or -3 world"):
         TrainConfig.from_dict({"output": "x", "world": {"leave_out": True}, "world_v1_share": 0.5})
+    assert TrainConfig.from_dict({"output": "x", "world": {"version": 3}, "world_v1_share": 0.5}).world_v1_share == 0.5
     with pytest.raises(InputError, match="world_v1_share"):
         TrainConfig.from_dict({"output": "x", "world": {"version": 2}, "world_v1_share": 1.5})

@@ -130,6 +130,25 @@ def test_leave_out_works_in_the_wide_world():
         assert any(lay.shape == "heart" for lay in scene.layers)
 
 
+def test_version_3_draws_version_2_scenes_with_two_full_captions_of_four():
+    """World version 3 keeps version 2's scenes and changes only the caption split (README, E3: one full
+    caption in four taught the wide model to leave big regions unnamed)."""
+    v3 = WorldSpec(version=3, photos=False)
+    all_partial_in_v2 = 0
+    for seed, scene, ids, _ in scenes(40, size=16):
+        scene3 = generate_scene(seed, 1.0, None, Motion.static(), None, v3)
+        np.testing.assert_array_equal(_render_fields(scene3, 1, (16, 16))[0], ids)  # same scene for the same seed
+        visible = sorted(int(i) for i in np.unique(ids))
+        named2 = make_wide_captions(scene, ids, seed, WIDE)[1]
+        named3 = make_wide_captions(scene, ids, seed, v3)[1]
+        assert named3[0] == named3[1] == visible and named2[0] == visible
+        all_partial_in_v2 += len(visible) > 1 and named2[1] != visible
+        for ids_named in named3[2:]:
+            assert ids_named and set(ids_named) <= set(visible)
+            assert len(visible) == 1 or len(ids_named) < len(visible)
+    assert all_partial_in_v2 > 20  # version 2 itself is unchanged: its second caption is partial
+
+
 def test_version_2_does_not_change_version_1():
     a = render_clip(5, 2, (24, 24))
     b = render_clip(5, 2, (24, 24), world=WIDE)

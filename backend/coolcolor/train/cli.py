@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from coolcolor.cli import int_in
 from coolcolor.train.config import TrainConfig
+from coolcolor.world.spec import WORLD_VERSIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,10 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(the model's own leave-out set if it was trained with one, else the default set: a baseline)")
     ev.add_argument("--leave-out-clips", type=int, default=None, metavar="N",
                     help="clips per leave-out set (default: --clips)")
-    ev.add_argument("--leave-out-world-version", type=int, default=None, choices=(1, 2),
+    ev.add_argument("--leave-out-world-version", type=int, default=None, choices=WORLD_VERSIONS,
                     help="world version of the leave-out clips (default: the model's training world); the same "
                     "version for every model compares them on the same clips")
-    ev.add_argument("--world-version", type=int, default=1, choices=(1, 2),
+    ev.add_argument("--world-version", type=int, default=1, choices=WORLD_VERSIONS,
                     help="world version of the usual held-out clips (default 1: the clips the README measures)")
     ev.add_argument("--json", metavar="FILE", help="also write all numbers as JSON")
     ev.add_argument("--threads", type=int_in(0), default=0,

@@ -54,10 +54,10 @@ class TrainConfig:
     ef_fraction: float = 0.25  # share of each batch that also gets the warped pass for L_EF
     degradation_max: float = 2.0  # world data: old-film damage strength drawn from U(0, max) per image
     clean_fraction: float = 0.25  # world data: share of undamaged gray inputs
-    # world data: which world (coolcolor.world.spec.WorldSpec): {"version": 1|2, "leave_out": true, or
+    # world data: which world (coolcolor.world.spec.WorldSpec): {"version": 1|2|3, "leave_out": true, or
     # "exclude_shapes"/"exclude_layouts"/"exclude_synonyms": [...]}; {} = version 1, nothing left out
     world: dict[str, Any] = field(default_factory=dict)
-    world_v1_share: float = 0.0  # world version 2: share of stills drawn by version 1 (same items left out)
+    world_v1_share: float = 0.0  # world version 2 or 3: share of stills drawn by version 1 (same items left out)
     kl_weight: float = 1e-6  # vae stage
     ab_weight: float = 0.0  # vae stage: weight of an L1 loss on CIELab a*, b* (÷100) of the reconstructions
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "no", "bf16", "fp16"
@@ -156,8 +156,8 @@ class TrainConfig:
         from coolcolor.world.spec import WorldSpec
 
         spec = WorldSpec.from_json(self.world, f"{where}: world")
-        if self.world_v1_share and spec.version != 2:
-            raise InputError(f"{where}: world_v1_share mixes version 1 into a version-2 world; world.version is {spec.version}")
+        if self.world_v1_share and spec.version < 2:
+            raise InputError(f"{where}: world_v1_share mixes version 1 into a version-2 or -3 world; world.version is {spec.version}")
         if spec.feature:
             raise InputError(f"{where}: world.feature is for evaluation clips; training leaves items out, it does not feature them")
         if self.stage == "unet" and self.init_from and self.vae_from:

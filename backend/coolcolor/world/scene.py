@@ -465,7 +465,7 @@ def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Moti
     ``world`` picks the world version and what it leaves out (default: version 1, nothing left out,
     which draws exactly what this generator always drew)."""
     world = WorldSpec() if world is None else world
-    if world.version == 2:
+    if world.version >= 2:
         from coolcolor.world.wide import generate_wide_scene
 
         return generate_wide_scene(seed, aspect, n_objects, motion, object_colors, world)

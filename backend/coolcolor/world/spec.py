@@ -22,7 +22,7 @@ from typing import Any
 
 from coolcolor.errors import InputError
 
-WORLD_VERSIONS = (1, 2)
+WORLD_VERSIONS = (1, 2, 3)  # 3: version 2's scenes with version 1's caption split (two full, two partial)
 FEATURES = ("shape", "layout", "synonym")
 
 
@@ -33,7 +33,7 @@ class WorldSpec:
     exclude_layouts: tuple[str, ...] = ()  # backdrop layouts never drawn
     exclude_synonyms: tuple[str, ...] = ()  # color words captions never use (a color's name cannot be one)
     feature: str = ""  # "", or one of FEATURES: draw the excluded items of that kind on purpose
-    photos: bool = True  # version 2: lightness textures from photographs (needs scikit-learn's sample images)
+    photos: bool = True  # versions 2 and 3: lightness textures from photographs (needs scikit-learn's sample images)
 
     def __post_init__(self) -> None:
         self.validate()

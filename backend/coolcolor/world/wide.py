@@ -16,6 +16,9 @@ caption describe very different images and one image many captions:
   subsets; layers in any order, with or without articles, with truthful size and texture adjectives.
 
 The draws use their own random stream, so version 1 renders exactly as before.
+
+World version 3 draws the same scenes and changes only the caption split: two full captions and two
+partial ones per still, as version 1 writes them.
 """
 
 from __future__ import annotations
@@ -283,16 +286,19 @@ def _sentence(rng: np.random.Generator, layers: list[Layer], scene: Scene, world
 
 def make_wide_captions(scene: Scene, masks: np.ndarray, seed: int, world: WorldSpec,
                        count: int = 4) -> tuple[list[str], list[list[int]]]:
-    """Captions over the layers visible in ``masks`` (N×H×W layer ids): the first names them all, the
-    others a random non-empty subset (a proper one when there are two or more), in random order."""
+    """Captions over the layers visible in ``masks`` (N×H×W layer ids): the first names them all (the
+    first two in world version 3, version 1's split), the others a random non-empty subset (a proper one
+    when there are two or more), in random order. Version 3 exists because version 2's one-in-four full
+    captions taught the model that a big region's color is usually left unnamed (README, E3)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA9, 2]))
     counts = np.bincount(masks.ravel(), minlength=len(scene.layers))
     shares = {lay.id: float(counts[lay.id]) / masks.size for lay in scene.layers}
     layers = [lay for lay in scene.layers if counts[lay.id] > 0]
     captions: list[str] = []
     named: list[list[int]] = []
+    full = 2 if world.version >= 3 else 1
     for i in range(count):
-        if i == 0 or len(layers) == 1:
+        if i < full or len(layers) == 1:
             chosen = list(layers)
         else:
             k = int(rng.integers(1, len(layers)))
