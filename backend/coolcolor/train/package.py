@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -44,8 +45,8 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
     config.provenance = {
         "trained_by": "coolcolor.train (this repository)",
         "data": "old-film world rendered on the fly, world seeds < 1e9 (held-out evaluation seeds ≥ 1e9)",
-        "reproduce": [*vae_commands, *_base_commands(config.recipe), config.recipe["command"]],
-        "training_seconds": {**vae_seconds, "unet": _run_seconds(run)},
+        "reproduce": [*vae_commands, *_base_commands(config.recipe), _fine_tune_command(config.recipe)],
+        "training_seconds": {**vae_seconds, **_base_seconds(config.recipe), "unet": _run_seconds(run)},
     }
     if code_commit:
         config.provenance["code_commit"] = code_commit
@@ -87,6 +88,8 @@ def _packaged_vae_history(model: Path) -> tuple[dict, list[str], dict[str, float
         raise CheckpointError(f"{model}: the packaged model records no VAE recipe (recipe.vae), so its VAE's "
                               "history cannot travel with it")
     own = {config.recipe.get("command"), *_base_commands(config.recipe)}
+    if config.recipe.get("command"):
+        own.add(_fine_tune_command(config.recipe))
     commands = [c for c in provenance.get("reproduce", []) if c not in own]
     seconds = {k: v for k, v in (provenance.get("training_seconds") or {}).items() if k.startswith("vae:")}
     return recipe, commands, seconds
@@ -131,10 +134,34 @@ def _run_seconds(run: Path) -> float | None:
     return json.loads(lines[-1]).get("seconds") if lines else None
 
 
+def _fine_tune_command(recipe: dict) -> str:
+    """The run's command as the reproduce list must give it. A fine-tune names the model it started from
+    (``init_from``), often the packaged default itself, which packaging is about to replace; reproduced,
+    it must start from what the list's previous command trains (that run's output folder's ``final``)."""
+    command = recipe["command"]
+    base = recipe.get("init_recipe")
+    if not (recipe.get("init_from") and isinstance(base, dict) and base.get("command")):
+        return command
+    output = (base.get("train_config") or {}).get("output")
+    if not output:
+        raise CheckpointError("the fine-tune's base model records no output folder, so the reproduce list cannot "
+                              f"say where its command leaves the base model: {base['command']}")
+    return f"{command} --set init_from={shlex.quote(str(Path(output) / 'final'))}"
+
+
+def _base_seconds(recipe: dict) -> dict[str, float]:
+    """A fine-tune's base model's own UNet seconds, as that model recorded them, if it was packaged."""
+    base = Path(recipe.get("init_from") or "")
+    if not recipe.get("init_from") or not (base / CONFIG_NAME).is_file():
+        return {}
+    seconds = (CoolColorConfig.from_file(base / CONFIG_NAME).provenance or {}).get("training_seconds") or {}
+    return {"unet:base": seconds["unet"]} if seconds.get("unet") is not None else {}
+
+
 def _base_commands(recipe: dict) -> list[str]:
     """Commands of the runs a fine-tune started from (``init_recipe`` chain), oldest first."""
     base = recipe.get("init_recipe")
-    return [*_base_commands(base), base["command"]] if isinstance(base, dict) and base.get("command") else []
+    return [*_base_commands(base), _fine_tune_command(base)] if isinstance(base, dict) and base.get("command") else []
 
 
 def main(argv: list[str] | None = None) -> int:
