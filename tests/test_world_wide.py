@@ -131,8 +131,8 @@ def test_leave_out_works_in_the_wide_world():
 
 
 def test_version_3_draws_version_2_scenes_with_two_full_captions_of_four():
-    """World version 3 keeps version 2's scenes and changes only the caption split (README, E3: one full
-    caption in four taught the wide model to leave big regions unnamed)."""
+    """World version 3 keeps version 2's scenes and changes only the caption split, version 1's two full
+    captions of four (README, E4: the test of E3's guess about big regions)."""
     v3 = WorldSpec(version=3, photos=False)
     all_partial_in_v2 = 0
     for seed, scene, ids, _ in scenes(40, size=16):

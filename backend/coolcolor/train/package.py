@@ -151,10 +151,10 @@ def _fine_tune_command(recipe: dict) -> str:
 
 def _base_seconds(recipe: dict) -> dict[str, float]:
     """A fine-tune's base model's own UNet seconds, as that model recorded them, if it was packaged."""
-    base = Path(recipe.get("init_from") or "")
-    if not recipe.get("init_from") or not (base / CONFIG_NAME).is_file():
+    init_from = recipe.get("init_from")
+    if not init_from or not (Path(init_from) / CONFIG_NAME).is_file():
         return {}
-    seconds = (CoolColorConfig.from_file(base / CONFIG_NAME).provenance or {}).get("training_seconds") or {}
+    seconds = (CoolColorConfig.from_file(Path(init_from) / CONFIG_NAME).provenance or {}).get("training_seconds") or {}
     return {"unet:base": seconds["unet"]} if seconds.get("unet") is not None else {}
 
 

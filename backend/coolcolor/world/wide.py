@@ -72,7 +72,7 @@ def sample_photographs() -> tuple[np.ndarray, ...]:
     try:
         from sklearn.datasets import load_sample_images
     except ImportError:
-        raise InputError("world version 2 takes photographic textures from scikit-learn's sample images: "
+        raise InputError("world versions 2 and 3 take photographic textures from scikit-learn's sample images: "
                          "install scikit-learn (pip install scikit-learn), or set the world's photos to false") from None
     out = []
     for img in load_sample_images().images:
@@ -288,8 +288,8 @@ def make_wide_captions(scene: Scene, masks: np.ndarray, seed: int, world: WorldS
                        count: int = 4) -> tuple[list[str], list[list[int]]]:
     """Captions over the layers visible in ``masks`` (N×H×W layer ids): the first names them all (the
     first two in world version 3, version 1's split), the others a random non-empty subset (a proper one
-    when there are two or more), in random order. Version 3 exists because version 2's one-in-four full
-    captions taught the model that a big region's color is usually left unnamed (README, E3)."""
+    when there are two or more), in random order. Version 3 tests E3's guess that version 2's one-in-four
+    full captions taught the model to leave big regions unnamed; E4 refuted it (README)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA9, 2]))
     counts = np.bincount(masks.ravel(), minlength=len(scene.layers))
     shares = {lay.id: float(counts[lay.id]) / masks.size for lay in scene.layers}
