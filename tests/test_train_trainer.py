@@ -309,3 +309,16 @@ def test_a_fine_tune_packaged_over_its_base_reproduces_from_the_base_run(tmp_pat
                         batch_size=4, lr=1e-2, seed=6, threads=1)).run(progress=False)
     again = load_components(package(Path("ft-again"), Path("vae-run"), Path("again")))
     assert again.weights_hash() == after.weights_hash()
+
+
+def test_a_fine_tune_whose_base_records_no_output_folder_is_named():
+    """The reproduce list cannot point a fine-tune at its base without the base's output folder: say so."""
+    from coolcolor.train.package import _fine_tune_command
+
+    recipe = {"command": "coolcolor train --config ft.json", "init_from": "default",
+              "init_recipe": {"command": "coolcolor train --config unet.json", "train_config": {}}}
+    with pytest.raises(CheckpointError, match="base model records no output folder.*--config unet.json"):
+        _fine_tune_command(recipe)
+    recipe["init_recipe"]["train_config"]["output"] = "runs/base"
+    assert _fine_tune_command(recipe) == "coolcolor train --config ft.json --set init_from=runs/base/final"
+    assert _fine_tune_command({"command": "coolcolor train --config unet.json"}) == "coolcolor train --config unet.json"
