@@ -100,7 +100,7 @@ def test_featured_clips_use_the_held_out_items_and_nothing_else_held_out():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"version": 4}, "world.version must be one of 1, 2, 3"),
+    ({"version": 5}, "world.version must be one of 1, 2, 3, 4"),
     ({"exclude_shapes": ["blob"]}, "world.exclude_shapes: unknown 'blob'"),
     ({"exclude_shapes": ["heart"]}, "unknown 'heart'; world version 1"),
     ({"exclude_layouts": ["studio", "outdoor", "indoor", "landscape", "seaside"]}, "leaves no backdrop layout"),

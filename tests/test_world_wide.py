@@ -149,6 +149,49 @@ def test_version_3_draws_version_2_scenes_with_two_full_captions_of_four():
     assert all_partial_in_v2 > 20  # version 2 itself is unchanged: its second caption is partial
 
 
+def test_version_4_keeps_version_1_backdrops_and_takes_version_2_families_and_sizes():
+    """World version 4 (README, E5): version 1's five layouts and their boundaries, all twelve shape families,
+    object radii over version 2's range rather than version 1's 0.08–0.18."""
+    v4 = WorldSpec(version=4)
+    shapes, layouts, radii = set(), set(), []
+    for _, scene, _, _ in scenes(200, size=8, world=v4):
+        shapes |= {lay.shape for lay in scene.layers if lay.kind == "object"}
+        layouts.add(scene.layout)
+        assert len(scene.boundaries) == len(LAYOUTS[scene.layout]) - 1
+        radii += [obj.sigma0 for obj in scene.objects]
+    assert shapes == set(SHAPES) | set(WIDE_SHAPES) and layouts == set(LAYOUTS)
+    assert min(radii) < 0.08 and max(radii) > 0.4
+
+
+def test_version_4_captions_name_only_the_layers_the_clip_shows():
+    """A big object can hide a region or another object; version 4's captions (version 1's phrasing and
+    split) then leave the hidden layer out, and a hidden layer's nouns appear in no caption."""
+    v4 = WorldSpec(version=4)
+    hidden_seen = 0
+    for seed in range(120):
+        clip = render_clip(seed, 1, (32, 32), motion=Motion.static(), world=v4)
+        visible = {int(i) for i in np.unique(clip.masks)}
+        hidden = [lay for lay in clip.layers if lay.id not in visible]
+        kinds = {lay.kind for lay in clip.layers if lay.id in visible}
+        if kinds != {"object", "region"}:
+            continue  # the documented fallback: every layer is kept
+        assert clip.caption_layers[0] == clip.caption_layers[1] == sorted(visible)
+        for named in clip.caption_layers:
+            assert set(named) <= visible
+        for lay in hidden:
+            hidden_seen += 1
+            for caption in clip.captions:  # nouns are unique across families and regions
+                assert not any(re.search(rf"\b{noun}\b", caption) for noun in lay.nouns), (caption, lay.nouns)
+    assert hidden_seen >= 5
+
+
+def test_version_4_does_not_change_version_1():
+    a = render_clip(5, 2, (24, 24))
+    assert [lay.shape for lay in a.layers] != [lay.shape for lay in render_clip(5, 2, (24, 24), world=WorldSpec(version=4)).layers] \
+        or a.captions != render_clip(5, 2, (24, 24), world=WorldSpec(version=4)).captions
+    np.testing.assert_array_equal(render_clip(5, 2, (24, 24)).rgb, a.rgb)
+
+
 def test_version_2_does_not_change_version_1():
     a = render_clip(5, 2, (24, 24))
     b = render_clip(5, 2, (24, 24), world=WIDE)

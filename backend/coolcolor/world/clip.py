@@ -250,6 +250,8 @@ def render_clip(
         gray = apply_degradations(gray_clean, degradations, rng)
     if world.version == 1:
         captions, named = make_captions(scene.layers, seed, world)
+    elif world.version == 4:
+        captions, named = make_captions(_named_layers(scene.layers, ids), seed, world)
     else:
         from coolcolor.world.wide import make_wide_captions
 
@@ -257,6 +259,17 @@ def render_clip(
     return Clip(seed=seed, gray=gray, gray_clean=gray_clean, rgb=rgb, masks=ids, flow=flow,
                 flow_valid=valid, layers=scene.layers, captions=captions, caption_layers=named,
                 layout=scene.layout, degradations=degradations, motion=motion, scene=scene)
+
+
+def _named_layers(layers: list[Layer], masks: np.ndarray) -> list[Layer]:
+    """The layers a version-4 caption may name: those the clip shows. Its big objects can hide a region
+    or another object, and a caption should not teach a color for pixels that are not there. Version 1's
+    captions need an object and a region; when no object (or no region) is visible, all layers are kept."""
+    counts = np.bincount(masks.ravel(), minlength=len(layers))
+    visible = [lay for lay in layers if counts[lay.id] > 0]
+    if {lay.kind for lay in visible} != {"object", "region"}:
+        return list(layers)
+    return visible
 
 
 def render_image(

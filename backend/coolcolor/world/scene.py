@@ -63,7 +63,8 @@ def shapes_for(version: int) -> tuple[str, ...]:
 
 
 def layouts_for(version: int) -> tuple[str, ...]:
-    return tuple(LAYOUTS) if version == 1 else tuple(LAYOUTS) + tuple(WIDE_LAYOUTS)
+    """Backdrop layouts of a world version: version 4 keeps version 1's five."""
+    return tuple(LAYOUTS) if version in (1, 4) else tuple(LAYOUTS) + tuple(WIDE_LAYOUTS)
 
 
 def shape_nouns(shape: str) -> tuple[str, ...]:
@@ -465,11 +466,12 @@ def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Moti
     ``world`` picks the world version and what it leaves out (default: version 1, nothing left out,
     which draws exactly what this generator always drew)."""
     world = WorldSpec() if world is None else world
-    if world.version >= 2:
+    if world.version in (2, 3):
         from coolcolor.world.wide import generate_wide_scene
 
         return generate_wide_scene(seed, aspect, n_objects, motion, object_colors, world)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CE4E]))
+    # Version 4 draws from its own stream (version 1's seeds keep their scenes).
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CE4E] + ([4] if world.version == 4 else [])))
     layouts = world.allowed_layouts()
     layout = layouts[rng.integers(len(layouts))]
     if world.feature == "layout":
@@ -487,7 +489,7 @@ def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Moti
         layers.append(Layer(i, "region", nouns[0], nouns, colors[i]))
     for k, shape in enumerate(shapes):
         lid = len(slots) + k
-        layers.append(Layer(lid, "object", shape, SHAPES[shape], colors[lid]))
+        layers.append(Layer(lid, "object", shape, shape_nouns(shape), colors[lid]))
 
     # Backdrop boundaries (world y is down, the frame spans y ∈ [−0.5, 0.5]).
     boundaries: list[_Boundary] = []
@@ -531,12 +533,22 @@ def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Moti
             omega=(2 * math.pi / period)[None], phase=rng.uniform(0, 2 * math.pi, (1, 2)),
             theta0=float(rng.uniform(0, 2 * math.pi)),
             omega_rot=float(rng.uniform(0.01, 0.05) * rng.choice([-1, 1])),
-            sigma0=float(rng.uniform(0.08, 0.18)), scale_amp=float(rng.uniform(0.05, 0.25)),
+            sigma0=_object_size(rng, world.version), scale_amp=float(rng.uniform(0.05, 0.25)),
             omega_scale=float(2 * math.pi / rng.uniform(30, 120)), phase_scale=float(rng.uniform(0, 2 * math.pi)),
         ))
     if motion.occlusion and len(objects) >= 2:
         sweep_front_across_back(rng, objects[0], objects[-1])
     return Scene(layers, layout, boundaries, region_textures, objects, motion, camera_motion(rng))
+
+
+def _object_size(rng: np.random.Generator, version: int) -> float:
+    """Object radius (frame heights): version 1's 0.08–0.18, or version 4's version-2 range (log-uniform
+    0.05–0.55, ≈1 % of the frame to most of it)."""
+    if version == 4:
+        from coolcolor.world.wide import SIZE_RANGE
+
+        return float(math.exp(rng.uniform(math.log(SIZE_RANGE[0]), math.log(SIZE_RANGE[1]))))
+    return float(rng.uniform(0.08, 0.18))
 
 
 def sweep_front_across_back(rng: np.random.Generator, back: _Object, front: _Object) -> None:

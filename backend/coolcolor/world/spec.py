@@ -12,7 +12,8 @@ Two uses, both deterministic functions of the seed:
 ``version`` 1 is the world the shipped model was trained and measured on; the default spec renders
 every seed exactly as before (the same random draws in the same order). Version 2 (``world.wide``)
 widens it: more shape families and sizes, 1–5 regions, objects that touch, overlap and leave the
-frame, photographic lightness textures and freer captions.
+frame, photographic lightness textures and freer captions. Version 4 keeps version 1's backdrops,
+placement and captions and takes only version 2's shape families and object sizes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 
 from coolcolor.errors import InputError
 
-WORLD_VERSIONS = (1, 2, 3)  # 3: version 2's scenes with version 1's caption split (two full, two partial)
+# 3: version 2's scenes with version 1's caption split (two full, two partial); 4: version 1's scenes
+# and captions with version 2's twelve shape families and object sizes (README E5)
+WORLD_VERSIONS = (1, 2, 3, 4)
 FEATURES = ("shape", "layout", "synonym")
 
 
