@@ -310,6 +310,12 @@ def test_a_fine_tune_packaged_over_its_base_reproduces_from_the_base_run(tmp_pat
     again = load_components(package(Path("ft-again"), Path("vae-run"), Path("again")))
     assert again.weights_hash() == after.weights_hash()
 
+    # a fine-tune of the fine-tune counts both bases' UNet seconds before its own
+    Trainer(TrainConfig(output="ft2-run", architecture="tiny-test", init_from="default", steps=1, batch_size=4,
+                        seed=7, threads=1), command="coolcolor train --config ft2.json").run(progress=False)
+    twice = load_components(package(Path("ft2-run"), Path("default"), Path("twice"))).config.provenance
+    assert twice["training_seconds"]["unet:base"] == pytest.approx(seconds["unet"] + seconds["unet:base"], abs=0.11)
+
 
 def test_a_fine_tune_whose_base_records_no_output_folder_is_named():
     """The reproduce list cannot point a fine-tune at its base without the base's output folder: say so."""

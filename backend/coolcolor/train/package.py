@@ -150,12 +150,15 @@ def _fine_tune_command(recipe: dict) -> str:
 
 
 def _base_seconds(recipe: dict) -> dict[str, float]:
-    """A fine-tune's base model's own UNet seconds, as that model recorded them, if it was packaged."""
+    """The UNet seconds a fine-tune's base model took, as that model recorded them, if it was packaged: its own
+    and, when it was itself a fine-tune, its base's (``unet:base``), so a chain of fine-tunes adds up."""
     init_from = recipe.get("init_from")
     if not init_from or not (Path(init_from) / CONFIG_NAME).is_file():
         return {}
     seconds = (CoolColorConfig.from_file(Path(init_from) / CONFIG_NAME).provenance or {}).get("training_seconds") or {}
-    return {"unet:base": seconds["unet"]} if seconds.get("unet") is not None else {}
+    if seconds.get("unet") is None:
+        return {}
+    return {"unet:base": round(float(seconds["unet"]) + float(seconds.get("unet:base") or 0.0), 1)}
 
 
 def _base_commands(recipe: dict) -> list[str]:
