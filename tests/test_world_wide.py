@@ -187,8 +187,8 @@ def test_version_4_captions_name_only_the_layers_the_clip_shows():
 
 def test_version_4_does_not_change_version_1():
     a = render_clip(5, 2, (24, 24))
-    assert [lay.shape for lay in a.layers] != [lay.shape for lay in render_clip(5, 2, (24, 24), world=WorldSpec(version=4)).layers] \
-        or a.captions != render_clip(5, 2, (24, 24), world=WorldSpec(version=4)).captions
+    b = render_clip(5, 2, (24, 24), world=WorldSpec(version=4))
+    assert [lay.shape for lay in a.layers] != [lay.shape for lay in b.layers] or a.captions != b.captions
     np.testing.assert_array_equal(render_clip(5, 2, (24, 24)).rgb, a.rgb)
 
 

@@ -55,6 +55,7 @@ LAYOUTS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 MAX_OBJECTS = 4
+WIDE_SIZE_RANGE = (0.05, 0.55)  # object radius (frame heights) in versions 2–4: ≈1 % … ≈95 % of a square frame
 
 
 def shapes_for(version: int) -> tuple[str, ...]:
@@ -541,14 +542,14 @@ def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Moti
     return Scene(layers, layout, boundaries, region_textures, objects, motion, camera_motion(rng))
 
 
-def _object_size(rng: np.random.Generator, version: int) -> float:
-    """Object radius (frame heights): version 1's 0.08–0.18, or version 4's version-2 range (log-uniform
-    0.05–0.55, ≈1 % of the frame to most of it)."""
-    if version == 4:
-        from coolcolor.world.wide import SIZE_RANGE
+def wide_object_size(rng: np.random.Generator) -> float:
+    """An object radius (frame heights) of world versions 2–4: log-uniform over ``WIDE_SIZE_RANGE``."""
+    return float(math.exp(rng.uniform(math.log(WIDE_SIZE_RANGE[0]), math.log(WIDE_SIZE_RANGE[1]))))
 
-        return float(math.exp(rng.uniform(math.log(SIZE_RANGE[0]), math.log(SIZE_RANGE[1]))))
-    return float(rng.uniform(0.08, 0.18))
+
+def _object_size(rng: np.random.Generator, version: int) -> float:
+    """Object radius (frame heights): version 1's 0.08–0.18, or version 4's version-2 range."""
+    return wide_object_size(rng) if version == 4 else float(rng.uniform(0.08, 0.18))
 
 
 def sweep_front_across_back(rng: np.random.Generator, back: _Object, front: _Object) -> None:

@@ -48,10 +48,10 @@ from coolcolor.world.scene import (
     pick_shapes,
     shape_nouns,
     sweep_front_across_back,
+    wide_object_size,
 )
 from coolcolor.world.spec import WorldSpec
 
-SIZE_RANGE = (0.05, 0.55)  # object radius (frame heights): ≈1 % … ≈95 % of a square frame
 PHOTO_PROBABILITY = 0.35  # share of non-sky layers textured by a photograph
 TOUCH_PROBABILITY = 0.35  # share of objects placed against the previous one
 SMALL, BIG = 0.015, 0.2  # visible share of the frame below / above which captions may say "small" / "big"
@@ -195,7 +195,7 @@ def generate_wide_scene(seed: int, aspect: float, n_objects: int | None, motion:
         else:
             tex, kind = _texture_for(rng, _OBJECT_TEXTURES, False, world.photos)
         texture_kinds.append(kind)
-        sigma0 = float(math.exp(rng.uniform(math.log(SIZE_RANGE[0]), math.log(SIZE_RANGE[1]))))
+        sigma0 = wide_object_size(rng)
         # Anywhere, partly or wholly beyond the frame's edges sometimes.
         center = np.array([rng.uniform(-1.1, 1.1) * half_w, rng.uniform(-0.6, 0.6)])
         if objects and rng.random() < TOUCH_PROBABILITY:
