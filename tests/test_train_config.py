@@ -43,6 +43,7 @@ def test_json_and_toml_configs_load_with_overrides(tmp_path):
         ({"output": "o", "init_from": "a", "vae_from": "b"}, "either init_from"),
         ({"output": "o", "stage": "vae", "vae_train": "decoder"}, "give vae_from"),
         ({"output": "o", "vae_train": "encoder"}, "vae_train must be all or decoder"),
+        ({"output": "o", "decoder_guide": "yes"}, "decoder_guide must be true or false"),
     ],
 )
 def test_bad_settings_are_named(data, message):

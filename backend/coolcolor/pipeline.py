@@ -33,6 +33,7 @@ from coolcolor.model.checkpoint import (
     load_components,
     save_components,
 )
+from coolcolor.model.decoder_guide import decode as decode_latents
 from coolcolor.model.prompt_words import PromptWords, prompt_words, token_limit
 from coolcolor.model.unet import merge_gray
 from coolcolor_protocol.jobspec import MAX_GUIDANCE, MAX_SEED, MAX_STEPS
@@ -100,6 +101,7 @@ class CoolColorPipeline:
         self.components = components
         self.unet = components.unet
         self.vae = components.vae
+        self.decoder_guide = components.decoder_guide
         self.text_encoder = components.text_encoder
         self.tokenizer = components.tokenizer
         self.scheduler = components.scheduler
@@ -176,7 +178,10 @@ class CoolColorPipeline:
         """Estimated peak memory of decoding one frame: the decoder's last, full-resolution stage holds a
         few tensors of ``block_out_channels[0]`` channels at the model size (≈ 2.4× a UNet pass for SD)."""
         element = torch.finfo(self.vae.dtype).bits // 8
-        return 6 * element * size[0] * size[1] * self.vae.config.block_out_channels[0]
+        channels = self.vae.config.block_out_channels[0]
+        if self.decoder_guide is not None:  # its full-size features live beside the decoder's
+            channels += 2 * self.decoder_guide.config.width
+        return 6 * element * size[0] * size[1] * channels
 
     def default_memory_budget(self) -> int:
         if self.device.type == "cuda":
@@ -225,9 +230,13 @@ class CoolColorPipeline:
         return encode_gray_latents(self.vae, gray).to(self.dtype)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents → sRGB n×h×w×3 in [0, 1] (float32)."""
-        image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+    def decode(self, latents: torch.Tensor, gray: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents → sRGB n×h×w×3 in [0, 1] (float32). ``gray``: the n input frames at the model size
+        (n×h×w in [0, 1]), which a model with a decoder guide needs and any other model ignores."""
+        z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        if self.decoder_guide is not None and gray is None:
+            raise InputError("this model's decoder is guided by the gray frames: pass them to decode()")
+        image = decode_latents(self.vae, z, self.decoder_guide, None if gray is None else gray.to(self.device, self.vae.dtype))
         return ((image.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
 
     def _guided_eps(
@@ -376,7 +385,11 @@ class CoolColorPipeline:
         gamut fit cost milliseconds instead of dominating the frame. Evaluation uses it too, to finish VAE
         round trips exactly like colorizations.
         """
-        decoded = self.decode(latents).float()
+        gray_small = None
+        if self.decoder_guide is not None:  # the guide reads the frames as the model saw them
+            model_size = (latents.shape[-2] * self.vae_scale_factor, latents.shape[-1] * self.vae_scale_factor)
+            gray_small = resize_frames(gray_full, model_size)
+        decoded = self.decode(latents, gray_small).float()
         ab_small = color.rgb_to_lab(decoded)[..., 1:]
         for j in range(decoded.shape[0]):
             lab = _finish_frame(ab_small[j : j + 1], gray_full[j : j + 1].to(self.device))

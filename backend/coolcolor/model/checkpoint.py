@@ -1,10 +1,12 @@
 """Checkpoint folders (DESIGN §2): diffusers layout + ``coolcolor.json``.
 
-    unet/  vae/  text_encoder/  tokenizer/  scheduler/  coolcolor.json
+    unet/  vae/  text_encoder/  tokenizer/  scheduler/  coolcolor.json  [decoder_guide/]
 
 Every part is written and read by its own library's ``save_pretrained``/``from_pretrained``, so a
 CoolColor checkpoint is an ordinary diffusers folder that any tool of the field can open; only
-``coolcolor.json`` is ours. Nothing here ever reaches for the network: paths are local folders.
+``coolcolor.json`` is ours, and the optional ``decoder_guide/`` (a gray-guided decoder,
+``model.decoder_guide``) is a diffusers ``ModelMixin`` part like the others. Nothing here ever
+reaches for the network: paths are local folders.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 from coolcolor.errors import CheckpointError
 from coolcolor.model.attention import keyframe_attention_problem
+from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, guide_problem
 from coolcolor.model.unet import F_IN_LAYOUT, add_gray_input, has_gray_input
 
 CONFIG_NAME = "coolcolor.json"
@@ -93,6 +96,8 @@ class Components:
     tokenizer: PreTrainedTokenizerBase
     scheduler: DDIMScheduler
     config: CoolColorConfig
+    # Optional: steers the VAE decoder with the gray frame (model.decoder_guide); None decodes as plain SD.
+    decoder_guide: DecoderGuide | None = None
     # The canonical hash of the weights as stored, kept when they were cast to a lossy dtype (fp16,
     # bf16), whose values no longer give it back. None while the modules hold the fp32 values.
     stored_hash: str | None = field(default=None, repr=False, compare=False)
@@ -103,13 +108,18 @@ class Components:
         Canonical: the same on every device and in every dtype the model was loaded in."""
         if self.stored_hash is not None:
             return self.stored_hash
-        return weights_hash(self.unet, self.vae, self.text_encoder)
+        return weights_hash(*self.modules())
+
+    def modules(self) -> tuple[torch.nn.Module, ...]:
+        """The parts with weights, in the order the weights hash takes them (a guide, when there is one, last)."""
+        guide = () if self.decoder_guide is None else (self.decoder_guide,)
+        return (self.unet, self.vae, self.text_encoder, *guide)
 
     def cast(self, device: str | torch.device, dtype: torch.dtype | None = None) -> None:
         """Move (and cast) the modules; the identity is taken first when the cast would lose it."""
         if dtype is not None and dtype != torch.float32 and self.stored_hash is None:
             self.stored_hash = self.weights_hash()
-        for module in (self.unet, self.vae, self.text_encoder):
+        for module in self.modules():
             _place(module, device, dtype)
 
 
@@ -176,6 +186,9 @@ def load_components(
         text_encoder = placed(2, AutoModel.from_pretrained(folder / "text_encoder", dtype=torch.float32))
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
         scheduler = ddim_scheduler(DDIMScheduler.load_config(folder / "scheduler"))
+        guide = None
+        if (folder / GUIDE_PART / "config.json").is_file():
+            guide = placed(3, DecoderGuide.from_pretrained(folder / GUIDE_PART, torch_dtype=torch.float32))
     except (OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {folder}: cannot load ({exc})") from exc
     if not has_gray_input(unet):
@@ -184,10 +197,13 @@ def load_components(
             f"{2 * unet.config.out_channels}; it has no F_in (convert SD-1.5 with `coolcolor init --from-sd15`)"
         )
     check_compatible(unet, vae, text_encoder, f"checkpoint {folder}")
-    for module in (unet, vae, text_encoder):
+    if guide is not None and (problem := guide_problem(guide, vae)):
+        raise CheckpointError(f"checkpoint {folder}: {problem}")
+    components = Components(unet, vae, text_encoder, tokenizer, scheduler, config, decoder_guide=guide,
+                            stored_hash=digest.hexdigest() if lossy else None)
+    for module in components.modules():
         module.eval().requires_grad_(False)
-    return Components(unet, vae, text_encoder, tokenizer, scheduler, config,
-                      stored_hash=digest.hexdigest() if lossy else None)
+    return components
 
 
 def _place(module: Any, device: str | torch.device, dtype: torch.dtype | None) -> Any:
@@ -237,6 +253,8 @@ def save_components(components: Components, path: str | os.PathLike) -> Path:
     components.text_encoder.save_pretrained(folder / "text_encoder")
     components.tokenizer.save_pretrained(folder / "tokenizer")
     components.scheduler.save_pretrained(folder / "scheduler")
+    if components.decoder_guide is not None:
+        components.decoder_guide.save_pretrained(folder / GUIDE_PART)
     (folder / CONFIG_NAME).write_text(components.config.to_json(), encoding="utf-8")
     return folder
 

@@ -36,6 +36,7 @@ class TrainConfig:
     architecture: str = "coolcolor-tiny"  # model shape for a fresh UNet stage (see train.model)
     vae_from: str = ""  # a finished VAE-stage run folder (its final/vae): the unet stage's VAE, or the vae stage's start
     vae_train: str = "all"  # vae stage: "all", or "decoder" (encoder frozen: latents, and so any UNet, stay valid)
+    decoder_guide: bool = False  # vae stage, vae_train = decoder: train a gray-guided decoder (model.decoder_guide)
     init_from: str = ""  # unet stage: fine-tune this CoolColor checkpoint instead of building a new model
     steps: int = 1000
     batch_size: int = 32
@@ -151,6 +152,9 @@ class TrainConfig:
             raise bad("gradient_checkpointing", "must be auto, yes or no")
         if self.vae_train not in ("all", "decoder"):
             raise bad("vae_train", "must be all or decoder")
+        if self.decoder_guide and (self.stage != "vae" or self.vae_train != "decoder"):
+            raise InputError(f"{where}: decoder_guide trains with the decoder of a trained VAE; set stage = vae "
+                             "and vae_train = decoder")
         if self.stage == "vae" and self.vae_train == "decoder" and not self.vae_from:
             raise InputError(f"{where}: vae_train = decoder fine-tunes a trained VAE's decoder; give vae_from")
         from coolcolor.world.spec import WorldSpec

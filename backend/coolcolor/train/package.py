@@ -2,10 +2,15 @@
 
     python -m coolcolor.train.package RUN VAE_RUN DEST [--results results.json] [--code-commit SHA]
 
-VAE_RUN is the VAE that ships: the UNet's own, or a decoder fine-tune of it (same encoder, checked).
-It may also be an already packaged model (a folder with ``coolcolor.json``, e.g. the shipped default):
-its VAE ships again, with the VAE history that model recorded — how a new UNet is trained on the
-shipped VAE (``--set vae_from=backend/coolcolor/default_model/coolcolor-tiny``) without its run folders.
+VAE_RUN is the VAE that ships: the UNet's own, or a decoder fine-tune of it (same encoder, checked),
+with its decoder guide if the run trained one (``decoder_guide``). It may also be an already packaged
+model (a folder with ``coolcolor.json``, e.g. the shipped default): its VAE ships again, with the VAE
+history that model recorded — how a new UNet is trained on the shipped VAE
+(``--set vae_from=backend/coolcolor/default_model/coolcolor-tiny``) without its run folders. A decoder
+fine-tune may start from a packaged model too; its history then continues that model's.
+
+RUN may likewise be a packaged model: its UNet and text encoder ship again with the UNet history it
+recorded — how a new decoder is packaged with the shipped UNet without that UNet's run folder.
 
 ``coolcolor.json`` gets, under ``recipe``, the UNet run's command/seed/steps/λ schedule (already there)
 plus the VAE stage's command and config; under ``provenance``, the commands that reproduce it (run
@@ -26,27 +31,35 @@ import torch
 
 from coolcolor.errors import CheckpointError
 from coolcolor.model.checkpoint import CONFIG_NAME, CoolColorConfig, load_components
+from coolcolor.model.decoder_guide import GUIDE_PART
 
 
 def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, code_commit: str | None = None) -> Path:
     """``vae_run`` is the VAE stage whose VAE ships: the one the UNet was trained on, or a decoder fine-tune
     of it (``vae_train = decoder``), which must keep the UNet's encoder bit for bit."""
-    source = run / "final"
+    unet_packaged = (run / CONFIG_NAME).is_file()
+    source = run if unet_packaged else run / "final"
     if not (source / CONFIG_NAME).is_file():
         raise CheckpointError(f"{run}: no finished model (expected {source / CONFIG_NAME})")
     packaged = (vae_run / CONFIG_NAME).is_file()
-    shipped_vae = vae_run / "vae" if packaged else vae_run / "final" / "vae"
+    vae_folder = vae_run if packaged else vae_run / "final"
+    shipped_vae = vae_folder / "vae"
     if not (shipped_vae / "config.json").is_file():
         raise CheckpointError(f"{vae_run}: no finished VAE (expected {shipped_vae / 'config.json'})")
     _check_same_encoder(source / "vae", shipped_vae)
     config = CoolColorConfig.from_file(source / CONFIG_NAME)
     vae_recipe, vae_commands, vae_seconds = (_packaged_vae_history(vae_run) if packaged else _run_vae_history(vae_run))
+    if unet_packaged:
+        unet_commands, unet_seconds = _packaged_unet_history(run)
+    else:
+        unet_commands = [*_base_commands(config.recipe), _fine_tune_command(config.recipe)]
+        unet_seconds = {**_base_seconds(config.recipe), "unet": _run_seconds(run)}
     config.recipe["vae"] = vae_recipe
     config.provenance = {
         "trained_by": "coolcolor.train (this repository)",
         "data": "old-film world rendered on the fly, world seeds < 1e9 (held-out evaluation seeds ≥ 1e9)",
-        "reproduce": [*vae_commands, *_base_commands(config.recipe), _fine_tune_command(config.recipe)],
-        "training_seconds": {**vae_seconds, **_base_seconds(config.recipe), "unet": _run_seconds(run)},
+        "reproduce": [*vae_commands, *unet_commands],
+        "training_seconds": {**vae_seconds, **unet_seconds},
     }
     if code_commit:
         config.provenance["code_commit"] = code_commit
@@ -55,8 +68,10 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
-    shutil.rmtree(tmp / "vae")
-    shutil.copytree(shipped_vae, tmp / "vae")
+    for part in ("vae", GUIDE_PART):  # the decoder and its guide were trained together: both or neither travel
+        shutil.rmtree(tmp / part, ignore_errors=True)
+        if (vae_folder / part / "config.json").is_file():
+            shutil.copytree(vae_folder / part, tmp / part)
     config.provenance["weights_hash"] = load_components(tmp).weights_hash()
     (tmp / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
     for f in tmp.rglob("*"):
@@ -69,13 +84,27 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
 
 def _run_vae_history(vae_run: Path) -> tuple[dict, list[str], dict[str, float | None]]:
     """The VAE recipe, the commands that reproduce it and their seconds, from VAE-stage run folders."""
-    vae_runs = _vae_chain(vae_run)
+    vae_runs, packaged_start = _vae_chain(vae_run)
     vae_config = json.loads((vae_run / "config.json").read_text(encoding="utf-8"))
     recipe = {"command": _command(vae_run), "seed": vae_config["seed"], "steps": vae_config["steps"],
               "train_config": vae_config}
-    if len(vae_runs) > 1:
-        recipe["from"] = [json.loads((r / "config.json").read_text(encoding="utf-8")) for r in vae_runs[:-1]]
-    return recipe, [_command(r) for r in vae_runs], {f"vae:{r.name}": _run_seconds(r) for r in vae_runs}
+    earlier = [json.loads((r / "config.json").read_text(encoding="utf-8")) for r in vae_runs[:-1]]
+    commands = [_command(r) for r in vae_runs]
+    seconds = {f"vae:{r.name}": _run_seconds(r) for r in vae_runs}
+    if packaged_start is not None:
+        # The chain began at a packaged model, which packaging may be about to replace: reproduced, its first
+        # run must start from what the packaged model's own last VAE command leaves (that run's output folder).
+        base_recipe, base_commands, base_seconds = _packaged_vae_history(packaged_start)
+        output = (base_recipe.get("train_config") or {}).get("output")
+        if not output:
+            raise CheckpointError(f"{packaged_start}: its VAE recipe records no output folder, so the reproduce list "
+                                  f"cannot say where {commands[0]!r} starts from")
+        earlier = [*base_recipe.get("from", []), base_recipe["train_config"], *earlier]
+        commands = [*base_commands, _with_setting(commands[0], "vae_from", output), *commands[1:]]
+        seconds = {**base_seconds, **seconds}
+    if earlier:
+        recipe["from"] = earlier
+    return recipe, commands, seconds
 
 
 def _packaged_vae_history(model: Path) -> tuple[dict, list[str], dict[str, float | None]]:
@@ -95,21 +124,33 @@ def _packaged_vae_history(model: Path) -> tuple[dict, list[str], dict[str, float
     return recipe, commands, seconds
 
 
+def _packaged_unet_history(model: Path) -> tuple[list[str], dict[str, float | None]]:
+    """A packaged model's UNet commands (its reproduce list after the VAE stages) and their seconds."""
+    provenance = CoolColorConfig.from_file(model / CONFIG_NAME).provenance or {}
+    _, vae_commands, _ = _packaged_vae_history(model)
+    commands = [c for c in provenance.get("reproduce", []) if c not in vae_commands]
+    seconds = {k: v for k, v in (provenance.get("training_seconds") or {}).items() if not k.startswith("vae:")}
+    return commands, seconds
+
+
 def _command(run: Path) -> str:
     return (run / "command.txt").read_text(encoding="utf-8").strip()
 
 
-def _vae_chain(vae_run: Path) -> list[Path]:
-    """The VAE-stage runs behind ``vae_run`` (its ``vae_from``, and so on), oldest first.
+def _vae_chain(vae_run: Path) -> tuple[list[Path], Path | None]:
+    """The VAE-stage runs behind ``vae_run`` (its ``vae_from``, and so on), oldest first, and the packaged
+    model the oldest started from, if one did.
 
     ``vae_from`` paths are as the command gave them, relative to the folder the commands ran in (the
     repository root), which is where packaging runs too."""
     chain = [vae_run]
     while (start := json.loads((chain[0] / "config.json").read_text(encoding="utf-8")).get("vae_from")):
+        if (Path(start) / CONFIG_NAME).is_file():
+            return chain, Path(start)
         if len(chain) > 8 or not (Path(start) / "config.json").is_file():
             raise CheckpointError(f"{chain[0]}: its vae_from {start} is not a VAE-stage run folder here")
         chain.insert(0, Path(start))
-    return chain
+    return chain, None
 
 
 def _check_same_encoder(unet_vae: Path, shipped_vae: Path) -> None:
@@ -146,7 +187,17 @@ def _fine_tune_command(recipe: dict) -> str:
     if not output:
         raise CheckpointError("the fine-tune's base model records no output folder, so the reproduce list cannot "
                               f"say where its command leaves the base model: {base['command']}")
-    return f"{command} --set init_from={shlex.quote(str(Path(output) / 'final'))}"
+    return _with_setting(command, "init_from", str(Path(output) / "final"))
+
+
+def _with_setting(command: str, key: str, value: str) -> str:
+    """``command`` with ``--set key=value``: the command's own ``--set key=…`` replaced, else appended."""
+    words = shlex.split(command)
+    for i in range(len(words) - 1):
+        if words[i] == "--set" and words[i + 1].startswith(f"{key}="):
+            words[i + 1] = f"{key}={value}"
+            return shlex.join(words)
+    return f"{command} --set {key}={shlex.quote(value)}"
 
 
 def _base_seconds(recipe: dict) -> dict[str, float]:

@@ -38,6 +38,7 @@ from diffusers import AutoencoderKL
 from coolcolor import color
 from coolcolor.errors import CheckpointError, InputError
 from coolcolor.model.checkpoint import Components, encode_gray_latents, load_components, save_components
+from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, decode, guide_problem, new_decoder_guide
 from coolcolor.model.unet import merge_gray
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.data import FolderSource, WorldSource, blip_captioner
@@ -115,6 +116,7 @@ class Trainer:
 
     def _build(self) -> None:
         c = self.config
+        self.guide: DecoderGuide | None = None
         if c.stage == "vae":
             self.vae = _load_vae(Path(c.vae_from)) if c.vae_from else new_vae(architecture(c.architecture), c.seed)
             self.components = None
@@ -123,6 +125,10 @@ class Trainer:
                 # SD's ft-MSE recipe: a better decoder for the same latents, so UNets trained on this VAE still fit.
                 self.vae.requires_grad_(False)
                 self.trainable = [self.vae.decoder, self.vae.post_quant_conv]
+            if c.decoder_guide:
+                # Continue the start's guide if it has one; a new guide decodes exactly like no guide.
+                self.guide = _load_guide(Path(c.vae_from), self.vae) or new_decoder_guide(self.vae, c.seed)
+                self.trainable.append(self.guide)
         else:
             if c.init_from:
                 self.components = load_components(c.init_from)
@@ -139,6 +145,8 @@ class Trainer:
         for m in self.trainable:
             m.train().requires_grad_(True)
         self.vae.to(self.device)
+        if self.guide is not None:
+            self.guide.to(self.device)
         for m in self.trainable:
             m.to(self.device)
         if self.grad_ckpt and self.components is not None:
@@ -185,6 +193,8 @@ class Trainer:
         if self.components is None:
             folder.mkdir(parents=True, exist_ok=True)
             self.vae.save_pretrained(folder / "vae")
+            if self.guide is not None:
+                self.guide.save_pretrained(folder / GUIDE_PART)
             return
         self.components.config.recipe = self.recipe(final)
         save_components(self.components, folder)
@@ -234,8 +244,10 @@ class Trainer:
     def _load_weights(self, folder: Path) -> None:
         from safetensors.torch import load_file
 
-        parts = {"vae": self.vae} if self.components is None else {
+        parts: dict[str, torch.nn.Module] = {"vae": self.vae} if self.components is None else {
             "unet": self.components.unet, "text_encoder": self.components.text_encoder}
+        if self.guide is not None:
+            parts[GUIDE_PART] = self.guide
         for name, module in parts.items():
             files = sorted((folder / name).glob("*.safetensors"))
             if not files:
@@ -330,7 +342,8 @@ class Trainer:
         x = torch.cat([rgb[n_gray:], gray[:n_gray, None].expand(-1, 3, -1, -1)]) * 2 - 1
         with self._autocast():
             dist = self.vae.encode(x).latent_dist
-            y = self.vae.decode(dist.sample(self.generator)).sample.float()
+            # A guided decoder sees the input the pipeline gives it: the (damaged) gray frame of the target.
+            y = decode(self.vae, dist.sample(self.generator), self.guide, gray[n_gray:]).float()
         rec = F.l1_loss(y, x) + F.mse_loss(y, x)
         kl = dist.kl().mean().float() / x[0].numel()
         out = {"recon": rec, "kl": kl, "loss": rec + self.config.kl_weight * kl}
@@ -463,6 +476,21 @@ def _load_vae(path: Path) -> AutoencoderKL:
             except (OSError, ValueError) as exc:
                 raise CheckpointError(f"VAE folder {candidate}: cannot load ({exc})") from exc
     raise CheckpointError(f"vae_from {path}: no finished VAE there (expected {path}/final/vae/config.json)")
+
+
+def _load_guide(path: Path, vae: AutoencoderKL) -> DecoderGuide | None:
+    """The decoder guide beside the VAE ``_load_vae`` found under ``path``, if there is one."""
+    for candidate in (path / "final" / GUIDE_PART, path / GUIDE_PART):
+        if (candidate / "config.json").is_file():
+            try:
+                guide = DecoderGuide.from_pretrained(candidate)
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(f"decoder guide {candidate}: cannot load ({exc})") from exc
+            problem = guide_problem(guide, vae)
+            if problem:
+                raise CheckpointError(f"{candidate}: {problem}")
+            return guide
+    return None
 
 
 def load_trained(path: str | Path) -> Components:
