@@ -26,6 +26,9 @@ def test_default_model_is_small_and_records_its_training():
     assert recipe["state"] == "trained" and recipe["architecture"] == "coolcolor-tiny"
     assert "coolcolor train --config" in recipe["command"] and isinstance(recipe["seed"], int)
     assert "coolcolor train --config" in recipe["vae"]["command"]
+    # the decoder guide's run starts from the VAE run the list trains before it, never from this folder
+    guide_runs = [c for c in config["provenance"]["reproduce"] if "coolcolor-tiny-vae-guide.json" in c]
+    assert len(guide_runs) == 1 and "default_model" not in guide_runs[0]
     assert not list(folder.rglob("trainer_state.pt"))
     # The reproduce commands run from a checkout's root: no machine-specific absolute paths.
     assert all("/work/" not in c and " /" not in c for c in config["provenance"]["reproduce"])
@@ -37,7 +40,9 @@ def test_default_model_weights_are_the_ones_its_provenance_names():
     pipe = resolve_model("default", device="cpu").load_pipeline()
     # The same identity its outputs carry (EXR headers, manifests, the daemon's cache key).
     assert pipe.config.provenance["weights_hash"] == pipe.model_hash
-    assert pipe.model_hash == weights_hash(pipe.unet, pipe.vae, pipe.text_encoder)
+    # Every part with weights, the gray-guided decoder included (model.decoder_guide).
+    assert pipe.decoder_guide is not None
+    assert pipe.model_hash == weights_hash(pipe.unet, pipe.vae, pipe.text_encoder, pipe.decoder_guide)
 
 
 def test_default_model_loads_offline_and_colors_a_clip(monkeypatch):
