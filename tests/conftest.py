@@ -67,3 +67,20 @@ def build_sd15_like_folder(path: Path, seed: int = 0) -> Path:
 @pytest.fixture
 def sd15_folder(tmp_path: Path) -> Path:
     return build_sd15_like_folder(tmp_path / "sd15")
+
+
+@pytest.fixture
+def packaged_default(tmp_path: Path, monkeypatch) -> Path:
+    """``default``: a tiny model packaged from a VAE run (``vae-run``) and a UNet run on it (``base-run``),
+    all in ``tmp_path``, which becomes the working folder: the runs' commands name folders relative to where
+    they ran, as the real ones do, so a test can check the reproduce lists packaging writes."""
+    from coolcolor.train.config import TrainConfig
+    from coolcolor.train.package import package
+    from coolcolor.train.trainer import Trainer
+
+    monkeypatch.chdir(tmp_path)
+    Trainer(TrainConfig(output="vae-run", stage="vae", architecture="tiny-test", steps=1, batch_size=4, threads=1),
+            command="coolcolor train --config vae.json --output vae-run").run(progress=False)
+    Trainer(TrainConfig(output="base-run", architecture="tiny-test", vae_from="vae-run", steps=1, batch_size=4,
+                        threads=1), command="coolcolor train --config unet.json --output base-run").run(progress=False)
+    return package(Path("base-run"), Path("vae-run"), Path("default"))

@@ -88,19 +88,13 @@ def test_a_guide_trains_only_with_a_decoder_fine_tune(tmp_path, settings):
         TrainConfig(output=str(tmp_path), decoder_guide=True, vae_from="v", **settings).validate()
 
 
-def test_a_guide_run_keeps_the_encoder_and_ships_with_a_packaged_unet(tmp_path, monkeypatch):
+def test_a_guide_run_keeps_the_encoder_and_ships_with_a_packaged_unet(packaged_default):
     """The shipped default's gesture: train a guide (and its decoder) from the packaged model, then package
     it with that model's UNet. The encoder, so the UNet's latents, stay bit for bit; the reproduce list starts
     the guide run from the VAE run the list's earlier command trains, and rerunning it gives the same weights."""
     from coolcolor.train.package import package
 
-    monkeypatch.chdir(tmp_path)  # commands name folders relative to where they ran, as the real ones do
-    Trainer(TrainConfig(output="vae-run", stage="vae", architecture="tiny-test", steps=1, batch_size=4, threads=1),
-            command="coolcolor train --config vae.json --output vae-run").run(progress=False)
-    Trainer(TrainConfig(output="unet-run", architecture="tiny-test", vae_from="vae-run", steps=1, batch_size=4,
-                        threads=1), command="coolcolor train --config unet.json --output unet-run").run(progress=False)
-    shipped = package(Path("unet-run"), Path("vae-run"), Path("default"))
-    before = load_components(shipped)
+    before = load_components(packaged_default)
 
     def guide_run(output: str, start: str, command: str = "") -> Path:
         Trainer(TrainConfig(output=output, stage="vae", vae_train="decoder", decoder_guide=True, vae_from=start,
@@ -121,12 +115,12 @@ def test_a_guide_run_keeps_the_encoder_and_ships_with_a_packaged_unet(tmp_path, 
     assert provenance["reproduce"] == [
         "coolcolor train --config vae.json --output vae-run",
         "coolcolor train --config guide.json --set vae_from=vae-run --no-progress",
-        "coolcolor train --config unet.json --output unet-run"]
+        "coolcolor train --config unet.json --output base-run"]
     assert set(provenance["training_seconds"]) == {"vae:vae-run", "vae:guide-run", "unet"}
     assert provenance["training_seconds"]["unet"] == before.config.provenance["training_seconds"]["unet"]
     assert [c["output"] for c in after.config.recipe["vae"]["from"]] == ["vae-run"]
     assert provenance["weights_hash"] == after.weights_hash() != before.weights_hash()
 
     # and the list is true: the guide command, started where the list says, gives the packaged weights
-    again = load_components(package(Path("unet-run"), guide_run("guide-again", "vae-run"), Path("again")))
+    again = load_components(package(Path("base-run"), guide_run("guide-again", "vae-run"), Path("again")))
     assert again.weights_hash() == after.weights_hash()

@@ -280,19 +280,13 @@ def test_a_packaged_model_ships_its_vae_and_vae_history_with_a_new_unet(tmp_path
     assert new.config.provenance["weights_hash"] == new.weights_hash() != before.weights_hash()
 
 
-def test_a_fine_tune_packaged_over_its_base_reproduces_from_the_base_run(tmp_path, monkeypatch):
+def test_a_fine_tune_packaged_over_its_base_reproduces_from_the_base_run(packaged_default):
     """Fine-tuning the shipped default (``init_from`` = its folder) and packaging the result into that same
     folder must leave a reproduce list that starts the fine-tune from the base run the list's previous command
     trains, not from the folder (which now holds the fine-tune); the base's UNet seconds travel along."""
     from coolcolor.train.package import package
 
-    monkeypatch.chdir(tmp_path)  # commands name folders relative to where they ran, as the real ones do
-    Trainer(TrainConfig(output="vae-run", stage="vae", architecture="tiny-test", steps=1, batch_size=4, threads=1),
-            command="coolcolor train --config vae.json --output vae-run").run(progress=False)
-    Trainer(TrainConfig(output="base-run", architecture="tiny-test", vae_from="vae-run", steps=1, batch_size=4,
-                        threads=1), command="coolcolor train --config unet.json --output base-run").run(progress=False)
-    shipped = package(Path("base-run"), Path("vae-run"), Path("default"))
-    before = load_components(shipped)
+    before = load_components(packaged_default)
     Trainer(TrainConfig(output="ft-run", architecture="tiny-test", init_from="default", steps=2, batch_size=4,
                         lr=1e-2, seed=6, threads=1), command="coolcolor train --config ft.json").run(progress=False)
     after = load_components(package(Path("ft-run"), Path("default"), Path("default")))
