@@ -121,6 +121,13 @@ def test_a_guide_run_keeps_the_encoder_and_ships_with_a_packaged_unet(packaged_d
     assert [c["output"] for c in after.config.recipe["vae"]["from"]] == ["vae-run"]
     assert provenance["weights_hash"] == after.weights_hash() != before.weights_hash()
 
+    # a new UNet trained on the guided VAE keeps the guide with its decoder, so its own checkpoints decode right
+    Trainer(TrainConfig(output="unet-on-guided", architecture="tiny-test", vae_from="default", steps=1, batch_size=4,
+                        threads=1)).run(progress=False)
+    carried = load_components(Path("unet-on-guided") / "final").decoder_guide
+    assert carried is not None and all(
+        torch.equal(a, b) for a, b in zip(carried.state_dict().values(), guide.state_dict().values(), strict=True))
+
     # and the list is true: the guide command, started where the list says, gives the packaged weights
     again = load_components(package(Path("base-run"), guide_run("guide-again", "vae-run"), Path("again")))
     assert again.weights_hash() == after.weights_hash()

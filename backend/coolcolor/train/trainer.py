@@ -136,7 +136,12 @@ class Trainer:
             else:
                 if not c.vae_from:
                     raise InputError("unet stage: give vae_from (a finished VAE-stage run) or init_from (a checkpoint)")
-                self.components = new_components(c.architecture, _load_vae(Path(c.vae_from)), c.resolution, c.seed)
+                vae = _load_vae(Path(c.vae_from))
+                self.components = new_components(c.architecture, vae, c.resolution, c.seed)
+                # A decoder trained with a guide decodes right only with it: the run's checkpoints carry it along.
+                self.components.decoder_guide = _load_guide(Path(c.vae_from), vae)
+                if self.components.decoder_guide is not None:
+                    self.components.decoder_guide.eval().requires_grad_(False)
             comp = self.components
             self.vae = comp.vae
             self.vae.eval().requires_grad_(False)
