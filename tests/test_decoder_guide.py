@@ -120,6 +120,8 @@ def test_a_guide_run_keeps_the_encoder_and_ships_with_a_packaged_unet(packaged_d
     assert provenance["training_seconds"]["unet"] == before.config.provenance["training_seconds"]["unet"]
     assert [c["output"] for c in after.config.recipe["vae"]["from"]] == ["vae-run"]
     assert provenance["weights_hash"] == after.weights_hash() != before.weights_hash()
+    with pytest.raises(CheckpointError, match="already holds guide-run's VAE"):
+        package(Path("default"), run, Path("twice"))  # its history would count the guide run twice
 
     # a new UNet trained on the guided VAE keeps the guide with its decoder, so its own checkpoints decode right
     Trainer(TrainConfig(output="unet-on-guided", architecture="tiny-test", vae_from="default", steps=1, batch_size=4,

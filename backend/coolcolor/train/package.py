@@ -95,6 +95,9 @@ def _run_vae_history(vae_run: Path) -> tuple[dict, list[str], dict[str, float | 
         # The chain began at a packaged model, which packaging may be about to replace: reproduced, its first
         # run must start from what the packaged model's own last VAE command leaves (that run's output folder).
         base_recipe, base_commands, base_seconds = _packaged_vae_history(packaged_start)
+        if base_recipe.get("command") in commands:  # packaged already: its history would count the runs twice
+            raise CheckpointError(f"{packaged_start} already holds {vae_run}'s VAE, so it is no longer the model the run "
+                                  f"started from; restore that model first (e.g. git checkout) and package again")
         output = (base_recipe.get("train_config") or {}).get("output")
         if not output:
             raise CheckpointError(f"{packaged_start}: its VAE recipe records no output folder, so the reproduce list "
