@@ -371,22 +371,22 @@ class CoolColorPipeline:
         per_decode = max(1, budget // self.decode_bytes_per_frame(size))
         for i in range(0, n, per_decode):
             chunk = slice(i, i + per_decode)
-            self.finish_latents(latents[chunk], full[chunk], ab[chunk], None if rgb is None else rgb[chunk])
+            self.finish_latents(latents[chunk], full[chunk], ab[chunk], None if rgb is None else rgb[chunk], small[chunk])
             report(PipelineProgress("decode", min(i + per_decode, n), n))
         return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations, self.unknown_words(prompt))
 
     @torch.no_grad()
     def finish_latents(self, latents: torch.Tensor, gray_full: torch.Tensor, ab_out: np.ndarray,
-                       rgb_out: np.ndarray | None = None) -> None:
+                       rgb_out: np.ndarray | None = None, gray_small: torch.Tensor | None = None) -> None:
         """Decode n model-size latents and finish them at the frames' full size (paper §3.5) into ``ab_out``
         (n×H×W×2) and, if given, ``rgb_out`` (n×H×W×3 sRGB). ``gray_full``: the n input frames, n×H×W.
 
         Full-resolution finishing runs on the pipeline's device, in float32: on a GPU the 4K upsample and
         gamut fit cost milliseconds instead of dominating the frame. Evaluation uses it too, to finish VAE
-        round trips exactly like colorizations.
+        round trips exactly like colorizations. ``gray_small``: the frames at the model size, as the model
+        saw them, which a decoder guide reads; computed from ``gray_full`` when not given.
         """
-        gray_small = None
-        if self.decoder_guide is not None:  # the guide reads the frames as the model saw them
+        if self.decoder_guide is not None and gray_small is None:
             model_size = (latents.shape[-2] * self.vae_scale_factor, latents.shape[-1] * self.vae_scale_factor)
             gray_small = resize_frames(gray_full, model_size)
         decoded = self.decode(latents, gray_small).float()

@@ -29,7 +29,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 from coolcolor.errors import CheckpointError
 from coolcolor.model.attention import keyframe_attention_problem
-from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, guide_problem
+from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, check_guide_fits
 from coolcolor.model.unet import F_IN_LAYOUT, add_gray_input, has_gray_input
 
 CONFIG_NAME = "coolcolor.json"
@@ -197,8 +197,8 @@ def load_components(
             f"{2 * unet.config.out_channels}; it has no F_in (convert SD-1.5 with `coolcolor init --from-sd15`)"
         )
     check_compatible(unet, vae, text_encoder, f"checkpoint {folder}")
-    if guide is not None and (problem := guide_problem(guide, vae)):
-        raise CheckpointError(f"checkpoint {folder}: {problem}")
+    if guide is not None:
+        check_guide_fits(guide, vae, f"checkpoint {folder}")
     components = Components(unet, vae, text_encoder, tokenizer, scheduler, config, decoder_guide=guide,
                             stored_hash=digest.hexdigest() if lossy else None)
     for module in components.modules():

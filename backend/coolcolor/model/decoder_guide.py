@@ -25,6 +25,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from coolcolor.errors import CheckpointError
+
 GUIDE_PART = "decoder_guide"
 
 
@@ -61,13 +63,14 @@ class DecoderGuide(ModelMixin, ConfigMixin):
         return out
 
 
-def guide_problem(guide: DecoderGuide, vae: AutoencoderKL) -> str | None:
-    """Why ``guide`` cannot steer ``vae``'s decoder (a checkpoint assembled from parts that do not fit), or None."""
+def check_guide_fits(guide: DecoderGuide, vae: AutoencoderKL, where: str) -> None:
+    """Refuse, naming ``where``, a guide that cannot steer ``vae``'s decoder (parts that do not belong together)."""
     expected = decoder_stage_channels(vae)
     found = tuple(guide.config.stage_channels)
     if found != expected:
-        return f"decoder_guide stage_channels {list(found)} do not fit the vae decoder's {list(expected)}"
-    return None
+        raise CheckpointError(
+            f"{where}: decoder_guide stage_channels {list(found)} do not fit the vae decoder's {list(expected)}"
+        )
 
 
 def new_decoder_guide(vae: AutoencoderKL, seed: int, width: int = 16) -> DecoderGuide:

@@ -38,7 +38,7 @@ from diffusers import AutoencoderKL
 from coolcolor import color
 from coolcolor.errors import CheckpointError, InputError
 from coolcolor.model.checkpoint import Components, encode_gray_latents, load_components, save_components
-from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, decode, guide_problem, new_decoder_guide
+from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, check_guide_fits, decode, new_decoder_guide
 from coolcolor.model.unet import merge_gray
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.data import FolderSource, WorldSource, blip_captioner
@@ -150,8 +150,6 @@ class Trainer:
         for m in self.trainable:
             m.train().requires_grad_(True)
         self.vae.to(self.device)
-        if self.guide is not None:
-            self.guide.to(self.device)
         for m in self.trainable:
             m.to(self.device)
         if self.grad_ckpt and self.components is not None:
@@ -472,30 +470,35 @@ def set_scaling_factor(vae: AutoencoderKL, source, resolution: int, device: torc
     return factor
 
 
-def _load_vae(path: Path) -> AutoencoderKL:
-    """The VAE of a finished VAE-stage run folder (``final/vae``), or a ``vae`` folder itself."""
+def _vae_folder(path: Path) -> Path:
+    """Where the VAE of ``path`` is: a finished VAE-stage run folder's ``final/vae``, a model's ``vae/``, or
+    a ``vae`` folder itself."""
     for candidate in (path / "final" / "vae", path / "vae", path):
         if (candidate / "config.json").is_file():
-            try:
-                return AutoencoderKL.from_pretrained(candidate)
-            except (OSError, ValueError) as exc:
-                raise CheckpointError(f"VAE folder {candidate}: cannot load ({exc})") from exc
+            return candidate
     raise CheckpointError(f"vae_from {path}: no finished VAE there (expected {path}/final/vae/config.json)")
 
 
+def _load_vae(path: Path) -> AutoencoderKL:
+    folder = _vae_folder(path)
+    try:
+        return AutoencoderKL.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"VAE folder {folder}: cannot load ({exc})") from exc
+
+
 def _load_guide(path: Path, vae: AutoencoderKL) -> DecoderGuide | None:
-    """The decoder guide beside the VAE ``_load_vae`` found under ``path``, if there is one."""
-    for candidate in (path / "final" / GUIDE_PART, path / GUIDE_PART):
-        if (candidate / "config.json").is_file():
-            try:
-                guide = DecoderGuide.from_pretrained(candidate)
-            except (OSError, ValueError) as exc:
-                raise CheckpointError(f"decoder guide {candidate}: cannot load ({exc})") from exc
-            problem = guide_problem(guide, vae)
-            if problem:
-                raise CheckpointError(f"{candidate}: {problem}")
-            return guide
-    return None
+    """The decoder guide saved beside the VAE ``_load_vae`` loads from ``path`` (its sibling
+    ``decoder_guide/``), if there is one."""
+    folder = _vae_folder(path).parent / GUIDE_PART
+    if not (folder / "config.json").is_file():
+        return None
+    try:
+        guide = DecoderGuide.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"decoder guide {folder}: cannot load ({exc})") from exc
+    check_guide_fits(guide, vae, str(folder))
+    return guide
 
 
 def load_trained(path: str | Path) -> Components:
