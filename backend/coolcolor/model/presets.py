@@ -102,6 +102,24 @@ def word_tokenizer(vocabulary: list[str] = TINY_VOCABULARY, max_length: int = 32
     )
 
 
+def extend_word_tokenizer(tokenizer: PreTrainedTokenizerFast, words: list[str]) -> PreTrainedTokenizerFast:
+    """The same word-level tokenizer with ``words`` it lacks appended: every known word keeps its id, so a
+    trained text encoder stays valid and only the new rows of its embedding need learning."""
+    vocab = dict(tokenizer.get_vocab())
+    for word in sorted({w.lower() for w in words} - set(vocab)):
+        vocab[word] = len(vocab)
+    inner = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    inner.normalizer = normalizers.Lowercase()
+    inner.pre_tokenizer = pre_tokenizers.Whitespace()
+    inner.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=inner, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]",
+        model_max_length=tokenizer.model_max_length,
+    )
+
+
 def tiny_components(seed: int = 0) -> Components:
     """A complete CoolColor model small enough for a 20-step sample of a few 64×64 frames in seconds."""
     torch.manual_seed(seed)

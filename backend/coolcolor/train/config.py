@@ -59,6 +59,11 @@ class TrainConfig:
     # "exclude_shapes"/"exclude_layouts"/"exclude_synonyms": [...]}; {} = version 1, nothing left out
     world: dict[str, Any] = field(default_factory=dict)
     world_v1_share: float = 0.0  # world version 2 or 3: share of stills drawn by version 1 (same items left out)
+    # world data: share of each batch drawn from real photographs and cut-outs (coolcolor.real.source); the
+    # tokenizer then grows by the words of their captions
+    real_share: float = 0.0
+    real_data: str = ""  # where `coolcolor real install` put the real-footage files ("" = its default folder)
+    cutout_share: float = 0.5  # real views that are a cut-out laid over a photograph (the rest: photograph crops)
     kl_weight: float = 1e-6  # vae stage
     ab_weight: float = 0.0  # vae stage: weight of an L1 loss on CIELab a*, b* (÷100) of the reconstructions
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "no", "bf16", "fp16"
@@ -133,7 +138,7 @@ class TrainConfig:
                 raise bad(key, "must be ≥ 0")
         if not (0 < self.lr < 1):
             raise bad("lr", "must be in (0, 1)")
-        for key in ("text_dropout", "ef_fraction", "clean_fraction", "world_v1_share"):
+        for key in ("text_dropout", "ef_fraction", "clean_fraction", "world_v1_share", "real_share", "cutout_share"):
             if not 0 <= getattr(self, key) <= 1:
                 raise bad(key, "must be in [0, 1]")
         for key in ("lambda_max", "weight_decay", "grad_clip", "kl_weight", "ab_weight", "snr_gamma", "degradation_max", "min_colorfulness"):
@@ -164,6 +169,9 @@ class TrainConfig:
             raise InputError(f"{where}: world_v1_share mixes version 1 into a version-2 or -3 world; world.version is {spec.version}")
         if spec.feature:
             raise InputError(f"{where}: world.feature is for evaluation clips; training leaves items out, it does not feature them")
+        if self.real_share and (self.data != "world" or self.stage != "unet"):
+            raise InputError(f"{where}: real_share mixes real photographs into the world's stills; it needs "
+                             "data = world and stage = unet")
         if self.stage == "unet" and self.init_from and self.vae_from:
             raise InputError(f"{where}: give either init_from (fine-tune) or vae_from (new model), not both")
 

@@ -98,6 +98,24 @@ class WorldSource:
         return collate([self.sample(step, i) for i in range(size)])
 
 
+class MixedSource:
+    """The world's stills with a share of real views (``coolcolor.real.source.RealSource``) in each batch.
+
+    Which source a sample comes from is drawn from its own (seed, step, index) stream, so each source's
+    samples, and a resumed run's batches, are unchanged by the mixing.
+    """
+
+    def __init__(self, world: WorldSource, real: Any, real_share: float, seed: int) -> None:
+        self.world, self.real, self.real_share, self.seed = world, real, real_share, seed
+
+    def sample(self, step: int, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, step, index, 0x313]))
+        return (self.real if rng.random() < self.real_share else self.world).sample(step, index)
+
+    def batch(self, step: int, size: int) -> dict:
+        return collate([self.sample(step, i) for i in range(size)])
+
+
 def collate(samples: list[tuple[torch.Tensor, torch.Tensor, str]]) -> dict:
     return {"rgb": torch.stack([s[0] for s in samples]), "gray": torch.stack([s[1] for s in samples]),
             "captions": [s[2] for s in samples]}

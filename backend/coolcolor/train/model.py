@@ -24,6 +24,7 @@ from coolcolor.model.presets import (
     TINY_UNET_CONFIG,
     TINY_VAE_CONFIG,
     TINY_VOCABULARY,
+    extend_word_tokenizer,
     word_tokenizer,
 )
 from coolcolor.model.unet import add_gray_input, f_in_weight
@@ -78,6 +79,21 @@ def world_vocabulary() -> list[str]:
     split = pre_tokenizers.Whitespace()
     words = {w.lower() for text in texts for w, _ in split.pre_tokenize_str(text)}
     return sorted(words)
+
+
+def grow_vocabulary(components: Components, captions: list[str]) -> list[str]:
+    """Teach the model's word-level tokenizer the words of ``captions`` it lacks (returned, sorted).
+
+    Known words keep their ids; the text encoder's embedding gets one new row per new word (initialised by
+    transformers from the existing rows' statistics), learned by the run that brings the captions.
+    """
+    split = pre_tokenizers.Whitespace()
+    known = set(components.tokenizer.get_vocab())
+    new = sorted({w.lower() for text in captions for w, _ in split.pre_tokenize_str(text)} - known)
+    if new:
+        components.tokenizer = extend_word_tokenizer(components.tokenizer, new)
+        components.text_encoder.resize_token_embeddings(len(components.tokenizer))
+    return new
 
 
 def tokenizer_for(arch: dict[str, Any]) -> PreTrainedTokenizerFast:

@@ -41,9 +41,10 @@ from coolcolor.model.checkpoint import Components, encode_gray_latents, load_com
 from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, check_guide_fits, decode, new_decoder_guide
 from coolcolor.model.unet import merge_gray
 from coolcolor.train.config import TrainConfig
-from coolcolor.train.data import FolderSource, WorldSource, blip_captioner
+from coolcolor.real.source import RealSource
+from coolcolor.train.data import FolderSource, MixedSource, WorldSource, blip_captioner
 from coolcolor.train.equivariance import ef_loss, lambda_at, random_affine
-from coolcolor.train.model import architecture, architecture_signature, new_components, new_vae
+from coolcolor.train.model import architecture, architecture_signature, grow_vocabulary, new_components, new_vae
 from coolcolor.world.spec import WorldSpec
 
 logger = logging.getLogger(__name__)
@@ -107,12 +108,21 @@ class Trainer:
     def _source(self):
         c = self.config
         if c.data == "world":
-            return WorldSource(c.resolution, c.seed, c.degradation_max, c.clean_fraction,
-                               WorldSpec.from_json(c.world, "world"), c.world_v1_share)
+            world = WorldSource(c.resolution, c.seed, c.degradation_max, c.clean_fraction,
+                                WorldSpec.from_json(c.world, "world"), c.world_v1_share)
+            return MixedSource(world, self._real_source(), c.real_share, c.seed) if c.real_share else world
         captioner = blip_captioner(c.captioner) if c.captioner else None
         tokenizer = self.components.tokenizer if getattr(self, "components", None) is not None else None
         return FolderSource(c.data, c.resolution, c.seed, c.manifest, c.min_colorfulness, c.require_color_words,
                             captioner, tokenizer)
+
+    def _real_source(self) -> RealSource:
+        """The run's real views, loaded once (the tokenizer grows by their captions before training)."""
+        if getattr(self, "_real", None) is None:
+            c = self.config
+            self._real = RealSource(c.resolution, c.seed, c.real_data, c.cutout_share, c.degradation_max,
+                                    c.clean_fraction)
+        return self._real
 
     def _build(self) -> None:
         c = self.config
@@ -143,6 +153,9 @@ class Trainer:
                 if self.components.decoder_guide is not None:
                     self.components.decoder_guide.eval().requires_grad_(False)
             comp = self.components
+            if c.real_share:
+                new = grow_vocabulary(comp, self._real_source().captions())
+                logger.info("vocabulary: %d word(s) added for the real captions", len(new))
             self.vae = comp.vae
             self.vae.eval().requires_grad_(False)
             self.trainable = [comp.unet, comp.text_encoder]
