@@ -9,6 +9,7 @@ hyphens, repeats numbered ``-1``, ``-2``…). Code blocks are skipped, as GitHub
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_heading_slugs_follow_github():
 
 
 def test_broken_links_are_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     (tmp_path / "a.md").write_text("# Title\n## Part two\n", encoding="utf-8")
     page = tmp_path / "b.md"
     page.write_text("", encoding="utf-8")
