@@ -1,4 +1,5 @@
-"""color.py against skimage (the reference definition, DESIGN §3) and hand-computed values."""
+"""color.py against skimage (the reference definition, docs/architecture.md#the-color-contract) and hand-computed
+values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Declared encodings → display sRGB → gray with the input's L* (DESIGN §3)."""
+"""Declared encodings → display sRGB → gray with the input's L* (docs/architecture.md#the-color-contract)."""
 
 from __future__ import annotations
 

@@ -132,7 +132,7 @@ def test_leave_out_works_in_the_wide_world():
 
 def test_version_3_draws_version_2_scenes_with_two_full_captions_of_four():
     """World version 3 keeps version 2's scenes and changes only the caption split, version 1's two full
-    captions of four (README, E4: the test of E3's guess about big regions)."""
+    captions of four (docs/training.md, E4: the test of E3's guess about big regions)."""
     v3 = WorldSpec(version=3, photos=False)
     all_partial_in_v2 = 0
     for seed, scene, ids, _ in scenes(40, size=16):
@@ -150,7 +150,7 @@ def test_version_3_draws_version_2_scenes_with_two_full_captions_of_four():
 
 
 def test_version_4_keeps_version_1_backdrops_and_takes_version_2_families_and_sizes():
-    """World version 4 (README, E5): version 1's five layouts and their boundaries, all twelve shape families,
+    """World version 4 (docs/training.md, E5): version 1's five layouts and their boundaries, all twelve shape families,
     object radii over version 2's range rather than version 1's 0.08–0.18."""
     v4 = WorldSpec(version=4)
     shapes, layouts, radii = set(), set(), []

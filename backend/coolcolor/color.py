@@ -1,4 +1,4 @@
-"""Color science shared by the pipeline, the metrics and the video engine (DESIGN §3).
+"""Color science shared by the pipeline, the metrics and the video engine (docs/architecture.md#the-color-contract).
 
 Model space is display-referred sRGB (Rec.709 primaries, D65). Lab is CIE L*a*b* (D65) computed
 from sRGB-decoded linear RGB exactly as ``skimage.color`` defines it (same matrix, same white point),

@@ -1,4 +1,4 @@
-"""Automatic keyframe choice (paper §3.4, DESIGN §2): colorize candidates cheaply, rank them.
+"""Automatic keyframe choice (paper §3.4, docs/architecture.md#the-model): colorize candidates cheaply, rank them.
 
 A few candidate frames spread over the shot are colorized together at the model's resolution with
 fewer steps and no cross-frame attention (the cheap preview of what each would give as keyframe).

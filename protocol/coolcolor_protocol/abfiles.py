@@ -35,8 +35,8 @@ RESOLVE_SIDECAR_PATTERN = "ab_rg.%04d.exr"
 RGB_PLATE_PATTERN = "rgb.%04d.exr"
 MANIFEST_NAME = "manifest.json"
 
-# The declared input encodings the engine knows without an OCIO config (DESIGN §3); any other name is
-# an OCIO colorspace and needs the job's ocio_config.
+# The declared input encodings the engine knows without an OCIO config (docs/architecture.md#the-color-contract);
+# any other name is an OCIO colorspace and needs the job's ocio_config.
 BUILTIN_ENCODINGS = ("srgb", "rec709", "linear")
 
 # EXR header attributes: PROVENANCE_PREFIX + key. The keys an ab file carries:

@@ -1,9 +1,10 @@
 """The Lab recombination as one expression tree: the plate's L* kept, a*, b* taken from the ab layer.
 
-Why a tree: the hosts recombine the daemon's chroma-only ``ab`` layer with the plate themselves (DESIGN §3), in
-their own expression languages (a Nuke MergeExpression, a Fusion Custom Tool), and the tests evaluate the same
-maths in Python. Writing the formula three times would give three chances to disagree; here it is built once and
-*rendered* to each host's syntax, and evaluated with Python floats for the tests.
+Why a tree: the hosts recombine the daemon's chroma-only ``ab`` layer with the plate themselves
+(docs/architecture.md#the-color-contract), in their own expression languages (a Nuke MergeExpression, a Fusion
+Custom Tool), and the tests evaluate the same maths in Python. Writing the formula three times would give three
+chances to disagree; here it is built once and *rendered* to each host's syntax, and evaluated with Python floats
+for the tests.
 
 The maths is ``coolcolor.color``'s (skimage's constants, D65): the plate value is decoded to linear light in its
 stated encoding and clamped to [0, 1] exactly as the pipeline's input decoder does, its luminance Y kept (so its L*,
@@ -16,7 +17,7 @@ The clamp is the pipeline's own: its preview is ``clip(lab_to_rgb(L*, a*, b*), 0
 are already gamut-fitted for the plate's L*, so on the daemon's frames the clamp only absorbs half-float rounding;
 an out-of-gamut a*, b* (a hand-edited layer) is clipped per channel, as the preview would be.
 
-Host limits the renderings respect (``shared/research/host-recombine-and-nodes.md``):
+Host limits the renderings respect (docs/hosts.md, sections N1 and R1):
 
 - Nuke MergeExpression (N1): 4 temporaries (``temp_name0..3``/``temp_expr0..3``) and ``expr0..3``; inputs are
   ``Br``/``Bg``/``Bb`` (B = plate) and ``Aab.a_star``/``Aab.b_star`` (A = the ab Read); ``pow``, ``max``, ``min``
@@ -320,8 +321,9 @@ class NukeExpressions:
 def nuke_expressions(encoding: str = "linear", *, plate: str = "B", ab: str = "A") -> NukeExpressions:
     """The recombination for a Nuke MergeExpression.
 
-    Nuke's Read has already linearised the plate (host-recombine §N7), so ``encoding`` is ``linear`` inside a comp
-    unless the plate is read raw. ``plate``/``ab`` name the inputs (MergeExpression prefixes ``A``/``B``).
+    Nuke's Read has already linearised the plate (docs/hosts.md#n7-the-plate-inside-a-nuke-comp), so ``encoding`` is
+    ``linear`` inside a comp unless the plate is read raw. ``plate``/``ab`` name the inputs (MergeExpression
+    prefixes ``A``/``B``).
     """
     tree = build(encoding)
     names = {t.name: f"cc_{t.name}" for t in tree.temps}  # prefixed: no clash with channel names like Y

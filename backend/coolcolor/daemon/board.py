@@ -1,4 +1,5 @@
-"""The job board (DESIGN §4): the daemon's job state machine, between the transport and an executor.
+"""The job board (docs/architecture.md#protocol-and-daemon): the daemon's job state machine, between the transport
+and an executor.
 
 It owns the journal (written before any reply), the queue, state changes, cancel, the result cache
 and event posting. It knows nothing of sockets: what clients should hear goes to an ``EventSink``

@@ -1,4 +1,5 @@
-"""Executors (DESIGN §4): what runs a job. ``run(job, events) -> JobResult``, and nothing else.
+"""Executors (docs/architecture.md#protocol-and-daemon): what runs a job. ``run(job, events) -> JobResult``, and
+nothing else.
 
 An executor never sees the daemon: it gets a ``ColorizeJob`` and the engine's ``JobEvents``
 callbacks, and returns the engine's ``JobResult`` (or raises ``JobCancelled``, ``InputError``, …).

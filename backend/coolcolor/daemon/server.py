@@ -1,4 +1,4 @@
-"""The daemon (DESIGN §4), assembled from its three parts, whose imports run one way:
+"""The daemon (docs/architecture.md#protocol-and-daemon), assembled from its three parts, whose imports run one way:
 
     transport (socket, outbox, subscriptions) ─▶ job board (journal, queue, cancel, cache, events)
         ─▶ executor (``run(job, events)``) ─▶ video engine

@@ -1,4 +1,5 @@
-"""The daemon's transport (DESIGN §4): the ROUTER socket, the outbox and the subscriptions.
+"""The daemon's transport (docs/architecture.md#protocol-and-daemon): the ROUTER socket, the outbox and the
+subscriptions.
 
 It translates protocol messages (``coolcolor_protocol``, ``protocol/SPEC.md``) into calls on the job
 board and the board's events back into messages; it keeps no job state of its own.

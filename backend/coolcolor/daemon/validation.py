@@ -1,4 +1,4 @@
-"""What the daemon checks before it accepts a job, and the result-cache key (DESIGN §4).
+"""What the daemon checks before it accepts a job, and the result-cache key (docs/architecture.md#protocol-and-daemon).
 
 The protocol package has already checked types, lengths and counts (``validate_job``). Here come the
 checks that need the file system: the source opens and its frames exist (the video engine's own

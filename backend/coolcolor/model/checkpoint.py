@@ -1,4 +1,4 @@
-"""Checkpoint folders (DESIGN §2): diffusers layout + ``coolcolor.json``.
+"""Checkpoint folders (docs/architecture.md#the-model): diffusers layout + ``coolcolor.json``.
 
     unet/  vae/  text_encoder/  tokenizer/  scheduler/  coolcolor.json  [decoder_guide/]
 

@@ -2,12 +2,13 @@
 
 At the tiny model's 32-px working size one latent pixel covers 4×4 pixels, so a thin or small object
 shares its latent with the backdrop and the plain decoder smears its chroma over both: the VAE alone
-loses the named color of about a fifth of the layers (README, "The default model"). But the decoder's
-job is only ever to say *which color goes where* in a frame whose lightness we already have: the gray
-input. ``DecoderGuide`` reads that gray frame at the decoder's output size and adds its features to
-the output of the decoder's mid block and of every up block, through zero-initialised 1×1
-convolutions — ControlNet's zero convolutions, and the paper's own zero-initialised F_in — so a new
-guide decodes exactly like the decoder it was added to, and training only ever moves away from there.
+loses the named color of about a fifth of the layers
+(docs/training.md#the-default-model-on-held-out-world-clips). But the decoder's job is only ever to say
+*which color goes where* in a frame whose lightness we already have: the gray input.
+``DecoderGuide`` reads that gray frame at the decoder's output size and adds its features to the output of the
+decoder's mid block and of every up block, through zero-initialised 1×1 convolutions — ControlNet's zero
+convolutions, and the paper's own zero-initialised F_in — so a new guide decodes exactly like the decoder it was
+added to, and training only ever moves away from there.
 Luminance-aware decoders of this kind are what L-CAD (Chang et al., NeurIPS 2023) uses for the same
 reason.
 

@@ -1,4 +1,4 @@
-"""The one place that decides which model runs, on which device, in which dtype (DESIGN §2, §4).
+"""The one place that decides which model runs, on which device, in which dtype (docs/architecture.md#the-model).
 
 ``coolcolor colorize``, ``coolcolor serve`` and the benches all call :func:`resolve_model`, so a
 model named the same way is found the same way, and the device defaults the same way everywhere:

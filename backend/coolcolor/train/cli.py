@@ -1,4 +1,4 @@
-"""``coolcolor train`` (both stages) and ``coolcolor train-eval`` (the README's results table).
+"""``coolcolor train`` (both stages) and ``coolcolor train-eval`` (the results in docs/model-card.md#results).
 
 Also runnable without the main command: ``python -m coolcolor.train.cli train --config FILE``.
 """
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="world version of the leave-out clips (default: the model's training world); the same "
                     "version for every model compares them on the same clips")
     ev.add_argument("--world-version", type=int, default=1, choices=WORLD_VERSIONS,
-                    help="world version of the usual held-out clips (default 1: the clips the README measures)")
+                    help="world version of the usual held-out clips (default 1: the clips docs/model-card.md measures)")
     ev.add_argument("--json", metavar="FILE", help="also write all numbers as JSON")
     ev.add_argument("--threads", type=int_in(0), default=0,
                     help="torch CPU threads (0: torch's default; 1 is much faster on a machine shared with other jobs)")

@@ -1,4 +1,4 @@
-"""Measure trained models on held-out world clips: the README's results table.
+"""Measure trained models on held-out world clips: the results table of docs/model-card.md#results.
 
 Clips use world seeds from ``HELD_OUT_SEED_BASE`` up, which training never draws (see ``train.data``).
 Each clip is colorized with its first caption (it names every layer) as the prompt, once with

@@ -46,8 +46,9 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     },
 }
 
-# An experiment (README, "Latent channels"): 16 latent channels raise the VAE's adherence ceiling from 75 % to
-# 87 %, but the UNet binds color words far more slowly: 30 % adherence at 5000 steps, 47 % at 11000.
+# An experiment (docs/training.md#latent-channels-a-higher-ceiling-the-unet-did-not-learn-to-use-in-time):
+# 16 latent channels raise the VAE's adherence ceiling from 75 % to 87 %, but the UNet binds color words far more
+# slowly: 30 % adherence at 5000 steps, 47 % at 11000.
 _TINY = ARCHITECTURES["coolcolor-tiny"]
 ARCHITECTURES["coolcolor-tiny-c16"] = {**_TINY, "unet": dict(_TINY["unet"], in_channels=16, out_channels=16),
                                        "vae": dict(_TINY["vae"], latent_channels=16)}

@@ -1,4 +1,4 @@
-"""The video engine: real footage in, one ab EXR per frame out (DESIGN §1, §3).
+"""The video engine: real footage in, one ab EXR per frame out (docs/architecture.md#the-data-path).
 
 ``job.run_colorize_job`` is the one entry point (the CLI's ``coolcolor colorize`` and the daemon
 both call it). The modules below it each do one job: ``sources`` reads frames lazily through field

@@ -1,4 +1,4 @@
-"""Declared input encodings → the model's gray (DESIGN §3).
+"""Declared input encodings → the model's gray (docs/architecture.md#the-color-contract).
 
 The model sees display-referred sRGB. Every job declares how its frames are encoded:
 

@@ -1,4 +1,4 @@
-"""The ab layer file (DESIGN §3): OpenEXR, half float, one layer ``ab`` of two channels.
+"""The ab layer file (docs/architecture.md#the-color-contract): OpenEXR, half float, one layer ``ab`` of two channels.
 
 The names (channels, file patterns, attribute prefix) are defined once in ``coolcolor_protocol.abfiles``,
 which the plugins import too; this module is how the engine writes and reads the files.
@@ -193,7 +193,7 @@ def write_preview_png(path: str, rgb: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-# ----------------------------------------------------------------- DaVinci Resolve outputs (DESIGN §3, §5)
+# ---------------------------------------------------- DaVinci Resolve outputs (docs/hosts.md#how-the-plugins-are-built)
 RGB_PLATE_ENCODINGS = BUILTIN_ENCODINGS
 _BT1886_GAMMA = 2.4  # the display EOTF the ``rec709`` input encoding is read with (video/encoding.py)
 
@@ -211,7 +211,7 @@ def write_resolve_sidecar(path: str, ab: np.ndarray, provenance: dict[str, Any])
 
     Why a second file: a Loader reads R, G, B by default, and scripted EXR channel selection
     (``Clip1.OpenEXRFormat.RedName``) is reported ignored on Resolve 21.1
-    (research/host-recombine-and-nodes.md R3), so the Custom Tool sees r2 = a*, g2 = b* without any.
+    (docs/hosts.md#r3-getting-the-ab-sequence-into-fusion), so the Custom Tool sees r2 = a*, g2 = b* without any.
     """
     ab = np.asarray(ab, dtype=np.float32)
     if ab.ndim != 3 or ab.shape[-1] != 2:

@@ -18,7 +18,7 @@ Cancel reaches running tasks through a control method that runs beside them (a c
 its own): a cancelled run's tasks stop at the next diffusion step, finish the writes already handed
 over and return what they wrote; tasks still queued return at once.
 
-Security: ``local:N`` starts Ray on 127.0.0.1 only. See the README's "Scale-out" section.
+Security: ``local:N`` starts Ray on 127.0.0.1 only. See docs/scale-out.md.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Any
 from coolcolor.errors import InputError
 
 # 3: version 2's scenes with version 1's caption split (two full, two partial); 4: version 1's scenes
-# and captions with version 2's twelve shape families and object sizes (README E5)
+# and captions with version 2's twelve shape families and object sizes (docs/training.md, E5)
 WORLD_VERSIONS = (1, 2, 3, 4)
 FEATURES = ("shape", "layout", "synonym")
 

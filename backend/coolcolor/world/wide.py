@@ -1,6 +1,6 @@
 """World version 2: a world that teaches words, not layouts.
 
-The shipped model learnt version 1's layouts more than its words (README: 70 % adherence on the
+The shipped model learnt version 1's layouts more than its words (issue 16: 70 % adherence on the
 world's own held-out clips, 42 % on simple scenes from another generator). Version 2 makes the same
 caption describe very different images and one image many captions:
 
@@ -289,7 +289,7 @@ def make_wide_captions(scene: Scene, masks: np.ndarray, seed: int, world: WorldS
     """Captions over the layers visible in ``masks`` (N×H×W layer ids): the first names them all (the
     first two in world version 3, version 1's split), the others a random non-empty subset (a proper one
     when there are two or more), in random order. Version 3 tests E3's guess that version 2's one-in-four
-    full captions taught the model to leave big regions unnamed; E4 refuted it (README)."""
+    full captions taught the model to leave big regions unnamed; E4 refuted it (docs/training.md)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA9, 2]))
     counts = np.bincount(masks.ravel(), minlength=len(scene.layers))
     shares = {lay.id: float(counts[lay.id]) / masks.size for lay in scene.layers}

@@ -2,7 +2,7 @@
 into a Custom Tool whose expressions come from the shared expression tree, into MediaOut1.
 
 Why a file and not live edits: scripted comp edits are reported not to render on Resolve 21.1 and a value written
-under ``comp.Lock()`` is not rendered [research host-recombine-and-nodes.md R2]; the comp is written as text,
+under ``comp.Lock()`` is not rendered [docs/hosts.md R2]; the comp is written as text,
 kept in the job's output folder and imported with ``TimelineItem.ImportFusionComp`` [README TimelineItem]. The
 Loader reads plain R, G of the sidecar because scripted EXR channel selection is reported ignored (R3). The
 Custom Tool uses ``^``, never ``pow()`` (R1). MediaOut1 descends from MediaIn1, or Resolve bypasses the comp
@@ -23,7 +23,7 @@ def lua_string(text: str) -> str:
 
 def comp_text(*, sidecar_first_file: str, sidecar_first: int, sidecar_last: int, clip_first: int,
               duration: int, encoding: str) -> str:
-    """Comp time runs 0 … duration−1 over the clip ([RES] R2: clip-relative comp time, [U]); the Loader's
+    """Comp time runs 0 … duration−1 over the clip (docs/hosts.md R2: clip-relative comp time, [U]); the Loader's
     sequence starts at ``sidecar_first`` (handles included), so it is trimmed to the clip's first frame."""
     trim_in = clip_first - sidecar_first
     length = sidecar_last - sidecar_first + 1

@@ -1,7 +1,7 @@
 """The CoolColor dialog (Fusion UIManager) and what its buttons do.
 
 Every handler runs on the script's thread (UIDispatcher callbacks, and ``ui.Timer`` timeouts, which "deliver
-callbacks on the UI dispatcher thread" [research resolve-nuke-apis.md A3]); an error becomes one line in the
+callbacks on the UI dispatcher thread" [docs/hosts.md A3]); an error becomes one line in the
 dialog's status, never a traceback, and nothing already imported or placed is undone.
 """
 

@@ -3,7 +3,7 @@
 
 Resolve injects ``resolve`` / ``fusion`` / ``fu`` / ``bmd`` / ``app`` into the script's globals only, so the
 launcher hands them over; ``resolve`` is found as in public in-Resolve scripts: ``app.GetResolve()``,
-``fu.GetResolve()``, ``bmd.scriptapp("Resolve")`` ([research resolve-nuke-apis.md A2, R4]).
+``fu.GetResolve()``, ``bmd.scriptapp("Resolve")`` ([docs/hosts.md A2, R4]).
 """
 
 from __future__ import annotations

@@ -330,10 +330,10 @@ def import_sequence(project: Project, pattern: str, first: int, last: int, comme
 def replace_comp(item: TimelineItem, comp_path: str, backup_dir: str, expect_tool: str) -> Any:
     """Import ``comp_path`` as the item's only comp.
 
-    With two comps "the wrong one renders" ([RES] R2), so the others go — but first each is exported to
+    With two comps "the wrong one renders" (docs/hosts.md R2), so the others go — but first each is exported to
     ``backup_dir`` (``ExportFusionComp(path, compIndex)`` [README TimelineItem]); one that cannot be exported
     stops everything before anything is deleted. An import that fails, or gives an empty comp (an unparsable file
-    "imports as an EMPTY comp, silently", [RES] R2), is undone and the artist's comps re-imported; HostError.
+    "imports as an EMPTY comp, silently", docs/hosts.md R2), is undone and the artist's comps re-imported; HostError.
     """
     names = list(item.GetFusionCompNameList() or [])
     backups = []

@@ -7,8 +7,8 @@ Inside the Group (B = plate, A = ab):
     ReadAB (raw) ──────┴─ CopyAB (A, layer ab) ┘ (A)
 
 ``Recombine`` is a MergeExpression whose knobs come from ``coolcolor_protocol.recombine.nuke_expressions`` (the one
-expression tree, DESIGN §3); the Copy carries the ``ab`` layer downstream. ``Switch.which`` is keyed per frame:
-1 where the daemon delivered the frame, 0 elsewhere.
+expression tree, docs/architecture.md#the-color-contract); the Copy carries the ``ab`` layer downstream.
+``Switch.which`` is keyed per frame: 1 where the daemon delivered the frame, 0 elsewhere.
 
 Every function here runs on Nuke's main thread (button scripts and executeInMainThread callbacks). Prompts are
 read with ``getText()``: a Multiline_Eval_String_Knob's ``value()`` would TCL-evaluate ``[ ]`` and ``$``.

@@ -6,7 +6,7 @@ Sources, cited per behaviour below:
   object ("README TimelineItem").
 - [R-LIM] samuelgursky/davinci-resolve-mcp:docs/reference/api-limitations.md, behaviour measured on live Resolve
   Studio 19.1-21.1, cited by entry title.
-- [RES] /work/shared/research/resolve-nuke-apis.md and host-recombine-and-nodes.md (their section numbers).
+- [RES] the host API notes in docs/hosts.md ("Host API notes"), cited by the id that heads each note (A3, R2, …).
 
 What a test drives: ``FakeResolve(version=..., studio=...)``; timelines of ``FakeTimelineItem`` built with
 ``add_clip``; ``ui.driver`` — a function the fake's ``RunLoop`` calls with the dispatcher, which clicks buttons
@@ -38,7 +38,7 @@ class ResolveObject:
     True for EVERY name on every object"; on a bridge build any name gives a callable, and "calling a fabricated
     method typically returns None/False with no error". So an unknown attribute here is a callable returning
     None, and ``dir()`` lists only the real methods (the same entry: "Use dir(obj) membership").
-    Every API call must come from the thread that created the object (the script's own thread; [RES] §0.5:
+    Every API call must come from the thread that created the object (the script's own thread; [RES threading]:
     "Touch the Resolve API and UIManager only from the script's main thread"); a call from another thread is
     recorded in ``FakeResolve.thread_violations``.
     """
@@ -215,7 +215,7 @@ class FakeFusionTool(ResolveObject):
 class FakeFusionComp(ResolveObject):
     """A Fusion composition of a timeline item. An imported ``.comp`` keeps its text; its tools are the
     top-level ``Name = RegID {`` entries of ``Tools = ordered() { ... }``. An unparsable file gives an EMPTY comp,
-    silently ([RES] host-recombine R2, the 21.1 field report)."""
+    silently ([RES R2], the 21.1 field report)."""
 
     def __init__(self, app: FakeResolve, name: str, text: str | None = None):
         self._app = app
