@@ -85,15 +85,20 @@ def world_vocabulary() -> list[str]:
 def grow_vocabulary(components: Components, captions: list[str]) -> list[str]:
     """Teach the model's word-level tokenizer the words of ``captions`` it lacks (returned, sorted).
 
-    Known words keep their ids; the text encoder's embedding gets one new row per new word (initialised by
-    transformers from the existing rows' statistics), learned by the run that brings the captions.
+    Known words keep their ids; the text encoder's embedding gets one new row per new word, each the mean of
+    the trained rows (deterministic, so a training command still reproduces), learned by the run that brings
+    the captions.
     """
     split = pre_tokenizers.Whitespace()
     known = set(components.tokenizer.get_vocab())
     new = sorted({w.lower() for text in captions for w, _ in split.pre_tokenize_str(text)} - known)
     if new:
         components.tokenizer = extend_word_tokenizer(components.tokenizer, new)
-        components.text_encoder.resize_token_embeddings(len(components.tokenizer))
+        known_rows = components.text_encoder.get_input_embeddings().weight.shape[0]
+        components.text_encoder.resize_token_embeddings(len(components.tokenizer), mean_resizing=False)
+        with torch.no_grad():
+            weight = components.text_encoder.get_input_embeddings().weight
+            weight[known_rows:] = weight[:known_rows].mean(0)
     return new
 
 
