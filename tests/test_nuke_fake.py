@@ -143,3 +143,41 @@ def test_menus_and_plugin_path(nuke, tmp_path):
     assert nuke.menu("Nodes").findItem("CoolColor/CoolColor").script() == "x = 2"
     nuke.pluginAddPath(str(tmp_path))
     assert nuke.pluginPath()[0] == str(tmp_path)
+
+
+def test_channel_nodes_follow_their_documented_defaults(nuke, tmp_path):
+    """Read auto_alpha, Copy's from0/to0 default (rgba.alpha) and Layer Copy, Switch passing a whole image,
+    MergeExpression writing only its channel masks (defaults: rgb, and alpha from a blank expr3 = 0)."""
+    from coolcolor.daemon.testing import write_gray_sequence
+
+    pattern = write_gray_sequence(str(tmp_path / "src"), count=1, size=8)
+    plain = nuke.nodes.Read(file=pattern, first=1, last=1)
+    opaque = nuke.nodes.Read(file=pattern, first=1, last=1, auto_alpha=True)
+    assert "rgba.alpha" not in nuke.fake.render(plain, 1)  # a gray PNG has no alpha
+    assert (nuke.fake.render(opaque, 1)["rgba.alpha"] == 1).all()
+
+    copy = nuke.nodes.Copy(inputs=[opaque, plain])  # B = opaque, A = plain (no alpha)
+    assert (copy["from0"].value(), copy["to0"].value(), copy["from1"].value(), copy["channels"].value()) == (
+        "rgba.alpha", "rgba.alpha", "none", "none")
+    assert (nuke.fake.render(copy, 1)["rgba.alpha"] == 0).all()  # the default copies A's (missing) alpha: black
+    copy["from0"].setValue("none")
+    copy["to0"].setValue("none")
+    copy["channels"].setValue("depth")  # a layer A lacks: "If they are not in A, use B unchanged"
+    out = nuke.fake.render(copy, 1)
+    assert set(out) == set(nuke.fake.render(opaque, 1)) and (out["rgba.alpha"] == 1).all()
+
+    switch = nuke.nodes.Switch(inputs=[plain, opaque])
+    assert "rgba.alpha" not in nuke.fake.render(switch, 1)
+    switch["which"].setValue(1)
+    assert (nuke.fake.render(switch, 1)["rgba.alpha"] == 1).all()
+
+    nuke.fake.merge_expression_unwritten = "B"
+    merge = nuke.nodes.MergeExpression(inputs=[opaque, plain])
+    merge["expr0"].setValue("0.25")
+    out = nuke.fake.render(merge, 1)
+    assert (out["rgba.red"] == 0.25).all() and (out["rgba.green"] == 0).all()  # blank expr1 = 0
+    assert (out["rgba.alpha"] == 0).all()  # channel3 default "none none none rgba.alpha", blank expr3
+    merge["channel3"].setValue("none")
+    assert (nuke.fake.render(merge, 1)["rgba.alpha"] == 1).all()  # unwritten: B's ...
+    nuke.fake.merge_expression_unwritten = "black"
+    assert (nuke.fake.render(merge, 1)["rgba.alpha"] == 0).all()  # ... or zeroed: undocumented, both are tried

@@ -79,7 +79,8 @@ def test_the_node_is_a_group_with_one_source_input_the_knobs_and_the_shared_reco
     for name, value in nuke_expressions("linear").knobs().items():
         knob = merge[name]
         assert (knob.getText() if hasattr(knob, "getText") else knob.value()) == value, name
-    assert merge.input(0) is g.node("CopyAB") and merge.input(1) is g.node("ReadAB")
+    assert merge.input(0) is g.node("Source") and merge.input(1) is g.node("ReadAB")
+    assert g.node("ColorizedOrPlate").input(1) is g.node("CopyAB") and g.node("CopyAB").input(0) is g.node("KeepPlate")
     assert g.node("ReadAB")["raw"].value() is True
     assert "ab" in nuke.layers() and nuke.Layer("ab").channels() == ["ab.a_star", "ab.b_star"]
     # before any colorization the output is the plate, unchanged
@@ -247,6 +248,93 @@ def test_unknown_prompt_words_and_provenance_reported_by_the_daemon_reach_the_no
     node._on_frame(g.fullName(), 12, "/out/ab.0012.exr")
     which = g.node("ColorizedOrPlate")["which"]
     assert [which.getValueAt(f) for f in range(11, 16)] == [0, 1, 0, 0, 0]
+
+
+def _write_exr(path: str, planes: dict) -> None:
+    """A float EXR whose channels are named as given (``R``, ``A``, ``depth.Z``, ``ab.a_star``)."""
+    import numpy as np
+    import OpenImageIO as oiio
+
+    names = list(planes)
+    data = np.stack([np.asarray(planes[n], np.float32) for n in names], axis=-1)
+    spec = oiio.ImageSpec(data.shape[1], data.shape[0], len(names), oiio.FLOAT)
+    spec.channelnames = tuple(names)
+    out = oiio.ImageOutput.create(path)
+    assert out is not None and out.open(path, spec), oiio.geterror()
+    out.write_image(data)
+    out.close()
+
+
+@pytest.mark.parametrize("unwritten", ["B", "black"])
+@pytest.mark.parametrize("kind", ["opaque plate (auto_alpha)", "plate with alpha and an extra layer"])
+def test_the_node_changes_only_rgb_and_adds_the_ab_layer(nuke, plate, tmp_path, kind, unwritten):
+    """A compositor's expectation: alpha and every other layer of the plate leave the node exactly as they came
+    in, on colorized frames and on frames that show the plate; rgb is the recombination; the ab layer is added.
+    ``unwritten``: the fake's choice for MergeExpression channels no expression writes (undocumented), so the
+    node is shown not to depend on it."""
+    import numpy as np
+
+    from coolcolor_nuke import node
+    from coolcolor_protocol.recombine import nuke_expressions
+    from hostexpr import eval_nuke_merge
+
+    nuke.fake.merge_expression_unwritten = unwritten
+    size, first, last = 16, 11, 15
+    rng = np.random.default_rng(5)
+    if kind.startswith("opaque"):
+        read = plain_read(nuke, plate, first, last)
+        read["auto_alpha"].setValue(True)
+    else:
+        folder = tmp_path / "layered"
+        folder.mkdir()
+        for f in range(first, last + 1):
+            gray = rng.uniform(0.05, 0.9, (size, size))
+            _write_exr(str(folder / f"plate.{f:04d}.exr"), {
+                "R": gray, "G": gray, "B": gray, "A": rng.uniform(0, 1, (size, size)),
+                "depth.Z": rng.uniform(1, 100, (size, size))})
+        read = plain_read(nuke, str(folder / "plate.%04d.exr"), first, last)
+    ab_dir = tmp_path / "ab"
+    ab_dir.mkdir()
+    colorized = (12, 14)
+    for f in colorized:
+        _write_exr(str(ab_dir / f"ab.{f:04d}.exr"), {"ab.a_star": rng.uniform(-40, 40, (size, size)),
+                                                      "ab.b_star": rng.uniform(-40, 40, (size, size))})
+    g = new_node(nuke, read)
+    reply = {"job_id": "j1", "state": "running", "first": first, "last": last,
+             "output": {"dir": str(ab_dir), "pattern": str(ab_dir / "ab.%04d.exr"), "first": first, "last": last}}
+    node._on_submitted(g.fullName(), "j1", reply, {"seed": 0, "keyframes": [12]}, 0, 1, "")
+    for f in colorized:
+        node._on_frame(g.fullName(), f, str(ab_dir / f"ab.{f:04d}.exr"))
+    merge = g.node("Recombine")
+    knobs = {k: (merge[k].getText() if hasattr(merge[k], "getText") else str(merge[k].value()))
+             for k in merge.knobs() if k.startswith(("temp_name", "temp_expr", "expr", "channel"))}
+    assert knobs == {**{k: knobs[k] for k in knobs if k not in nuke_expressions("linear").knobs()},
+                     **nuke_expressions("linear").knobs()}
+    rgb = ("rgba.red", "rgba.green", "rgba.blue")
+    for f in range(first, last + 1):
+        plate_image = nuke.fake.render(read, f)
+        out = nuke.fake.render(g, f)
+        others = sorted(c for c in plate_image if c not in rgb)
+        assert "rgba.alpha" in others and (kind.startswith("opaque") or "depth.Z" in others), others
+        if kind.startswith("opaque"):
+            assert (plate_image["rgba.alpha"] == 1).all()
+        for c in others:  # alpha first, then any other layer: exactly as it came in
+            np.testing.assert_array_equal(out[c], plate_image[c], err_msg=f"frame {f}: {c}")
+        if f in colorized:
+            ab = nuke.fake.render(g.node("ReadAB"), f)
+            for c in ("ab.a_star", "ab.b_star"):
+                np.testing.assert_array_equal(out[c], ab[c])
+            short = lambda ch: {(k.split(".")[1][0] if k.startswith("rgba.") else k): v  # noqa: E731
+                                for k, v in ch.items()}
+            expected = eval_nuke_merge(knobs, short(plate_image), short(ab))
+            for c in rgb:
+                np.testing.assert_allclose(out[c], expected[c], atol=1e-6)
+            assert not np.allclose(out["rgba.red"], plate_image["rgba.red"])  # colour arrived
+            assert set(out) == set(plate_image) | {"ab.a_star", "ab.b_star"}
+        else:
+            for c in rgb:  # a frame not colorized: the plate itself
+                np.testing.assert_array_equal(out[c], plate_image[c])
+            assert set(out) == set(plate_image)
 
 
 def test_upstream_key_without_op_hashes_follows_the_upstream_knobs(nuke, plate, monkeypatch):

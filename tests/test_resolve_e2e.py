@@ -44,6 +44,7 @@ def daemon(tmp_path_factory):
 def env(daemon, tmp_path, monkeypatch):
     monkeypatch.setenv("COOLCOLOR_CONNECTION_FILE", daemon.connection_file)
     monkeypatch.setenv("COOLCOLOR_RESOLVE_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("COOLCOLOR_RESOLVE_PREFS", str(tmp_path / "prefs.json"))
     return tmp_path
 
 

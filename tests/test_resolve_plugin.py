@@ -25,6 +25,7 @@ TAG = json.dumps({"app": host.KEYFRAME_TAG, "v": 1})
 def no_daemon(tmp_path, monkeypatch):
     monkeypatch.setenv("COOLCOLOR_CONNECTION_FILE", str(tmp_path / "no-daemon.json"))
     monkeypatch.setenv("COOLCOLOR_RESOLVE_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("COOLCOLOR_RESOLVE_PREFS", str(tmp_path / "prefs.json"))
 
 
 def media(tmp_path: Path, first: int = 1001, count: int = 10, name: str = "plate") -> str:
@@ -148,8 +149,7 @@ def test_selection_by_version(tmp_path, version, expected):
 def test_dialog_lists_adds_and_removes_keyframe_markers(tmp_path):
     app, tl, item = one_clip(tmp_path)
     item.AddMarker(1.0, "Cyan", "CoolColor keyframe", "", 1.0, TAG)
-    item.AddMarker(2.0, "Cyan", "editor note", "", 1.0, "")  # untagged: not ours
-    item.AddMarker(3.0, "Red", "other", "", 1.0, TAG)  # another colour: not ours
+    item.AddMarker(3.0, "Red", "other", "", 1.0, TAG)  # another colour: not a keyframe, even with our tag
     seen = {}
 
     def driver(disp):
@@ -166,14 +166,124 @@ def test_dialog_lists_adds_and_removes_keyframe_markers(tmp_path):
         disp.click("Close")
 
     h.run_script(app, driver)
-    assert seen["listed"] == ["plate @ 1 (source 1004)"]
-    assert seen["after_add"] == ["plate @ 1 (source 1004)", "plate @ 4 (source 1007)"]
-    assert seen["after_remove"] == ["plate @ 4 (source 1007)"]
+    assert seen["listed"] == ["plate @ 1 (source 1004, clip marker 'CoolColor keyframe')"]
+    assert seen["after_add"] == ["plate @ 1 (source 1004, clip marker 'CoolColor keyframe')",
+                                 "plate @ 4 (source 1007, clip marker 'CoolColor keyframe')"]
+    assert seen["after_remove"] == ["plate @ 4 (source 1007, clip marker 'CoolColor keyframe')"]
     assert "playhead is on none of the selected clips" in seen["status"]
     markers = item.GetMarkers()
-    assert set(markers) == {2.0, 3.0, 4.0}  # the other markers untouched
+    assert set(markers) == {3.0, 4.0}  # the other marker untouched
     assert markers[4.0]["color"] == "Cyan" and json.loads(markers[4.0]["customData"])["app"] == host.KEYFRAME_TAG
     assert app.thread_violations == []
+
+
+def test_markers_placed_by_hand_count_as_keyframes_wherever_the_editor_put_them(tmp_path):
+    """The editor's gesture: a marker of the keyframe colour on the clip (M on the selected clip), on the
+    timeline ruler over the clip, or on the source clip in the media pool — no customData needed. Frames:
+    clip markers are item-relative, timeline markers timeline-relative, media markers media-relative."""
+    app, tl, item = one_clip(tmp_path, left=2, duration=6)  # media 1001-1010, cut 1003-1008 at 86400
+    assert tl.GetStartFrame() == 86400 == item.GetStart()
+    other = h.place(tl, h.sequence_clip(app, media(tmp_path, name="b"), 1001, 10, name="b"), frames=10, left=0,
+                    duration=4)  # 86406-86409, not selected
+    item.AddMarker(1.0, "Cyan", "hand", "", 1.0, "")  # clip offset 1 -> 1004
+    item.AddMarker(2.0, "Green", "note", "", 1.0, "")  # another colour
+    tl.AddMarker(3.0, "Cyan", "ruler", "", 1.0, "")  # timeline offset 3 = 86403 = clip offset 3 -> 1006
+    tl.AddMarker(7.0, "Cyan", "over b", "", 1.0, "")  # over the other clip: not this one's
+    item.GetMediaPoolItem().AddMarker(6.0, "Cyan", "source", "", 1.0, "")  # media offset 6 = 1007
+    item.GetMediaPoolItem().AddMarker(0.0, "Cyan", "outside the cut", "", 1.0, "")  # 1001: not in 1003-1008
+    clip = host.clip_source(item)
+    keys = host.read_keyframes(item, clip, "Cyan", tl)
+    assert [(k.source_frame, k.origin, k.name) for k in keys] == [
+        (1004, "clip", "hand"), (1006, "timeline", "ruler"), (1007, "media", "source")]
+    assert [k.source_frame for k in host.read_keyframes(other, host.clip_source(other), "Cyan", tl)] == [1002]
+    assert [k.source_frame for k in host.read_keyframes(item, clip, "Green", tl)] == [1005]
+
+    seen = {}
+
+    def driver(disp):
+        seen["listed"] = list(disp.item("Keyframes").items)
+        seen["clips"] = disp.item("Clips").Text
+        disp.item("Keyframes").CurrentIndex = 1  # the ruler marker
+        disp.click("RemoveKeyframe")
+        seen["after_remove"] = list(disp.item("Keyframes").items)
+        disp.click("Colorize")  # no daemon here: the spec is what matters
+        disp.click("Close")
+
+    globs = h.run_script(app, driver)
+    assert seen["listed"] == ["plate @ 1 (source 1004, clip marker 'hand')",
+                              "plate @ 3 (source 1006, timeline marker 'ruler')",
+                              "plate @ 4 (source 1007, media marker 'source')"]
+    assert "keyframes from Cyan markers: source 1004 (clip marker 'hand'), source 1006 (timeline marker " \
+           "'ruler'), source 1007 (media marker 'source')" in seen["clips"]
+    assert seen["after_remove"] == ["plate @ 1 (source 1004, clip marker 'hand')",
+                                    "plate @ 4 (source 1007, media marker 'source')"]
+    assert set(tl.GetMarkers()) == {7.0}  # the ruler marker went, the other clip's stayed
+    ctl = globs.get("COOLCOLOR_CONTROLLER") or h.controller()
+    spec = build_spec(ctl.clips[item.GetUniqueId()], Settings(prompt="a"),
+                      [k.source_frame for k in ctl.clips[item.GetUniqueId()].keyframes])
+    assert spec.keyframes == [1004, 1007]
+    assert app.thread_violations == []
+
+
+def test_the_keyframe_colour_is_a_setting_remembered_per_project(tmp_path):
+    app, tl, item = one_clip(tmp_path)
+    item.AddMarker(1.0, "Cyan", "c", "", 1.0, "")
+    item.AddMarker(2.0, "Yellow", "y", "", 1.0, "")
+    seen = {}
+
+    def pick_yellow(disp):
+        seen["default"] = (disp.item("KeyColor").CurrentText, list(disp.item("Keyframes").items))
+        disp.choose("KeyColor", "Yellow")
+        seen["yellow"] = list(disp.item("Keyframes").items)
+        seen["status"] = h.status_text(disp)
+        tl.playhead = item.GetStart() + 5
+        disp.click("AddKeyframe")  # the button marks in the chosen colour
+        disp.click("Close")
+
+    h.run_script(app, pick_yellow)
+    assert seen["default"] == ("Cyan", ["plate @ 1 (source 1004, clip marker 'c')"])
+    assert seen["yellow"] == ["plate @ 2 (source 1005, clip marker 'y')"]
+    assert "keyframes are now the Yellow markers: 1 found" in seen["status"]
+    assert item.GetMarkers()[5.0]["color"] == "Yellow"
+
+    def look(disp):
+        seen["again"] = (disp.item("KeyColor").CurrentText, list(disp.item("Keyframes").items))
+        disp.click("Close")
+
+    h.run_script(app, look)  # the script run again on the same project: Yellow is remembered
+    assert seen["again"] == ("Yellow", ["plate @ 2 (source 1005, clip marker 'y')",
+                                        "plate @ 5 (source 1008, clip marker 'CoolColor keyframe')"])
+    other, tl2, item2 = one_clip(tmp_path / "other")  # another project: the default
+    item2.AddMarker(1.0, "Cyan", "c", "", 1.0, "")
+    h.run_script(other, look)
+    assert seen["again"] == ("Cyan", ["plate @ 1 (source 1004, clip marker 'c')"])
+    assert other.GetProjectManager().GetCurrentProject().GetUniqueId() != \
+        app.GetProjectManager().GetCurrentProject().GetUniqueId()
+
+
+def test_an_unreadable_or_unwritable_colour_setting_is_a_message_not_a_failure(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the settings folder would be")
+    monkeypatch.setenv("COOLCOLOR_RESOLVE_PREFS", str(blocker / "prefs.json"))
+    app, tl, item = one_clip(tmp_path)
+    item.AddMarker(2.0, "Mint", "m", "", 1.0, "")
+    seen = {}
+
+    def driver(disp):
+        disp.choose("KeyColor", "Mint")
+        seen["listed"] = list(disp.item("Keyframes").items)
+        seen["status"] = h.status_text(disp)
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["listed"] == ["plate @ 2 (source 1005, clip marker 'm')"]  # the choice works for this run
+    assert f"keyframe colour Mint not remembered ({blocker / 'prefs.json'}:" in seen["status"]
+    assert "internal error" not in seen["status"]
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    monkeypatch.setenv("COOLCOLOR_RESOLVE_PREFS", str(broken))
+    h.run_script(app, lambda disp: (seen.update(color=disp.item("KeyColor").CurrentText), disp.click("Close")))
+    assert seen["color"] == "Cyan"  # an unreadable file: the default
 
 
 # ---------------------------------------------------------------- bad input: a message, nothing lost
@@ -272,7 +382,7 @@ def test_mypy_against_fusionscript_stubs():
                            "--config-file", "mypy.ini", "coolcolor_resolve", "CoolColor Colorize.py"],
                           cwd=h.PLUGIN_DIR, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Success: no issues found in 7 source files" in proc.stdout
+    assert "Success: no issues found in 8 source files" in proc.stdout
 
 
 @pytest.mark.parametrize("shown", ["plate.%04d.png", "plate.####.png", "plate.[1001-1010].png"])

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from coolcolor_protocol import abfiles
 from coolcolor_resolve import comp as comp_file
-from coolcolor_resolve import host
-from coolcolor_resolve.host import ClipSource, HostError
+from coolcolor_resolve import host, prefs
+from coolcolor_resolve.host import ClipSource, HostError, Keyframe
 from coolcolor_resolve.jobs import ClipJob, Daemon, Settings, build_spec, frame_path, job_key, provenance_comment
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +41,8 @@ class Controller:
         self.jobs: list[ClipJob] = []
         self.status_lines: list[str] = []
         self.timeline: Timeline | None = None
+        self.project_id = ""
+        self.key_color = host.KEYFRAME_COLOR  # markers of this colour are keyframes (remembered per project)
         self.win: Any = None
         self.timer: Any = None
 
@@ -48,6 +50,10 @@ class Controller:
     def load_selection(self) -> None:
         host.check_edition(self.resolve)
         project, self.timeline = host.current_timeline(self.resolve)
+        self.project_id = str(project.GetUniqueId() or "")
+        color = prefs.load(self.project_id).get("keyframe_color") if self.project_id else None
+        if color in host.MARKER_COLORS:
+            self.key_color = str(color)
         self.items = host.selected_items(self.resolve, self.timeline)
         for item in self.items:
             try:
@@ -55,7 +61,7 @@ class Controller:
             except HostError as exc:
                 self.refused.append(str(exc))
                 continue
-            clip.keyframes = host.read_keyframes(item, clip)
+            clip.keyframes = host.read_keyframes(item, clip, self.key_color, self.timeline)
             self.clips[clip.item_id] = clip
 
     def build(self) -> Any:
@@ -65,7 +71,8 @@ class Controller:
             ui.Label({"Text": "Prompt"}),
             ui.TextEdit({"ID": "Prompt", "PlainText": ""}),
             ui.HGroup([ui.Label({"Text": "Negative prompt"}), ui.LineEdit({"ID": "Negative", "Text": ""})]),
-            ui.HGroup([ui.Label({"Text": "Keyframes"}), ui.ComboBox({"ID": "Keyframes"}),
+            ui.HGroup([ui.Label({"Text": "Keyframes: markers of colour"}), ui.ComboBox({"ID": "KeyColor"}),
+                       ui.ComboBox({"ID": "Keyframes"}),
                        ui.Button({"ID": "AddKeyframe", "Text": "Mark keyframe at playhead"}),
                        ui.Button({"ID": "RemoveKeyframe", "Text": "Remove keyframe"})]),
             ui.HGroup([ui.Label({"Text": "Range"}), ui.ComboBox({"ID": "Range"}),
@@ -94,7 +101,11 @@ class Controller:
         items["Encoding"].CurrentIndex = list(ENCODINGS).index("rec709")
         for _, label in RESULTS:
             items["Result"].AddItem(label)
+        for color in host.MARKER_COLORS:
+            items["KeyColor"].AddItem(color)
+        items["KeyColor"].CurrentIndex = list(host.MARKER_COLORS).index(self.key_color)
         on = self.win.On
+        on.KeyColor.CurrentIndexChanged = self._guard(self.on_key_color)
         for button, handler in (("Colorize", self.on_colorize), ("Preview", self.on_preview),
                                 ("Cancel", self.on_cancel), ("Close", self.on_close),
                                 ("AddKeyframe", self.on_add_keyframe), ("RemoveKeyframe", self.on_remove_keyframe)):
@@ -127,14 +138,17 @@ class Controller:
 
     def refresh_clips(self) -> None:
         items = self.win.GetItems()
-        lines = [f"{c.item_name}: source {c.first}-{c.last} ({c.duration} frames, {c.fps:g} fps)"
-                 for c in self.clips.values()]
+        lines = []
+        for c in self.clips.values():
+            lines.append(f"{c.item_name}: source {c.first}-{c.last} ({c.duration} frames, {c.fps:g} fps)")
+            taken = ", ".join(f"source {k.source_frame} ({k.describe()})" for k in c.keyframes)
+            lines.append(f"  keyframes from {self.key_color} markers: {taken or 'none'}")
         items["Clips"].Text = "\n".join(lines + self.refused)
         box = items["Keyframes"]
         box.Clear()
         for clip in self.clips.values():
             for k in clip.keyframes:
-                box.AddItem(f"{clip.item_name} @ {k.offset} (source {k.source_frame})")
+                box.AddItem(f"{clip.item_name} @ {k.offset} (source {k.source_frame}, {k.describe()})")
         for reason in self.refused:
             self.say(reason)
 
@@ -153,8 +167,28 @@ class Controller:
                         encoding=str(items["Encoding"].CurrentText) or "rec709", result=result)
 
     # ------------------------------------------------------------------ keyframes
-    def _keyframe_entries(self) -> list[tuple[ClipSource, int]]:
-        return [(c, k.offset) for c in self.clips.values() for k in c.keyframes]
+    def _keyframe_entries(self) -> list[tuple[ClipSource, Keyframe]]:
+        return [(c, k) for c in self.clips.values() for k in c.keyframes]
+
+    def _reread_keyframes(self, clip: ClipSource) -> None:
+        clip.keyframes = host.read_keyframes(self._item(clip), clip, self.key_color, self.timeline)
+
+    def on_key_color(self, ev: Any) -> None:
+        """Another keyframe colour: remembered for this project, and the keyframes read again."""
+        index = int(self.win.GetItems()["KeyColor"].CurrentIndex)
+        if not 0 <= index < len(host.MARKER_COLORS) or host.MARKER_COLORS[index] == self.key_color:
+            return
+        self.key_color = host.MARKER_COLORS[index]
+        for clip in self.clips.values():
+            self._reread_keyframes(clip)
+        self.refresh_clips()
+        try:
+            if self.project_id:
+                prefs.save(self.project_id, keyframe_color=self.key_color)
+        except OSError as exc:
+            self.say(f"keyframe colour {self.key_color} not remembered ({prefs.prefs_path()}: {exc.strerror})")
+        count = sum(len(c.keyframes) for c in self.clips.values())
+        self.say(f"keyframes are now the {self.key_color} markers: {count} found")
 
     def _item(self, clip: ClipSource) -> TimelineItem:
         for item in self.items:
@@ -168,8 +202,8 @@ class Controller:
             item = self._item(clip)
             offset = host.playhead_offset(self.timeline, item)
             if 0 <= offset < clip.duration:
-                host.add_keyframe(self.timeline, item)
-                clip.keyframes = host.read_keyframes(item, clip)
+                host.add_keyframe(self.timeline, item, self.key_color)
+                self._reread_keyframes(clip)
                 self.refresh_clips()
                 self.say(f"keyframe marked: {clip.item_name} frame {offset} (source {clip.source_frame(offset)})")
                 return
@@ -180,12 +214,12 @@ class Controller:
         entries = self._keyframe_entries()
         if not 0 <= index < len(entries):
             raise HostError("no keyframe chosen in the list")
-        clip, offset = entries[index]
-        item = self._item(clip)
-        host.remove_keyframe(item, offset)
-        clip.keyframes = host.read_keyframes(item, clip)
+        clip, keyframe = entries[index]
+        assert self.timeline is not None
+        host.remove_keyframe(self.timeline, self._item(clip), keyframe, self.key_color)
+        self._reread_keyframes(clip)
         self.refresh_clips()
-        self.say(f"keyframe removed: {clip.item_name} frame {offset}")
+        self.say(f"keyframe removed: {clip.item_name} frame {keyframe.offset} ({keyframe.describe()} deleted)")
 
     # ------------------------------------------------------------------ jobs
     def _submit(self, jobs: list[ClipJob]) -> None:

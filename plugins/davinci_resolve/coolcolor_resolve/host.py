@@ -8,8 +8,12 @@ measured ledger samuelgursky/davinci-resolve-mcp docs/reference/api-limitations.
 - ``TimelineItem.GetStart`` / ``GetEnd`` are absolute timeline frames, ``GetEnd`` exclusive; ``GetLeftOffset`` /
   ``GetRightOffset`` are the handles, in media frames ([README TimelineItem]; [R-LIM "TimelineItem.
   GetSourceStartFrame"]: GetLeftOffset is the exact in-point on video, GetSourceStartFrame can be one off).
-- TimelineItem marker frameIds are item-relative ("clip offset 96", [README TimelineItem GetMarkers]); colours
-  are strings, there are no MARKER_* constants [R-LIM "AnalyzeForSlate markerColor"].
+- Markers: TimelineItem frameIds are item-relative ("indicates a single green marker at clip offset 96", [README
+  TimelineItem GetMarkers]); Timeline frameIds are relative to the timeline's start ("… at timeline offset 96",
+  [README Timeline GetMarkers]; GetStartFrame is the timeline's first frame); MediaPoolItem frameIds are offsets
+  into the media ("one 'Green' marker at offset 96 (position of the marker)", [README MediaPoolItem GetMarkers]),
+  counted from its first frame [U]. Colours are strings, there are no MARKER_* constants [R-LIM "AnalyzeForSlate
+  markerColor"]; the 16 names are the README's "Analyze Slate Settings" list.
 - Retime: no speed property; the GetSourceStart/EndFrame span against the record duration is the witness
   [R-LIM "Clip speed / retime ratio"].
 - ``ImportMedia([{"FilePath", "StartIndex", "EndIndex"}])`` imports one sequence clip into the CURRENT folder
@@ -33,8 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover - the stubs are for mypy only
 
 SELECTED_CLIPS_SINCE = (21, 0, 4)  # Timeline.GetSelectedClips [README 24 Jul 2026; davinci-resolve-mcp#131]
 PYTHON_STUDIO_ONLY_SINCE = (21, 1)  # "moved the ability to script in Python to the Studio version"
-KEYFRAME_COLOR = "Cyan"
-KEYFRAME_TAG = "coolcolor:keyframe"  # marker customData carries {"app": KEYFRAME_TAG, ...}
+KEYFRAME_COLOR = "Cyan"  # the default; the dialog's choice is remembered per project (prefs)
+MARKER_COLORS = ("Blue", "Cyan", "Green", "Yellow", "Red", "Pink", "Purple", "Fuchsia", "Rose", "Lavender", "Sky",
+                 "Mint", "Lemon", "Sand", "Cocoa", "Cream")  # [README "Analyze Slate Settings"]
+KEYFRAME_TAG = "coolcolor:keyframe"  # customData of the markers the dialog's button adds (not needed to count)
 BIN_NAME = "CoolColor"
 VIDEO_TYPES = ("Video", "Video + Audio")  # GetClipProperty("Type") values of a plain video clip
 REFUSED_TYPES = {"Compound": "a compound clip", "Multicam": "a multicam clip", "Timeline": "a nested timeline",
@@ -98,8 +104,18 @@ def selected_items(resolve: Resolve, timeline: Timeline) -> list[TimelineItem]:
 
 @dataclass
 class Keyframe:
-    offset: int  # marker frameId, relative to the item's first frame
+    """A marker taken as a keyframe: where it is (``origin``: "clip", "timeline" or "media" marker), its name, its
+    frameId in its own object's frames (to delete it), and the clip frame and source frame it marks."""
+
+    offset: int  # relative to the item's first frame
     source_frame: int
+    origin: str = "clip"
+    name: str = ""
+    marker_frame: float = 0.0
+
+    def describe(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return f"{self.origin} marker{label}"
 
 
 @dataclass
@@ -235,24 +251,38 @@ def clip_source(item: TimelineItem) -> ClipSource:
 
 
 # ------------------------------------------------------------------ keyframes as markers
-def _is_keyframe_marker(info: dict[str, Any], color: str) -> bool:
-    if info.get("color") != color:
-        return False
-    try:
-        data = json.loads(info.get("customData") or "{}")
-    except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("app") == KEYFRAME_TAG
+def _markers(owner: Any) -> list[tuple[float, dict[str, Any]]]:
+    found = owner.GetMarkers() if owner else None
+    return sorted((float(k), dict(v)) for k, v in (found if isinstance(found, dict) else {}).items())
 
 
-def read_keyframes(item: TimelineItem, clip: ClipSource, color: str = KEYFRAME_COLOR) -> list[Keyframe]:
-    """Markers of ``color`` whose customData carries the CoolColor tag; other markers are left alone."""
-    out = []
-    for frame_id, info in sorted((item.GetMarkers() or {}).items()):
-        if _is_keyframe_marker(dict(info), color):
-            offset = int(round(float(frame_id)))
-            out.append(Keyframe(offset, clip.source_frame(offset)))
-    return out
+def read_keyframes(item: TimelineItem, clip: ClipSource, color: str = KEYFRAME_COLOR,
+                   timeline: Timeline | None = None) -> list[Keyframe]:
+    """Every marker of ``color`` on the clip is a keyframe, however it was made (the dialog's button or the
+    editor's M key): the item's own markers (any frame, so one left beyond a trimmed end is reported, not lost),
+    the timeline's markers over the item's record range, and the media's markers inside the cut. One keyframe per
+    source frame; the clip's marker wins over the others. Markers of other colours are left alone."""
+    out: dict[int, Keyframe] = {}
+
+    def take(offset: int, origin: str, info: dict[str, Any], frame: float) -> None:
+        source = clip.source_frame(offset)
+        if source not in out:
+            out[source] = Keyframe(offset, source, origin, str(info.get("name") or ""), frame)
+
+    for frame, info in _markers(item):
+        if info.get("color") == color:
+            take(int(round(frame)), "clip", info, frame)
+    if timeline is not None:
+        start = int(timeline.GetStartFrame())
+        for frame, info in _markers(timeline):
+            offset = start + int(round(frame)) - clip.record_start
+            if info.get("color") == color and 0 <= offset < clip.duration:
+                take(offset, "timeline", info, frame)
+    for frame, info in _markers(item.GetMediaPoolItem()):
+        offset = clip.offset_of(clip.source_start + int(round(frame)))
+        if info.get("color") == color and 0 <= offset < clip.duration:
+            take(offset, "media", info, frame)
+    return sorted(out.values(), key=lambda k: k.source_frame)
 
 
 def playhead_offset(timeline: Timeline, item: TimelineItem) -> int:
@@ -278,11 +308,13 @@ def add_keyframe(timeline: Timeline, item: TimelineItem, color: str = KEYFRAME_C
     return offset
 
 
-def remove_keyframe(item: TimelineItem, offset: int, color: str = KEYFRAME_COLOR) -> None:
-    info = (item.GetMarkers() or {}).get(float(offset))
-    if info is None or not _is_keyframe_marker(dict(info), color):
-        raise HostError(f"no CoolColor keyframe marker at frame {offset} of {item.GetName()}")
-    item.DeleteMarkerAtFrame(float(offset))
+def remove_keyframe(timeline: Timeline, item: TimelineItem, keyframe: Keyframe, color: str = KEYFRAME_COLOR) -> None:
+    """Delete the marker that made ``keyframe``, on the object that holds it, if it still has the keyframe colour."""
+    owner: Any = {"clip": item, "timeline": timeline, "media": item.GetMediaPoolItem()}.get(keyframe.origin)
+    info = dict(_markers(owner)).get(float(keyframe.marker_frame))
+    if info is None or info.get("color") != color:
+        raise HostError(f"no {color} marker at frame {keyframe.offset} of {item.GetName()} any more")
+    owner.DeleteMarkerAtFrame(float(keyframe.marker_frame))
 
 
 # ------------------------------------------------------------------ results

@@ -2,13 +2,21 @@
 
 Inside the Group (B = plate, A = ab):
 
-    Source (Input 0) ──┬─────────────────────────────── Switch input 0 (frames not yet colorized: the plate)
-                       └─ CopyAB (B) ── Recombine (B) ── Switch input 1 ── Output
-    ReadAB (raw) ──────┴─ CopyAB (A, layer ab) ┘ (A)
+    Source (Input 0) ─┬─────────────────────────────────────────────────── ColorizedOrPlate (0) ── Output
+                      ├─ Recombine (B) ─ KeepPlate (A: rgb) ─ CopyAB (B) ─ ColorizedOrPlate (1) ┘
+                      └───────────────── KeepPlate (B)        │
+    ReadAB (raw) ─────── Recombine (A) ────────────────────── CopyAB (A: layer ab)
 
 ``Recombine`` is a MergeExpression whose knobs come from ``coolcolor_protocol.recombine.nuke_expressions`` (the one
-expression tree, docs/architecture.md#the-color-contract); the Copy carries the ``ab`` layer downstream.
-``Switch.which`` is keyed per frame: 1 where the daemon delivered the frame, 0 elsewhere.
+expression tree, docs/architecture.md#the-color-contract); it writes rgb only. ``ColorizedOrPlate.which`` is keyed per frame: 1 where the daemon
+delivered the frame, 0 elsewhere (there the output is the plate itself). The node changes the plate's rgb and
+nothing else: ``KeepPlate`` (a Copy, B = the plate) takes only red, green and blue from Recombine, so alpha and
+every other layer of the plate pass through Copy's B side ("Replaces channels in the B input with channels from
+the A input", Foundry Reference Guide "Copy") — whatever a MergeExpression does with channels it does not write,
+which no Foundry page states. ``CopyAB`` then adds the ``ab`` layer ("Layer Copy": "Copy all these channels from A
+to B, if they exist in A. If they are not in A, use B unchanged", Copy's ``channels`` tooltip). Both Copies clear
+their other from/to rows: row 0's documented default ``rgba.alpha`` → ``rgba.alpha`` would replace the plate's
+alpha with A's (the ab EXR has none: black).
 
 Every function here runs on Nuke's main thread (button scripts and executeInMainThread callbacks). Prompts are
 read with ``getText()``: a Multiline_Eval_String_Knob's ``value()`` would TCL-evaluate ``[ ]`` and ``$``.
@@ -165,22 +173,37 @@ def build_node(group: nuke.Group) -> nuke.Group:
         read_ab = nuke.nodes.Read(name="ReadAB")
         read_ab["raw"].setValue(True)  # the ab values are data, never colour-converted
         read_ab["on_error"].setValue("black")  # a frame not delivered yet is no error (the Switch shows the plate)
-        copy = nuke.nodes.Copy(name="CopyAB")
-        copy.setInput(0, source)
-        copy.setInput(1, read_ab)
-        copy["channels"].setValue(AB_LAYER)
         merge = nuke.nodes.MergeExpression(name="Recombine")
-        merge.setInput(0, copy)
+        merge.setInput(0, source)
         merge.setInput(1, read_ab)
         set_recombination(merge, "linear")
         merge["mix"].setExpression("parent.mix")
+        keep = _copy("KeepPlate", b=source, a=merge, pairs=[(c, c) for c in _RGB])
+        copy = _copy("CopyAB", b=keep, a=read_ab, pairs=[])
+        copy["channels"].setValue(AB_LAYER)
         switch = nuke.nodes.Switch(name="ColorizedOrPlate")
         switch.setInput(0, source)
-        switch.setInput(1, merge)
+        switch.setInput(1, copy)
         out = nuke.nodes.Output(name="Output")
         out.setInput(0, switch)
     _update_label(group)
     return group
+
+
+_RGB = ("rgba.red", "rgba.green", "rgba.blue")
+
+
+def _copy(name: str, b: nuke.Node, a: nuke.Node, pairs: list[tuple[str, str]]) -> nuke.Node:
+    """A Copy (input 0 = B, 1 = A) that replaces exactly ``pairs`` (A's channel → B's channel) and nothing else:
+    every from/to row is set, since row 0 defaults to rgba.alpha → rgba.alpha (Reference Guide "Copy")."""
+    copy = nuke.nodes.Copy(name=name)
+    copy.setInput(0, b)
+    copy.setInput(1, a)
+    for i in range(4):
+        src, dst = pairs[i] if i < len(pairs) else ("none", "none")
+        copy[f"from{i}"].setValue(src)
+        copy[f"to{i}"].setValue(dst)
+    return copy
 
 
 def set_recombination(merge: nuke.Node, encoding: str) -> None:

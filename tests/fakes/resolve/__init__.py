@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -141,7 +142,9 @@ class FakeMediaPoolItem(_Markers, ResolveObject):
     Clip properties"]: "call ... without parameters ... to get a snapshot"). Keys used, as in public code [RES
     A4/R4, U]: "File Path" (an image sequence as ``name.[1001-1096].exr``, [U]), "FPS", "Frames", "Start",
     "End", "Type" ("Video", "Video + Audio", "Still", "Compound", "Multicam", "Timeline"), "Resolution",
-    "Clip Name"."""
+    "Clip Name". Marker frameIds: "one 'Green' marker at offset 96 (position of the marker)" [README MediaPoolItem
+    GetMarkers], taken as an offset from the media's first frame ([RES A5]: "MediaPoolItem markers are
+    source-based", [U]); one past the media's frames is refused."""
 
     def __init__(self, app: FakeResolve, name: str, properties: dict[str, Any]):
         self._app = app
@@ -150,6 +153,10 @@ class FakeMediaPoolItem(_Markers, ResolveObject):
         self._props = {"Clip Name": name, **properties}
         self._metadata: dict[str, str] = {}
         self._id = app._new_id()
+
+    def _marker_ok(self, frame: float, duration: float) -> bool:
+        frames = self._props.get("Frames")
+        return frame >= 0 and (frames is None or frame < int(frames))
 
     def GetName(self) -> str:
         return self._name
@@ -404,7 +411,10 @@ class FakeTimeline(_Markers, ResolveObject):
     24 Jul 2026 README and absent before Resolve 21.0.4 ([RES A3]: added in 21.0.4, davinci-resolve-mcp#131 /
     PR #133): on an older version it is missing from ``dir()`` and, like any unknown name, returns None
     (``hasattr`` stays True). ``GetCurrentVideoItem`` returns the item under the playhead on the highest video
-    track ([RES A3], one report, [U]). ``GetCurrentTimecode`` is the absolute playhead timecode [README]."""
+    track ([RES A3], one report, [U]). ``GetCurrentTimecode`` is the absolute playhead timecode [README].
+    Marker frameIds are relative to the timeline's start: "a value of {96.0: {'color': 'Green', …}} indicates a
+    single green marker at timeline offset 96" [README Timeline GetMarkers]; GetMarkers "echoes back whatever was
+    passed", so a marker at an absolute frame lands past the end ([RES A5]); the fake refuses a negative one."""
 
     def __init__(self, app: FakeResolve, name: str, fps: int = 24, start_frame: int = 86400):
         self._app = app
@@ -432,6 +442,9 @@ class FakeTimeline(_Markers, ResolveObject):
 
     def select(self, *items: FakeTimelineItem) -> None:
         self._selected = list(items)
+
+    def _marker_ok(self, frame: float, duration: float) -> bool:
+        return frame >= 0
 
     # API ------------------------------------------------------------------------------------------------
     def GetName(self) -> str:
@@ -571,14 +584,15 @@ class FakeMediaPool(ResolveObject):
 
 
 class FakeProject(ResolveObject):
-    """[README Project]: GetMediaPool, GetCurrentTimeline, GetName, GetUniqueId."""
+    """[README Project]: GetMediaPool, GetCurrentTimeline, GetName, GetUniqueId ("Returns a unique ID for the
+    project item": unique across projects, so across fake apps too)."""
 
     def __init__(self, app: FakeResolve, name: str):
         self._app = app
         self._name = name
         self._pool = FakeMediaPool(app)
         self._timeline: FakeTimeline | None = None
-        self._id = app._new_id()
+        self._id = f"project-{uuid.uuid4()}"
 
     def GetMediaPool(self) -> FakeMediaPool:
         return self._pool

@@ -205,6 +205,17 @@ class FakeUIDispatcher:
         assert handler is not None, f"no Clicked handler for {id_}"
         handler({"who": id_, "what": "Clicked"})
 
+    def choose(self, id_: str, text: str) -> None:
+        """The artist picks ``text`` in a ComboBox: its CurrentIndex changes and the window's
+        ``On.<ID>.CurrentIndexChanged`` handler runs (the UIManager event public Fusion scripts use, e.g.
+        ``win.On.preset.CurrentIndexChanged = function(ev) … end`` [U])."""
+        element = self.item(id_)
+        element.CurrentIndex = element.items.index(text)
+        assert self.window is not None
+        handler = getattr(self.window.On, id_).CurrentIndexChanged
+        if handler is not None:
+            handler({"who": id_, "what": "CurrentIndexChanged"})
+
     def close(self) -> None:
         assert self.window is not None
         handler = getattr(self.window.On, self.window.ID).Close

@@ -377,7 +377,10 @@ def _node_knobs(cls: str) -> list[Knob]:
                       PythonKnob("autolabel"), Int_Knob("tile_color"), Boolean_Knob("selected"),
                       Int_Knob("xpos"), Int_Knob("ypos")]
     if cls == "Read":  # SCAN Read.json; DEVGUIDE/PYREF Read usage: file, first, last, origfirst, origlast
+        # auto_alpha: SCAN Read.json, label "Auto Alpha", default false, tooltip "If the Read will produce RGB but
+        # no alpha channel, then assume the alpha should be 1 if it's requested."
         ks += [File_Knob("file"), Int_Knob("first"), Int_Knob("last"), Int_Knob("origfirst"), Int_Knob("origlast"),
+               Boolean_Knob("auto_alpha"),
                Enumeration_Knob("frame_mode", "frame", ["expression", "start at", "offset"]), String_Knob("frame"),
                Enumeration_Knob("before", "before", ["hold", "loop", "bounce", "black"]),
                Enumeration_Knob("after", "after", ["hold", "loop", "bounce", "black"]),
@@ -406,9 +409,17 @@ def _node_knobs(cls: str) -> list[Knob]:
         ks.append(m)
     elif cls == "Switch":  # SCAN Switch.json: which
         ks.append(Double_Knob("which"))
-    elif cls == "Copy":  # SCAN Copy.json: from0..3/to0..3 (Channel_Knob), channels ("Layer Copy")
+    elif cls == "Copy":
+        # Foundry Nuke Reference Guide, Channel Nodes > "Copy" (https://learn.foundry.com/nuke/content/
+        # reference_guide/channel_nodes/copy.html), Inputs and Controls table: from0 default "rgba.alpha" ("A channel
+        # to copy from input A"), to0 default "rgba.alpha" ("The channel that the above Copy channel replaces in
+        # input B"). SCAN Copy.json: from1..3/to1..3 default "none"; channels ("Layer Copy") default "none".
+        # So a Copy made with nuke.nodes.Copy() replaces B's alpha with A's unless from0/to0 are changed.
         for i in range(4):
-            ks += [Channel_Knob(f"from{i}"), Channel_Knob(f"to{i}")]
+            src, dst = Channel_Knob(f"from{i}"), Channel_Knob(f"to{i}")
+            if i == 0:
+                src._value = dst._value = "rgba.alpha"
+            ks += [src, dst]
         ks.append(ChannelMask_Knob("channels"))
     elif cls == "Grade":  # SCAN Grade.json: white (gain)
         w = Double_Knob("white")
@@ -951,9 +962,22 @@ def _render(node: Node | None, f: float) -> dict[str, Any]:
       converted by ``colorspace``/``raw`` (see _image).
     - Input/Output: a Group's Input n shows what the Group's input n is connected to; Output is the Group's result
       (PYREF nuke.Group; DEVGUIDE "Groups" [inference: exact wiring semantics]).
-    - Switch (SCAN Switch.json): ``which`` picks the input, clamped to the connected ones; animated, per frame.
-    - Copy (SCAN Copy.json): "Replace channels in the B input with channels from the A input": ``channels`` (a whole
-      layer) and from0..3 → to0..3.
+    - Read ``auto_alpha`` (SCAN Read.json tooltip): "If the Read will produce RGB but no alpha channel, then assume
+      the alpha should be 1 if it's requested" — the fake adds an alpha of 1 to a file without one.
+    - Switch (SCAN Switch.json help "Select one of the inputs based on an expression", ``which`` default 0; Foundry
+      Nuke Stage reference "Switch": "Which … The input to display. Note: The input index will begin at 0."): the
+      chosen input's whole image, every channel, passes; ``which`` is rounded and clamped to the connected inputs
+      [inference]; animated, per frame.
+    - Copy (Foundry Reference Guide "Copy": "Replaces channels in the B input with channels from the A input";
+      input 0 = B, 1 = A as in the NDK Keymix example's input_label, [inference] for Copy): every channel of B
+      passes unless named below.
+      ``channels`` ("Layer Copy", SCAN Copy.json tooltip): "Copy all these channels from A to B, if they exist in
+      A. If they are not in A, use B unchanged. Thus setting this to "all" will copy all the channels that exist
+      in A." ``fromN`` → ``toN`` (tooltips "Copy this channel from A to the output channel at right" / "Put
+      channel at left into this output channel"; defaults: see _node_knobs): the output channel ``toN`` is A's
+      ``fromN``, black where A has no such channel [inference: Nuke reads a channel an image lacks as black, the
+      behaviour AddChannels' help relies on: "If they are not in the input they are created and filled with
+      black", NDK example AddChannels.cpp].
     - Grade (Foundry node reference "Grade"): ``white`` (gain) multiplies rgb.
     - MergeExpression: see _render_merge_expression. ``disable`` passes input 0 through (Node reference, common
       "disable" knob).
@@ -975,7 +999,7 @@ def _render(node: Node | None, f: float) -> dict[str, Any]:
                 return _black_like(next(iter(probe.values())).shape)
             f = min(max(f, first), last)
         try:
-            return _render_read_file(node, f)
+            image = _render_read_file(node, f)
         except FileNotFoundError:
             mode = node["on_error"].value()
             if mode == "error":
@@ -987,6 +1011,9 @@ def _render(node: Node | None, f: float) -> dict[str, Any]:
                 except FileNotFoundError:
                     continue
             raise RuntimeError(f"{node.name()}: no frame of {node['file'].value()} exists") from None
+        if node["auto_alpha"].value() and "rgba.alpha" not in image and "rgba.red" in image:
+            image = dict(image, **{"rgba.alpha": np.ones_like(image["rgba.red"])})
+        return image
     if cls == "Input":
         outer = node._parent.input(node["number"].value()) if node._parent is not None else None
         return _render(outer, f)
@@ -1005,17 +1032,20 @@ def _render(node: Node | None, f: float) -> dict[str, Any]:
         which = int(round(float(node["which"].getValueAt(f))))
         return _render(node.input(min(max(which, 0), n_inputs - 1)), f)
     if cls == "Copy":  # input 0 = B, 1 = A (SCAN Copy.json help: "Replace channels in the B input with … A")
-        b = dict(_render(node.input(0), f))
+        b_in = _render(node.input(0), f)
+        b = dict(b_in)
         a = _render(node.input(1), f)
-        layer = str(node["channels"].value())
-        if layer not in ("none", ""):
-            for c, v in a.items():
-                if c.split(".")[0] == layer:
+        for token in str(node["channels"].value()).split():
+            if token in ("none", "") or token.startswith("-"):
+                continue
+            for c, v in a.items():  # only channels that exist in A; the others stay B's
+                if token == "all" or c == token or c.split(".")[0] == token:
                     b[c] = v
+        shape = next(iter(b_in.values()), next(iter(a.values()), np.zeros((1, 1)))).shape
         for i in range(4):
             src, dst = str(node[f"from{i}"].value()), str(node[f"to{i}"].value())
-            if src not in ("none", "") and src in a:
-                b[dst] = a[src]
+            if src not in ("none", "") and dst not in ("none", ""):
+                b[dst] = a[src] if src in a else np.zeros(shape, np.float32)
         return b
     if cls == "MergeExpression":
         return _render_merge_expression(node, f)
@@ -1040,8 +1070,15 @@ _READ_CACHE: dict[Any, dict[str, Any]] = {}
 def _render_merge_expression(node: Node, f: int) -> dict[str, Any]:
     """MergeExpression (Foundry node reference, https://learn.foundry.com/nuke/content/reference_guide/merge_nodes/
     mergeexpression.html): input 0 = B, 1 = A [inference on the order]; channels carry the input prefix (``Br``,
-    ``Aab.a_star``); channels not written come from B; ``mix`` blends the result with B. The expressions are
-    evaluated by the tests' parser of Nuke's documented expression grammar (tests/hostexpr.py)."""
+    ``Aab.a_star``, "To reference pixels in other layers, use INPUTlayer.channel"); ``channel0..3`` name the
+    channels each ``expr0..3`` writes (SCAN MergeExpression.json defaults: channel0 "rgba.red -rgba.green
+    -rgba.blue", channel1/2 green/blue, channel3 "none none none rgba.alpha" — so by default alpha is written,
+    with a blank expression, which is 0: "a blank expression is 0", tests/hostexpr.py); ``mix`` (SCAN tooltip
+    "Dissolve between the original image at 0 and the full effect at 1") blends the written channels with B.
+    What happens to channels no ``channelN`` names is not documented: ``fake.merge_expression_unwritten`` says —
+    "B" (default, [inference]: they come from B, as the Merge family's B pass-through) or "black" (they are
+    zeroed), so a test can show a node does not depend on it. The expressions are evaluated by the tests' parser
+    of Nuke's documented expression grammar (tests/hostexpr.py)."""
     import numpy as np
     from hostexpr import eval_nuke_merge  # tests/ is on sys.path in the tests that render through the node
 
@@ -1065,7 +1102,7 @@ def _render_merge_expression(node: Node, f: int) -> dict[str, Any]:
             knobs[k] = node[k].value()
     written = eval_nuke_merge(knobs, short(b), short(a))
     mix = float(node["mix"].value())
-    out = dict(b)
+    out = dict(b) if fake.merge_expression_unwritten == "B" else {c: np.zeros_like(v) for c, v in b.items()}
     for c, v in written.items():
         v = np.broadcast_to(np.asarray(v, np.float32), next(iter(b.values())).shape)
         out[c] = (v * mix + b.get(c, 0) * (1 - mix)).astype(np.float32)
@@ -1330,6 +1367,7 @@ class _Fake:
         self.main_thread_calls = 0
         self.main_thread_violations = 0
         self.errors: list[BaseException] = []
+        self.merge_expression_unwritten = "B"  # see _render_merge_expression
 
     def _notify(self) -> None:
         with self._changed:
@@ -1413,6 +1451,7 @@ class _Fake:
         self.exited = False
         self.executed.clear()
         self.errors.clear()
+        self.merge_expression_unwritten = "B"
         self.main_thread_calls = 0
         self.main_thread_violations = 0
         while not self._queue.empty():
