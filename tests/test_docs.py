@@ -9,6 +9,7 @@ hyphens, repeats numbered ``-1``, ``-2``…). Code blocks are skipped, as GitHub
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,8 +94,12 @@ def test_links_in_docs_resolve(page):
 
 
 def code_files() -> list[Path]:
-    return [p for d in CODE_DIRS for p in sorted((ROOT / d).rglob("*")) if p.suffix in (".py", ".md", ".json")
-            and p.is_file() and "default_model" not in p.parts and p.name != "test_docs.py"]
+    """The checkout's own files (what git tracks or would track): build output such as protocol/build/, which
+    ``pip install`` leaves in the tree, is ignored by .gitignore and is not the project's text."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", *CODE_DIRS], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    return [ROOT / f for f in sorted(listed) if Path(f).suffix in (".py", ".md", ".json")
+            and (ROOT / f).is_file() and "default_model" not in Path(f).parts and Path(f).name != "test_docs.py"]
 
 
 def test_code_cites_docs_pages_and_sections_that_exist():
