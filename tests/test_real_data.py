@@ -181,7 +181,7 @@ def test_extended_tokenizer_round_trips_through_save(tmp_path):
     assert loaded("a red zebra")["input_ids"] == tokenizer("a red zebra")["input_ids"]
 
 
-def test_real_share_needs_world_data_and_the_unet_stage():
+def test_real_share_needs_world_data():
     with pytest.raises(InputError, match="real_share"):
         TrainConfig.from_dict({"output": "x", "data": "some/folder", "real_share": 0.5})
     with pytest.raises(InputError, match="real_share must be in"):

@@ -169,9 +169,9 @@ class TrainConfig:
             raise InputError(f"{where}: world_v1_share mixes version 1 into a version-2 or -3 world; world.version is {spec.version}")
         if spec.feature:
             raise InputError(f"{where}: world.feature is for evaluation clips; training leaves items out, it does not feature them")
-        if self.real_share and (self.data != "world" or self.stage != "unet"):
+        if self.real_share and self.data != "world":
             raise InputError(f"{where}: real_share mixes real photographs into the world's stills; it needs "
-                             "data = world and stage = unet")
+                             "data = world")
         if self.stage == "unet" and self.init_from and self.vae_from:
             raise InputError(f"{where}: give either init_from (fine-tune) or vae_from (new model), not both")
 

@@ -61,6 +61,11 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
         "reproduce": [*vae_commands, *unet_commands],
         "training_seconds": {**vae_seconds, **unet_seconds},
     }
+    if _uses_real_data(config.recipe):
+        config.provenance["data"] += ("; real photographs and cut-outs of the real-footage catalog's training items "
+                                      "(coolcolor/real/catalog.json; its evaluation items are never trained on)")
+        config.provenance["reproduce"].insert(0, "coolcolor real install")
+        config.provenance["real_data"] = real_data_record()
     if code_commit:
         config.provenance["code_commit"] = code_commit
     if results:
@@ -80,6 +85,30 @@ def package(run: Path, vae_run: Path, dest: Path, results: Path | None = None, c
         shutil.rmtree(dest)
     tmp.rename(dest)
     return dest
+
+
+def _uses_real_data(recipe: dict | None) -> bool:
+    """Whether any UNet stage of the model (its run or a base it was fine-tuned from) drew real views."""
+    while isinstance(recipe, dict) and recipe:
+        if ((recipe.get("train_config") or {}).get("real_share") or 0) > 0:
+            return True
+        recipe = recipe.get("init_recipe")
+    return False
+
+
+def real_data_record() -> dict:
+    """The model card's record of the real training data: every file by package, path, sha256 and licence."""
+    from coolcolor.real.catalog import load_catalog
+
+    catalog = load_catalog()
+    return {
+        "install": "coolcolor real install (Debian packages via apt-get download + dpkg-deb; pip packages as installed)",
+        "packages": {name: {"kind": p.kind, "version": p.version, "licence": p.licence}
+                     for name, p in catalog.packages.items()},
+        "held_out_for_evaluation": [i.id for i in catalog.select("eval")],
+        "training_files": [{"id": i.id, "package": i.package, "path": i.path, "sha256": i.sha256,
+                            "licence": catalog.licence(i)} for i in catalog.select("train")],
+    }
 
 
 def _run_vae_history(vae_run: Path) -> tuple[dict, list[str], dict[str, float | None]]:
