@@ -248,7 +248,7 @@ def test_real_source_never_reads_an_evaluation_file(tmp_path, monkeypatch):
 
 
 def test_run_bench_end_to_end_with_the_tiny_preset(tiny_pipe, tmp_path):
-    item = RealItem("synthetic", "p", "x", "0" * 64, "eval", "photo", "a red ball on green grass",
+    item = RealItem("synthetic", "p", "x", "0" * 64, "eval", "photo", "a red ball on green grass near an astronaut",
                     "a blue ball on purple grass")
     truth = bench.pan_clip(coordinate_image(80, 60), 3, (32, 24))
     clip = bench.make_clip(item, truth, "CC0", "made in the test")
@@ -259,6 +259,8 @@ def test_run_bench_end_to_end_with_the_tiny_preset(tiny_pipe, tmp_path):
                 "flicker_ab_truth", "cdc_ab", "cdc_ab_truth", "delta_e_wrong", "truthful_beats_wrong", "keyframe"):
         assert key in row, key
     assert row["keyframe"] in range(3) and row["frames"] == 3 and row["size"] == [32, 24]
+    assert row["unknown_words"] == tiny_pipe.unknown_words(item.caption) == ["astronaut"]
+    assert row["unknown_words_wrong"] == []
     truth_lab = np.asarray(rgb_to_lab(clip.rgb), np.float64)
     gray_lab = truth_lab.copy()
     gray_lab[..., 1:] = 0
@@ -272,6 +274,7 @@ def test_run_bench_end_to_end_with_the_tiny_preset(tiny_pipe, tmp_path):
 
     table = bench.markdown_table(results)
     assert "| synthetic |" in table and "**mean of 1**" in table and f"{row['delta_e_gray']:.2f}" in table
+    assert "does not know (it ignores them): synthetic: astronaut." in table
     bench.write_json(results, tmp_path / "out" / "bench.json")
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved["settings"]["model"] == "preset:tiny" and saved["clips"][0]["id"] == "synthetic"

@@ -260,11 +260,13 @@ def choose_keyframe(pipe, clip_gray: np.ndarray, prompt: str, settings: BenchSet
                           seed=settings.seed).chosen
 
 
-def colorize_clip(pipe, gray: np.ndarray, prompt: str, settings: BenchSettings) -> tuple[np.ndarray, int | None]:
+def colorize_clip(pipe, gray: np.ndarray, prompt: str,
+                  settings: BenchSettings) -> tuple[np.ndarray, int | None, list[str]]:
+    """The result's sRGB frames, the keyframe used, and the prompt's words the model does not know."""
     key = choose_keyframe(pipe, gray, prompt, settings)
     result = pipe(gray, prompt=prompt, keyframe=key, num_inference_steps=settings.steps,
                   guidance_scale=settings.guidance, seed=settings.seed)
-    return np.asarray(result.rgb, np.float32), key
+    return np.asarray(result.rgb, np.float32), key, list(getattr(result, "unknown_words", []) or [])
 
 
 def run_bench(pipe, clips: Sequence[BenchClip], settings: BenchSettings | None = None,
@@ -277,12 +279,13 @@ def run_bench(pipe, clips: Sequence[BenchClip], settings: BenchSettings | None =
     start = time.perf_counter()
     for clip in clips:
         t = time.perf_counter()
-        result, key = colorize_clip(pipe, clip.gray, clip.caption, settings)
-        wrong, wrong_key = colorize_clip(pipe, clip.gray, clip.wrong_caption, settings)
+        result, key, unknown = colorize_clip(pipe, clip.gray, clip.caption, settings)
+        wrong, wrong_key, unknown_wrong = colorize_clip(pipe, clip.gray, clip.wrong_caption, settings)
         row = {"id": clip.id, "kind": clip.kind, "source": clip.source, "licence": clip.licence,
                "caption": clip.caption, "wrong_caption": clip.wrong_caption,
                "frames": int(clip.rgb.shape[0]), "size": [int(clip.rgb.shape[2]), int(clip.rgb.shape[1])],
                "keyframe": key, "keyframe_wrong": wrong_key,
+               "unknown_words": unknown, "unknown_words_wrong": unknown_wrong,
                **clip_metrics(clip.rgb, clip.gray, result, wrong), "seconds": round(time.perf_counter() - t, 1)}
         if pictures is not None:
             row["picture"] = str(write_strip(pictures / f"{clip.id}.png", clip.gray[0], clip.rgb[0], result[0]))
@@ -344,6 +347,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines += ["", f"Clips below the gray baseline: {m['below_gray']}/{m['clips']}; mean ΔE / gray "
               f"{_f(m['ratio_to_gray'])}; truthful prompt nearer the truth than the wrong one: "
               f"{m['truthful_beats_wrong']}/{m['clips']}."]
+    unread = [f"{r['id']}: {', '.join(r['unknown_words'])}" for r in results["clips"] if r.get("unknown_words")]
+    if unread:
+        lines.append(f"Caption words the model does not know (it ignores them): {'; '.join(unread)}.")
     return "\n".join(lines)
 
 
