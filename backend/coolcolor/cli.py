@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "coolcolor.video.cli",
     "coolcolor.daemon.cli",
     "coolcolor.train.cli",
+    "coolcolor.real.cli",
     "coolcolor.plugins_install",
     "coolcolor.farm",
 )
