@@ -135,6 +135,9 @@ class BoardJobEvents:
     def should_cancel(self) -> bool:
         return self.board.cancel_requested(self.job_id) or self.board.stopping
 
+    def waiting(self, message: str) -> None:
+        log.info("job %s: %s", self.job_id, message)
+
 
 def _copy_atomic(src: str, dst: str) -> None:
     """Copy through a temporary file in the destination folder, fsync, rename (as the engine writes)."""
@@ -480,13 +483,31 @@ class JobBoard:
         only writes this job's manifest — one code path whether frames were computed or copied."""
         from coolcolor.video.job import JobCancelled, ab_frame_path
 
+        from coolcolor.video.exr import read_ab_header
+        from coolcolor.video.ownership import FolderOwnership
+
         src = self.journal.get(source_job)
         if src is None or src.state != "done":
             return
-        os.makedirs(output_dir, exist_ok=True)
-        for frame, path in sorted(self.journal.frames(source_job).items()):
+        frames = sorted(self.journal.frames(source_job).items())
+        key = next((h.get("job_key") for h in (read_ab_header(p) for _, p in frames) if h), None)
+        if key is None:
+            return  # the cached frames are gone: the engine computes them
+        spec = self.job(job_id).spec
+        ownership = FolderOwnership(output_dir, key, {"prompt": spec.get("prompt", ""),
+                                                      "source": os.path.abspath(spec.get("source", "")),
+                                                      "output_dir": os.path.abspath(output_dir)})
+
+        def check() -> None:
             if self.cancel_requested(job_id) or self.stopping:
                 raise JobCancelled("cancelled while copying cached frames")
-            dst = ab_frame_path(output_dir, frame)
-            if os.path.isfile(path) and not os.path.isfile(dst):
-                _copy_atomic(path, dst)
+
+        ownership.acquire(lambda message: log.info("job %s: %s", job_id, message), check)  # as the engine's writers
+        try:
+            for frame, path in frames:
+                check()
+                dst = ab_frame_path(output_dir, frame)
+                if os.path.isfile(path) and not os.path.isfile(dst):
+                    _copy_atomic(path, dst)
+        finally:
+            ownership.release()
