@@ -481,22 +481,16 @@ class JobBoard:
     def _copy_from_cache(self, job_id: str, source_job: str, output_dir: str) -> None:
         """Copy a finished identical job's frames; the engine then finds them done (same job key) and
         only writes this job's manifest — one code path whether frames were computed or copied."""
-        from coolcolor.video.job import JobCancelled, ab_frame_path
-
-        from coolcolor.video.exr import read_ab_header
-        from coolcolor.video.ownership import FolderOwnership
+        from coolcolor.video.job import ColorizeJob, JobCancelled, ab_frame_path, open_job
+        from coolcolor.video.ownership import FolderOwnership, describe_job
 
         src = self.journal.get(source_job)
         if src is None or src.state != "done":
             return
-        frames = sorted(self.journal.frames(source_job).items())
-        key = next((h.get("job_key") for h in (read_ab_header(p) for _, p in frames) if h), None)
-        if key is None:
-            return  # the cached frames are gone: the engine computes them
-        spec = self.job(job_id).spec
-        ownership = FolderOwnership(output_dir, key, {"prompt": spec.get("prompt", ""),
-                                                      "source": os.path.abspath(spec.get("source", "")),
-                                                      "output_dir": os.path.abspath(output_dir)})
+        job = ColorizeJob.from_dict(self.job(job_id).spec)
+        with open_job(job) as opened:  # the key the engine's run will hold the folder with
+            key = opened.key(self.model_info["hash"])
+        ownership = FolderOwnership(output_dir, key, describe_job(job))
 
         def check() -> None:
             if self.cancel_requested(job_id) or self.stopping:
@@ -504,7 +498,7 @@ class JobBoard:
 
         ownership.acquire(lambda message: log.info("job %s: %s", job_id, message), check)  # as the engine's writers
         try:
-            for frame, path in frames:
+            for frame, path in sorted(self.journal.frames(source_job).items()):
                 check()
                 dst = ab_frame_path(output_dir, frame)
                 if os.path.isfile(path) and not os.path.isfile(dst):
