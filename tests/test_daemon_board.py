@@ -224,6 +224,27 @@ def test_cache_answers_an_identical_job_at_once_or_copies_its_frames(tmp_path, s
     assert other_prompt["state"] == "queued" and other_prompt["cached"] is False
 
 
+def test_a_cache_copy_into_a_folder_another_job_holds_is_refused_and_copies_nothing(tmp_path, source, make_board):
+    """The cache writes frames into the job's folder before the engine runs: it takes the folder first, as
+    every writer does (coolcolor.video.ownership), so a folder held by another live job gets nothing."""
+    from coolcolor.video.ownership import FolderOwnership
+
+    executor = ScriptedExecutor()
+    board, sink = make_board(executor)
+    first = board.submit("one", job(source, tmp_path / "out", prompt="red"))["job_id"]
+    sink.wait_state(first, "done")
+    held = FolderOwnership(str(tmp_path / "copy"), "another-job", {"prompt": "blue", "source": source})
+    held.acquire()
+    try:
+        copy = board.submit("two", job(source, tmp_path / "copy", prompt="red"))["job_id"]
+        ended = sink.wait_state(copy, "failed")
+    finally:
+        held.release()
+    assert ended["error"]["code"] == BAD_REQUEST, ended
+    assert "is being written by another job (prompt 'blue'" in ended["error"]["message"]
+    assert not list((tmp_path / "copy").glob("ab.*")) and len(executor.started) == 1
+
+
 def test_an_executor_with_capacity_two_runs_two_jobs_at_once(tmp_path, source, make_board):
     executor = ScriptedExecutor(capacity=2, barrier=threading.Barrier(2))
     board, sink = make_board(executor)

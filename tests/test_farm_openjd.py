@@ -59,6 +59,16 @@ def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, mod
     check = subprocess.run([openjd, "check", str(template)], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and "passes validation" in check.stdout, check.stdout + check.stderr
 
+    # The farm job holds its output folder for its tasks (issue 27 §1): another job is refused until `finish`.
+    from coolcolor.video.ownership import OWNER_FILE, read_owner
+
+    plan_path = str(template.with_suffix(".plan.json"))
+    assert read_owner(str(tmp_path / "farm_out"))["farm_plan"] == plan_path
+    capsys.readouterr()
+    assert cli.main(["colorize", *common, "--prompt", "another", "-o", str(tmp_path / "farm_out")]) == 1
+    refused = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"being written by another job (the farm job of plan {plan_path} (" in refused, refused
+
     for step in ("shot-0001-0008", "shot-0009-0016", "manifest"):
         ran = subprocess.run([openjd, "run", str(template), "--step", step], capture_output=True, text=True,
                              timeout=900, cwd=tmp_path)
@@ -66,6 +76,7 @@ def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, mod
     manifest = json.loads((tmp_path / "farm_out" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["frames"]["done"] == 16
     assert manifest["frames"]["written_this_run"] == []  # every frame came from the farm tasks
+    assert not (tmp_path / "farm_out" / OWNER_FILE).exists()  # `finish` ended the farm job's hold
 
     # The same job run locally (one torch thread, as the farm tasks) gives the same bytes.
     import torch

@@ -279,3 +279,71 @@ def test_serve_with_an_unreachable_ray_address_says_so_and_keeps_answering(tmp_p
                 c.submit({"source": str(tmp_path / "x.%04d.png"), "output_dir": str(tmp_path / "o")}, key="k")
     finally:
         daemon.stop(60)
+
+
+def test_a_ray_run_owns_its_folder_until_killed_then_the_same_job_takes_over(tmp_path, cluster, model_dir, pool):
+    """Issue 27 §1 on Ray: a Ray driver (the CLI, in its own process) holds its output folder; another job
+    is refused at once naming it; the same job waits for it; after a kill -9 of the driver the waiting run
+    takes the folder over and computes only the frames the dead run had not finished."""
+    import threading
+
+    from coolcolor import faults
+    from coolcolor.video.ownership import HOST, OWNER_FILE, FolderBusy, read_owner
+
+    source = one_shot_sequence(tmp_path / "src", FRAMES)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", faults.ENV: faults.spec("frame_written", 2, "pause"),
+           faults.RESUME_ENV: str(tmp_path / "never"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "backend"), str(ROOT / "protocol")])}
+    command = [sys.executable, "-c", "import sys; from coolcolor.cli import main; sys.exit(main(sys.argv[1:]))",
+               "colorize", source, "-o", str(out), "--keyframe", "1", "--steps", "1", "--window", "2",
+               "--model", model_dir, "--ray", cluster, "--ray-workers", "1"]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in driver.stderr:  # an event: the driver announced its second frame and holds there
+            if "pause at frame_written" in line:
+                break
+        else:
+            pytest.fail(f"the Ray driver exited {driver.wait()} before its fault point")
+        owner = read_owner(str(out))
+        assert owner is not None and owner["pid"] == driver.pid and owner["host"] == HOST
+
+        other = ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1, window=2, prompt="a blue sky")
+        with pytest.raises(FolderBusy, match=rf"being written by another job \(prompt '', .*pid {driver.pid} on "):
+            run_job(other, pool)
+
+        waiting = threading.Event()
+
+        class Waiter(Recorder):
+            def waiting(self, message):
+                waiting.set()
+
+        events, outcome = Waiter(), {}
+
+        def same_job() -> None:
+            try:
+                outcome["result"] = run_job(ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1,
+                                                        window=2), pool, events)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=same_job)
+        thread.start()
+        assert waiting.wait(600), outcome
+        assert not events.done  # it waits: nothing computed while the folder is held
+        finished_before_kill = set(_ab(out))
+        driver.kill()
+        assert driver.wait(60) == -9
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    thread.join(900)
+    assert "error" not in outcome, outcome
+    result = outcome["result"]
+    assert len(finished_before_kill) >= 2 and set(result.frames_skipped) >= finished_before_kill
+    assert not set(result.frames_written) & set(result.frames_skipped)
+    assert sorted(result.frames_written + result.frames_skipped) == list(FRAMES)
+    assert len({read_ab_header(str(p))["job_key"] for p in out.glob("ab.*.exr")}) == 1  # one job's frames
+    assert not (out / OWNER_FILE).exists()
+    _no_temporaries(out)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 from coolcolor.errors import InputError
@@ -96,15 +97,20 @@ def export_openjd(args: argparse.Namespace) -> int:
     from coolcolor.video.plan import plan_job
 
     job = job_from_args(args, ColorizeJob)
+    template_path = os.path.abspath(args.template)
+    plan_path = os.path.splitext(template_path)[0] + ".plan.json"
     with open_job(job) as opened:
         pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
         executor = LocalExecutor(pipeline)
         run = JobRun(opened, JobEvents(), executor.model_hash, executor.resolution, "openjd")
-        previous = run.prepare()
-        plan = plan_job(run, lambda shot: executor.choose_keyframe(run, shot), previous)
-        run.manifest.write("running", plan.shots)  # the plan, reused by `finish` (and any re-run)
-    template_path = os.path.abspath(args.template)
-    plan_path = os.path.splitext(template_path)[0] + ".plan.json"
+        ownership = run.take_folder()  # held while planning, then reserved for the farm job until `farm finish`
+        try:
+            previous = run.prepare()
+            plan = plan_job(run, lambda shot: executor.choose_keyframe(run, shot), previous)
+            run.manifest.write("running", plan.shots)  # the plan, reused by `finish` (and any re-run)
+        except BaseException:
+            run.release_folder()
+            raise
     model = os.path.abspath(args.model) if args.model and os.path.exists(args.model) else args.model
     with open(plan_path, "w", encoding="utf-8") as fh:
         json.dump({"format": PLAN_FORMAT, "job": job.to_dict(), "job_key": run.key, "model": model,
@@ -118,6 +124,7 @@ def export_openjd(args: argparse.Namespace) -> int:
     template = openjd_template(f"CoolColor {os.path.basename(job.source)}", plan_path, shots, args.coolcolor)
     with open(template_path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(template, fh, sort_keys=False)
+    ownership.reserve_for_farm(plan_path)  # only now: a failed export leaves no reservation behind
     tasks = sum(len(w) for _, w in shots)
     print(f"{template_path}: {len(shots)} shot step(s), {tasks} window task(s), then the manifest; plan {plan_path}")
     return 0
@@ -145,12 +152,17 @@ def _pipeline_for(plan: dict[str, Any], device: str | None) -> Any:
 def run_window(args: argparse.Namespace) -> int:
     from coolcolor.video.exr import read_ab_header
     from coolcolor.video.job import ColorizeJob, open_job
+    from coolcolor.video.ownership import FolderOwnership, describe_job
     from coolcolor.video.plan import Segment
     from coolcolor.video.segment import AbFolderSink, SegmentContext, SegmentEvents, ab_frame_path, colorize_segment
 
     plan = _load_plan(args.plan)
     keyframe, frames = _parse_window(args.window)
     job = ColorizeJob.from_dict(plan["job"])
+    # under the farm job's reservation of the folder (made again if it was removed); another job is refused
+    FolderOwnership(job.output_dir, plan["job_key"], describe_job(job), os.path.abspath(args.plan)).acquire(
+        lambda message: print(f"coolcolor farm run-window: {message}", file=sys.stderr, flush=True),
+        shared_farm=True)
     todo = tuple(f for f in frames
                  if (read_ab_header(ab_frame_path(job.output_dir, f)) or {}).get("job_key") != plan["job_key"])
     if not todo:
@@ -180,9 +192,13 @@ def run_window(args: argparse.Namespace) -> int:
 def finish_plan(args: argparse.Namespace) -> int:
     from coolcolor.video.job import ColorizeJob, run_colorize_job
 
+    from coolcolor.video.ownership import end_farm_reservation
+
     plan = _load_plan(args.plan)
     job = ColorizeJob.from_dict(plan["job"])
-    result = run_colorize_job(job, _pipeline_for(plan, args.device))  # every frame done: only the manifest
+    pipeline = _pipeline_for(plan, args.device)
+    end_farm_reservation(job.output_dir, plan["job_key"], os.path.abspath(args.plan))  # the tasks are done
+    result = run_colorize_job(job, pipeline)  # every frame done: only the manifest (under a hold of its own)
     print(f"{len(result.frames_skipped)} frame(s) done by the farm, {len(result.frames_written)} written now, "
           f"{len(result.frames_failed)} failed; manifest: {result.manifest_path}")
     return 0 if result.ok else 1

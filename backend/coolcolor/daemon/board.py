@@ -136,6 +136,9 @@ class BoardJobEvents:
     def should_cancel(self) -> bool:
         return self.board.cancel_requested(self.job_id) or self.board.stopping
 
+    def waiting(self, message: str) -> None:
+        log.info("job %s: %s", self.job_id, message)
+
 
 def _copy_atomic(src: str, dst: str) -> None:
     """Copy through a temporary file in the destination folder, fsync, rename (as the engine writes)."""
@@ -479,15 +482,27 @@ class JobBoard:
     def _copy_from_cache(self, job_id: str, source_job: str, output_dir: str) -> None:
         """Copy a finished identical job's frames; the engine then finds them done (same job key) and
         only writes this job's manifest — one code path whether frames were computed or copied."""
-        from coolcolor.video.job import JobCancelled, ab_frame_path
+        from coolcolor.video.job import ColorizeJob, JobCancelled, ab_frame_path, open_job
+        from coolcolor.video.ownership import FolderOwnership, describe_job
 
         src = self.journal.get(source_job)
         if src is None or src.state != "done":
             return
-        os.makedirs(output_dir, exist_ok=True)
-        for frame, path in sorted(self.journal.frames(source_job).items()):
+        job = ColorizeJob.from_dict(self.job(job_id).spec)
+        with open_job(job) as opened:  # the key the engine's run will hold the folder with
+            key = opened.key(self.model_info["hash"])
+        ownership = FolderOwnership(output_dir, key, describe_job(job))
+
+        def check() -> None:
             if self.cancel_requested(job_id) or self.stopping:
                 raise JobCancelled("cancelled while copying cached frames")
-            dst = ab_frame_path(output_dir, frame)
-            if os.path.isfile(path) and not os.path.isfile(dst):
-                _copy_atomic(path, dst)
+
+        ownership.acquire(lambda message: log.info("job %s: %s", job_id, message), check)  # as the engine's writers
+        try:
+            for frame, path in sorted(self.journal.frames(source_job).items()):
+                check()
+                dst = ab_frame_path(output_dir, frame)
+                if os.path.isfile(path) and not os.path.isfile(dst):
+                    _copy_atomic(path, dst)
+        finally:
+            ownership.release()

@@ -101,6 +101,13 @@ class ProgressLine(JobEvents):
         if self.tty or step == steps_total:
             self._emit(text)
 
+    def waiting(self, message: str) -> None:
+        if self.tty and self._last_len:
+            self.stream.write("\n")
+            self._last_len = 0
+        self.stream.write(f"coolcolor colorize: {message}\n")
+        self.stream.flush()
+
     def frame_failed(self, frame: int, message: str) -> None:
         self.failures.append(message)
         if self.tty and self._last_len:

@@ -25,9 +25,10 @@ the same folder, fsync, ``os.replace``, fsync of the folder; a reader never sees
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -60,12 +61,30 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _create_temporary(folder: str, base: str, ext: str) -> str:
+    """A new, empty file ``.BASE.RANDOM.tmpEXT`` in ``folder`` with the mode an ordinary file gets (0666
+    less the umask, as ``open(path, "w")`` — so 0644 under umask 022, 0664 under 002, and a folder's
+    default ACL applies), where ``tempfile.mkstemp`` would make it 0600 and the renamed result unreadable
+    to the rest of a studio. O_EXCL with a random name keeps it race-free. Secrets (the daemon's
+    connection file) are written 0600 by their own writer."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp{ext}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)  # pragma: no cover
+
+
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, rename it into place."""
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, rename it into place.
+
+    The one writer of every file CoolColor puts in an output folder (ab EXRs, previews, sidecars, RGB
+    plates, manifests): the result has the umask's ordinary mode (``_create_temporary``)."""
     folder = os.path.dirname(os.path.abspath(path))
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
-    os.close(fd)
+    tmp = _create_temporary(folder, base, ext)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:

@@ -44,6 +44,7 @@ from coolcolor.errors import CoolColorError, InputError
 from coolcolor.video.encoding import InputDecoder
 from coolcolor.video.exr import read_ab_header, resolve_outputs_present
 from coolcolor.video.manifest import MANIFEST_NAME, ManifestWriter, load_manifest
+from coolcolor.video.ownership import FolderOwnership, OwnershipLost, describe_job
 from coolcolor.video.plan import JobPlan, ShotPlan, auto_keyframe, plan_job, shots_from_manifest
 from coolcolor.video.segment import (
     AbFolderSink,
@@ -124,6 +125,10 @@ class JobEvents:
     def should_cancel(self) -> bool:
         """Polled between diffusion steps (via the pipeline's progress callback) and between frames."""
         return False
+
+    def waiting(self, message: str) -> None:
+        """The output folder is being written by another run of the same job: this one waits for it
+        (``coolcolor.video.ownership``), then finds its frames done. Called once; cancel still works."""
 
 
 class JobCancelled(CoolColorError):
@@ -292,6 +297,21 @@ class JobRun(SegmentEvents):
         self.failed: dict[int, str] = {}
         self.done: set[int] = set()
         self.manifest = ManifestWriter(self)
+        self.ownership: FolderOwnership | None = None  # set while this run holds the output folder
+
+    def take_folder(self, farm_plan: str | None = None) -> FolderOwnership:
+        """Take the output folder for this job before anything in it is read or written: another job's
+        live writer is refused (``FolderBusy``), the same job's is waited for (protocol/SPEC.md, "Output
+        folder ownership"). Give it back with ``release_folder``."""
+        ownership = FolderOwnership(self.job.output_dir, self.key, describe_job(self.job), farm_plan)
+        ownership.acquire(self.events.waiting, self.check_cancel)
+        self.ownership = ownership
+        return ownership
+
+    def release_folder(self) -> None:
+        if self.ownership is not None:
+            self.ownership.release()
+            self.ownership = None
 
     def prepare(self) -> dict | None:
         """Clear stale temporaries, find this job's finished frames; return the previous manifest."""
@@ -337,6 +357,8 @@ class JobRun(SegmentEvents):
 
     # SegmentEvents / helpers -----------------------------------------------------------------
     def check_cancel(self) -> None:
+        if self.ownership is not None:
+            self.ownership.check()
         if self.events.should_cancel():
             raise JobCancelled("cancelled; finished frames are kept and a re-run resumes")
 
@@ -444,39 +466,51 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
     t = time.perf_counter()
     own = opened is None
     opened = open_job(job) if opened is None else opened
-    shots: list[ShotPlan] | None = None
     try:
         run = JobRun(opened, events, executor.model_hash, executor.resolution, executor.name)
         run.unknown_words = executor.unknown_words(job.prompt)
-        previous = run.prepare()
-        run.timings["validate_s"] = time.perf_counter() - t
+        run.take_folder()  # FolderBusy before anything in the folder is touched
         try:
-            if len(run.done) == len(run.frames):
-                shots = shots_from_manifest(previous, run.key)
-                run.manifest.write("complete", shots)
-                events.progress(len(run.frames), len(run.frames), job.steps, job.steps)
-                events.phase("done")
-                return JobResult([], run.skipped, {}, run.manifest.path, timings=dict(run.timings))
-            plan = plan_job(run, lambda shot: executor.choose_keyframe(run, shot), previous)
-            shots = plan.shots
-            run.manifest.write("running", shots)
-            events.phase("colorize")
-            executor.colorize(run, plan)
-            status = "complete" if not run.failed else "complete_with_errors"
-            run.manifest.write(status, shots)
-            events.phase("done")
-            return JobResult(sorted(run.written), run.skipped, dict(run.failed), run.manifest.path,
-                             keyframes=dict(plan.assignment), timings=dict(run.timings))
-        except JobCancelled as exc:
-            run.manifest.write("cancelled", shots, str(exc))
-            raise
-        except BaseException as exc:
-            with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
-                run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
-            raise
+            previous = run.prepare()
+            run.timings["validate_s"] = time.perf_counter() - t
+            return _run_prepared(run, executor, previous)
+        finally:
+            run.release_folder()
     finally:
         if own:
             opened.close()
+
+
+def _run_prepared(run: JobRun, executor: Executor, previous: dict | None) -> JobResult:
+    """``run_job`` once the folder is held and prepared: plan, colorize, write the manifest."""
+    job, events = run.job, run.events
+    shots: list[ShotPlan] | None = None
+    try:
+        if len(run.done) == len(run.frames):
+            shots = shots_from_manifest(previous, run.key)
+            run.manifest.write("complete", shots)
+            events.progress(len(run.frames), len(run.frames), job.steps, job.steps)
+            events.phase("done")
+            return JobResult([], run.skipped, {}, run.manifest.path, timings=dict(run.timings))
+        plan = plan_job(run, lambda shot: executor.choose_keyframe(run, shot), previous)
+        shots = plan.shots
+        run.manifest.write("running", shots)
+        events.phase("colorize")
+        executor.colorize(run, plan)
+        status = "complete" if not run.failed else "complete_with_errors"
+        run.manifest.write(status, shots)
+        events.phase("done")
+        return JobResult(sorted(run.written), run.skipped, dict(run.failed), run.manifest.path,
+                         keyframes=dict(plan.assignment), timings=dict(run.timings))
+    except JobCancelled as exc:
+        run.manifest.write("cancelled", shots, str(exc))
+        raise
+    except OwnershipLost:
+        raise  # the folder is another process's now: not even the manifest is written
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
+            run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def run_colorize_job(

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from coolcolor.errors import CoolColorError, InputError
 from coolcolor.video.exr import atomic_write, read_ab_header
+from coolcolor.video.ownership import require_owner
 from coolcolor.video.plan import JobPlan, Segment, ShotPlan, auto_keyframe
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -283,6 +284,7 @@ class ColorizeWorker:
             record.update(written=[], failed={}, cancelled=True, timings={})
             return record
         opened = self._open(run_id, job_dict, probe)
+        require_owner(opened.job.output_dir, key, f"Ray worker {socket.gethostname()} (pid {os.getpid()})")
         context = SegmentContext(opened.job, key, self.pipeline.model_hash, keyframes,
                                  keyframe_cache=self.keyframe_cache,
                                  unknown_words=unknown_words_of(self.pipeline, opened.job.prompt))
