@@ -141,6 +141,26 @@ def test_submit_reply_and_status_name_the_prompt_words_the_model_does_not_know(d
             assert collect(c, job_id)[0]["state"] == "done"
 
 
+def test_submit_without_wait_prints_the_prompt_warnings(daemon, source, tmp_path, capsys):
+    """Issue 27: ``coolcolor submit`` said nothing of ignored words (or of no prompt) unless it waited."""
+    from coolcolor import cli
+
+    base = ["submit", source, "--steps", "1", "--keyframe", "1", "--connection-file", daemon.connection_file]
+    cases = [(["--prompt", "a red astronaut"], "the model ignores the word(s) astronaut"),
+             ([], "the prompt is empty: the job runs unconditionally")]
+    job_ids = []
+    for n, (prompt, expected) in enumerate(cases):
+        capsys.readouterr()
+        assert cli.main([*base, *prompt, "-o", str(tmp_path / f"out{n}")]) == 0
+        out, err = capsys.readouterr()
+        warnings = [line for line in err.splitlines() if line.strip()]
+        assert len(warnings) == 1 and warnings[0].startswith(f"coolcolor submit: warning: {expected}"), err
+        job_ids.append(out.split()[0])
+    with daemon.client() as c:
+        for job_id in job_ids:
+            assert collect(c, job_id)[0]["state"] == "done"
+
+
 def test_ping_is_answered_during_a_job_and_cancel_stops_within_one_step(daemon, source, tmp_path):
     """Ordered by events: the cancel is sent once denoising is under way; the engine checks for it at
     every step, so at most one more step runs whatever the machine's speed (latencies: bench/)."""

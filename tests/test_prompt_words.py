@@ -99,6 +99,25 @@ def test_word_level_counts_match_whole_prompt_tokenization(default_pipe):
     assert words.truncated == ["and", "snow-white", "sky"]  # ";" took the last place, "box" fits
 
 
+def test_a_long_prompt_is_logged_once_in_one_line_without_the_prompt(tiny_pipe, caplog):
+    """Issue 27: the truncation line printed the whole prompt, again for every encoding (keyframe, window)."""
+    prompt = "a red ball\non a green field " + "a red ball " * 30
+    assert tiny_pipe.prompt_words(prompt).truncated
+    with caplog.at_level(logging.WARNING, logger="coolcolor.pipeline"):
+        tiny_pipe.encode_prompt(prompt)
+        tiny_pipe.encode_prompt(prompt)
+    lines = [r.getMessage() for r in caplog.records if r.name == "coolcolor.pipeline"]
+    assert len(lines) == 1 and "\n" not in lines[0] and prompt[:40] not in lines[0], lines
+    assert "past the limit are ignored" in lines[0]
+    # A caller that shows the warning itself (the CLI) is not followed by the log line.
+    other = prompt + " green"
+    caplog.clear()
+    assert "token limit" in tiny_pipe.prompt_warning(other)
+    with caplog.at_level(logging.WARNING, logger="coolcolor.pipeline"):
+        tiny_pipe.encode_prompt(other)
+    assert not [r for r in caplog.records if r.name == "coolcolor.pipeline"]
+
+
 def test_colorize_warns_about_unknown_words_and_still_runs(tmp_path, capsys, monkeypatch):
     from tests.test_video_cli import write_sequence
 
@@ -125,6 +144,12 @@ def test_colorize_warns_about_unknown_words_and_still_runs(tmp_path, capsys, mon
     assert "runs as unconditional" in captured.err and "2 frame(s) written" in captured.out
     assert cli.main(["colorize", *base, "--prompt", "a red ball", "-o", str(tmp_path / "o3")]) == 0
     assert "warning" not in capsys.readouterr().err
+    # No prompt, or an empty one: said on stderr, as unknown words are (issue 27).
+    for n, prompt in enumerate(([], ["--prompt", ""], ["--prompt", " , "])):
+        assert cli.main(["colorize", *base, *prompt, "-o", str(tmp_path / f"empty{n}")]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert warnings == ["coolcolor colorize: warning: the prompt is empty: the job runs unconditionally (no text "
+                            "guidance: the colors the model finds most likely); describe the colors with --prompt"]
     assert json.loads((tmp_path / "o3" / "manifest.json").read_text())["unknown_words"] == []
 
 

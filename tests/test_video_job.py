@@ -305,6 +305,29 @@ def test_cancel_keeps_finished_frames_and_a_rerun_resumes(tmp_path):
     assert result.frames_skipped == [1, 2, 3, 4] and result.frames_written == list(range(5, 9))
 
 
+def test_ctrl_c_is_recorded_as_interrupted_by_the_user_with_the_frames_kept(tmp_path):
+    """Issue 27: the manifest said ``KeyboardInterrupt: `` (the exception's empty message)."""
+    source = one_shot_sequence(tmp_path / "src", range(1, 9))
+    out = tmp_path / "out"
+    job = ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1, window=2)
+
+    class CtrlC(Recorder):
+        def frame_done(self, frame, path):
+            super().frame_done(frame, path)
+            if len(self.done) == 2:
+                raise KeyboardInterrupt
+
+    events = CtrlC()
+    with pytest.raises(KeyboardInterrupt):
+        run_colorize_job(job, FakePipeline(), events)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "cancelled"
+    assert manifest["error"] == ("interrupted by the user; the 2 finished frame(s) are kept and running the same "
+                                 "job again resumes")
+    assert sorted(p.name for p in out.glob("ab.*.exr"))[:2] == ["ab.0001.exr", "ab.0002.exr"]
+    assert run_colorize_job(job, FakePipeline()).frames_skipped[:2] == [1, 2]
+
+
 def test_frames_outside_first_last_are_left_alone_and_ab_is_traceable(tmp_path):
     source = one_shot_sequence(tmp_path / "src", range(1, 11))
     out = tmp_path / "out"

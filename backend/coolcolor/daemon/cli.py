@@ -18,9 +18,10 @@ import uuid
 from typing import Any
 
 from coolcolor import faults
-from coolcolor.cli import int_in, positive_float
+from coolcolor.cli import int_in, one_line, positive_float
 from coolcolor.errors import CoolColorError
 from coolcolor.job_args import add_job_arguments, job_from_args
+from coolcolor.model.prompt_words import ignored_words_warning
 
 EXIT_CANCELLED = 3
 
@@ -202,6 +203,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = spec.to_dict()
     with _client(args) as client:
         reply = _call(client.submit, job, args.key or uuid.uuid4().hex, subscribe=args.wait)
+        if not args.json:  # --json carries the same in the reply's unknown_words
+            warning = ignored_words_warning(spec.prompt, list(reply.get("unknown_words") or []))
+            if warning:
+                print(f"coolcolor submit: warning: {one_line(warning)}", file=sys.stderr)
         if not args.wait:
             _print_job(reply, args.json)
             return 0

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from coolcolor.cli import one_line
 from coolcolor.job_args import add_job_arguments, job_from_args
+from coolcolor.model.prompt_words import ignored_words_warning
 from coolcolor.model.resolve import resolve_model
 from coolcolor.video.job import ColorizeJob, JobEvents, open_job, run_colorize_job
 
@@ -117,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
             result = _run_on_ray(args, job, opened, events)
         else:
             pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
-            unread = pipeline.prompt_words(job.prompt).warning()
-            if unread:
-                sys.stderr.write(f"coolcolor colorize: warning: {unread}\n")
+            _warn(pipeline.prompt_warning(job.prompt))
             result = run_colorize_job(job, pipeline, events, opened=opened)
     if events.tty and events._last_len:
         sys.stderr.write("\n")
@@ -128,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.frames_failed)} failed; manifest: {result.manifest_path}"
     )
     return 0 if result.ok else 1
+
+
+def _warn(text: str | None) -> None:
+    """A warning about the job (an empty prompt, words the model ignores) as one stderr line."""
+    if text:
+        sys.stderr.write(f"coolcolor colorize: warning: {one_line(text)}\n")
 
 
 def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobEvents):
@@ -142,6 +147,7 @@ def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobE
         executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device,
                                dtype=args.dtype)
         try:
+            _warn(ignored_words_warning(job.prompt, executor.unknown_words(job.prompt)))
             return run_job(job, executor, events, opened=opened)
         finally:
             executor.close()

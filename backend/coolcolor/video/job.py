@@ -470,6 +470,10 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
         except JobCancelled as exc:
             run.manifest.write("cancelled", shots, str(exc))
             raise
+        except KeyboardInterrupt:  # Ctrl-C: the user's stop, as a cancel is; not a failure with an empty message
+            with contextlib.suppress(OSError):
+                run.manifest.write("cancelled", shots, interrupted_message(run.frames_finished()))
+            raise
         except BaseException as exc:
             with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
                 run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
@@ -477,6 +481,12 @@ def run_job(job: ColorizeJob, executor: Executor, events: JobEvents | None = Non
     finally:
         if own:
             opened.close()
+
+
+def interrupted_message(frames_kept: int) -> str:
+    """The manifest's error after Ctrl-C: who stopped the job and what is kept."""
+    return (f"interrupted by the user; the {frames_kept} finished frame(s) are kept and running the same job "
+            "again resumes")
 
 
 def run_colorize_job(
