@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -272,7 +273,11 @@ CASES: list[Case] = [
     # ---- submit | status | cancel | jobs
     C("submit", "no daemon running", [*SUBMIT, "--connection-file", "{no_daemon}"],
       NO_DAEMON),
-    C("submit", "daemon gone (stale connection file)", [*SUBMIT, "--connection-file", "{dead_daemon}", "--timeout", "1"],
+    C("submit", "daemon gone (stale connection file)", [*SUBMIT, "--connection-file", "{dead_daemon}", "--timeout", "600"],
+      r"the CoolColor daemon is not running: connection file .*dead\.json is stale \(its daemon, pid \d+ on .*, has "
+      r"exited\); start it with `coolcolor serve`"),
+    C("submit", "no answer (a file from another host)", [*SUBMIT, "--connection-file", "{other_host_daemon}",
+                                                          "--timeout", "1"],
       r"no reply to hello within 1\.0 s from the daemon at tcp://127\.0\.0\.1:\d+ \(code 503\)"),
     C("submit", "steps not a number", [*SUBMIT, "--steps", "x"], r"--steps: invalid int value", exit_code=USAGE),
     C("submit", "timeout out of range", [*SUBMIT, "--timeout", "-1", "--connection-file", "{no_daemon}"],
@@ -451,7 +456,8 @@ class Workspace:
 
     ``{tmp}`` the row's folder; ``{out}`` a path in it (not created); ``{missing}`` a path that never
     exists; ``{a_file}`` a regular file; ``{a_dir}`` an empty folder; ``{bad_json}`` a broken JSON file;
-    ``{no_daemon}`` a connection file that does not exist; ``{dead_daemon}`` one whose daemon is gone;
+    ``{no_daemon}`` a connection file that does not exist; ``{dead_daemon}`` one whose daemon is gone
+    (its pid and host recorded); ``{other_host_daemon}`` one of a daemon on another host that does not answer;
     ``{daemon}`` the connection file of a live daemon (tiny model, started on first use); the rest are
     ``assets``.
     """
@@ -464,14 +470,17 @@ class Workspace:
         (tmp / "a_file.txt").write_text("not what the command wants")
         (tmp / "a_dir").mkdir()
         (tmp / "bad.json").write_text('{"steps": 10,')
-        (tmp / "dead.json").write_text(json.dumps({
-            "transport": "tcp", "ip": "127.0.0.1", "port": _free_port(), "key": "0" * 64,
-            "signature_scheme": SIGNATURE_SCHEME, "session": "gone", "pid": 999999, "protocol_version": 1,
-        }))
+        exited = subprocess.Popen([sys.executable, "-c", "pass"])
+        exited.wait()  # reaped: a pid with no process
+        dead = {"transport": "tcp", "ip": "127.0.0.1", "port": _free_port(), "key": "0" * 64,
+                "signature_scheme": SIGNATURE_SCHEME, "session": "gone", "pid": exited.pid, "protocol_version": 1}
+        (tmp / "dead.json").write_text(json.dumps(dict(dead, host=socket.gethostname())))
+        (tmp / "other-host.json").write_text(json.dumps(dict(dead, host="render-node-that-is-not-this-one")))
         self.values = {
             **assets, "tmp": str(tmp), "out": str(tmp / "out"), "missing": str(tmp / "missing"),
             "a_file": str(tmp / "a_file.txt"), "a_dir": str(tmp / "a_dir"), "bad_json": str(tmp / "bad.json"),
             "no_daemon": str(tmp / "no-daemon.json"), "dead_daemon": str(tmp / "dead.json"),
+            "other_host_daemon": str(tmp / "other-host.json"),
         }
 
     def fill(self, text: str) -> str:
