@@ -159,6 +159,14 @@ def nothing_created(placeholder: str) -> Callable[[Workspace], None]:
     return check
 
 
+def previews_as_source_in_out(ws: Workspace) -> None:
+    """The plates in the output folder itself, named as CoolColor names its previews."""
+    out = Path(ws.fill("{out}"))
+    out.mkdir()
+    for frame in Path(ws.fill("{seq}")).parent.glob("gray.*.png"):
+        shutil.copy(frame, out / frame.name.replace("gray.", "preview."))
+
+
 def no_ab_files(ws: Workspace) -> None:
     assert not list(Path(ws.fill("{out}")).glob("ab.*.exr"))
 
@@ -226,6 +234,10 @@ CASES: list[Case] = [
       check=no_ab_files),
     C("colorize", "SD folder, not a CoolColor checkpoint", [*COLORIZE, "--model", "{sd}"],
       r"sd15 has no coolcolor\.json: it is neither a CoolColor checkpoint nor a training run folder"),
+    C("colorize", "output file on a source frame", ["colorize", "{out}/preview.%04d.png", *COLORIZE[2:], "--preview"],
+      r"output folder .*out holds the source and this job would write over 4 of its frame file\(s\) \(preview\.0001\."
+      r"png, preview\.0002\.png, preview\.0003\.png, …\); choose another output folder",
+      setup=previews_as_source_in_out, check=no_ab_files),
     C("colorize", "output is a file", [*COLORIZE, "-o", "{a_file}"], r"cannot create output folder .*a_file\.txt"),
     C("colorize", "unreadable frame header", [*COLORIZE[:1], "{seq_bad_header}", *COLORIZE[2:]],
       r"cannot read image .*gray\.0002\.png: PNG read error", check=no_ab_files),  # every header is read first

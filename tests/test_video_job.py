@@ -248,6 +248,34 @@ def test_bad_input_is_reported_before_any_work(tmp_path):
     check(r"source not found", source=str(tmp_path / "none.mov"))
 
 
+def test_outputs_that_would_land_on_source_frames_are_refused_before_anything_is_written(tmp_path):
+    """Issue 27: ``-o`` the source's own folder with source frames named ``preview.%04d.png`` and ``--preview``
+    overwrote the plates."""
+    folder = tmp_path / "shot"
+    folder.mkdir()
+    for f in range(1, 5):
+        write_exr(folder / f"preview.{f:04d}.png", scene_a(f))
+        write_exr(folder / f"rgb.{f:04d}.exr", scene_a(f))
+        write_exr(folder / f"ab.{f:04d}.exr", scene_a(f))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    cases = [
+        (dict(source=str(folder / "preview.%04d.png"), preview=True), r"4 of its frame file\(s\) \(preview\.0001\.png, "
+         r"preview\.0002\.png, preview\.0003\.png, …\)"),
+        (dict(source=str(folder / "rgb.####.exr"), rgb_plate=True, first=2, last=3), r"2 of its .*\(rgb\.0002\.exr"),
+        (dict(source=str(folder / "ab.####.exr")), r"4 of its frame file\(s\) \(ab\.0001\.exr"),  # was "redone"
+    ]
+    for fields, match in cases:
+        job = ColorizeJob(output_dir=os.path.join(str(tmp_path), ".", "shot"), keyframes=[], steps=1, **fields)
+        with pytest.raises(InputError, match=rf"output folder .*shot.* holds the source and this job would write over "
+                           rf"{match}.*; choose another output folder"):
+            run_colorize_job(job, NoWork())
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # not a byte written
+    # The same names in another folder are no clash.
+    result = run_colorize_job(ColorizeJob(source=str(folder / "preview.%04d.png"), output_dir=str(tmp_path / "out"),
+                                          preview=True, keyframes=[1], steps=1), FakePipeline())
+    assert result.frames_written == [1, 2, 3, 4]
+
+
 def test_frames_of_a_different_job_are_never_overwritten(tmp_path):
     source = one_shot_sequence(tmp_path / "src", range(1, 5))
     out = tmp_path / "out"

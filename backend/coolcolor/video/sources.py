@@ -69,6 +69,10 @@ class FrameSource:
     def frames(self) -> range:
         return range(self.info.first, self.info.last + 1)
 
+    def files(self) -> list[str]:
+        """The files the frames to colorize are read from (one per frame of a sequence)."""
+        return [self.info.path]
+
     def iter_frames(self, frames: range | list[int] | None = None) -> Iterator[tuple[int, np.ndarray | FrameReadError]]:
         """Yield (frame, pixels), or (frame, FrameReadError) for a frame that fails, in order."""
         for f in self.frames() if frames is None else frames:
@@ -226,6 +230,9 @@ class ImageSequenceSource(FrameSource):
 
     def path(self, frame: int) -> str:
         return self.pattern % frame
+
+    def files(self) -> list[str]:
+        return [self.path(f) for f in self.frames()]
 
     @staticmethod
     def _scan(prefix: str, suffix: str, pad: int) -> list[int]:
