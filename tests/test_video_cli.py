@@ -62,6 +62,19 @@ def test_colorize_sequence_then_resume(tmp_path, main, model_dir, capsys):
     assert "0 frame(s) written, 4 already done" in capsys.readouterr().out
 
 
+def test_one_frame_of_a_sequence_keeps_its_number_and_the_sequence_is_named(tmp_path, main, model_dir, capsys):
+    """Issue 27: ``shot.0003.png`` became ``ab.0000.exr``; now ``ab.0003.exr``, with one line about the sequence."""
+    write_sequence(tmp_path / "src", range(1, 7))
+    out = tmp_path / "out"
+    assert main(["colorize", str(tmp_path / "src" / "shot.0003.png"), "--prompt", "a red ball", "--steps", "1",
+                 "--model", model_dir, "-o", str(out), "--device", "cpu"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note" in line]
+    assert notes == [f"coolcolor colorize: note: shot.0003.png is frame 3 of the sequence {tmp_path}/src/shot.%04d.png "
+                     "(frames 1-6): only this frame is colorized; give the pattern shot.%04d.png for the whole sequence"]
+    assert [p.name for p in out.glob("ab.*.exr")] == ["ab.0003.exr"]
+    assert read_ab_exr(str(out / "ab.0003.exr"))[1]["frame"] == 3
+
+
 def test_errors_are_one_line_and_exit_1(tmp_path, main, model_dir, capsys):
     out = tmp_path / "out"
     assert main(["colorize", str(tmp_path / "nothing.####.exr"), "-o", str(out), "--model", model_dir]) == 1

@@ -113,6 +113,8 @@ class ProgressLine(JobEvents):
 def run(args: argparse.Namespace) -> int:
     job = job_from_args(args, ColorizeJob)
     with open_job(job) as opened:  # bad input is reported before the model is loaded; opened once
+        if opened.source.note:
+            sys.stderr.write(f"coolcolor colorize: note: {one_line(opened.source.note)}\n")
         events = ProgressLine()
         if getattr(args, "ray", None):
             result = _run_on_ray(args, job, opened, events)
