@@ -93,6 +93,11 @@ def test_connection_file_hello_and_version_negotiation(daemon):
         assert hello["server"]["session"] == info["session"]
         assert hello["model"]["state"] == "ready" and len(hello["model"]["hash"]) == 64
         assert hello["limits"]["progress_max_hz"] == 10 and "<f2" in hello["limits"]["dtypes"]
+        # The count `coolcolor words` lists for the served model (issue 27).
+        from coolcolor.model.presets import tiny_components
+        from coolcolor.model.prompt_words import known_words
+
+        assert hello["model"]["known_words"] == len(known_words(tiny_components(seed=0).tokenizer)) > 50
         with pytest.raises(ProtocolError) as exc:
             c.request("hello", {"protocol": "2.0"})
         assert exc.value.code == 426 and f"this daemon speaks {PROTOCOL_VERSION}" in exc.value.message

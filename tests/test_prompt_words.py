@@ -59,6 +59,25 @@ def byte_level_clip_tokenizer(folder, max_length: int = 16):
     return CLIPTokenizer.from_pretrained(folder)
 
 
+def test_coolcolor_words_lists_exactly_the_words_the_model_reads(default_pipe, capsys, tmp_path):
+    """Issue 27: unknown words are dropped, so an artist needs to see which words the model knows."""
+    from transformers import CLIPTokenizerFast
+
+    from coolcolor import cli
+    from coolcolor.model.prompt_words import known_words
+
+    assert cli.main(["words"]) == 0
+    out, err = capsys.readouterr()
+    listed = out.split()
+    assert err.strip() == f"coolcolor words: {len(listed)} words known to coolcolor-tiny; a prompt's other words are ignored"
+    assert {"red", "ball", "sky", "tangerine"} <= set(listed) and not {"astronaut", "suit", "flag"} & set(listed)
+    assert all(default_pipe.prompt_words(word).unknown == [] for word in listed)  # each one is read
+    assert default_pipe.unknown_words(" ".join(["astronaut", *listed[:5]])) == ["astronaut"]
+    # A sub-word tokenizer (SD-1.5's CLIP BPE) spells any word: there is no list, only the limit.
+    clip = byte_level_clip_tokenizer(tmp_path / "clip")
+    assert known_words(clip) is None and known_words(CLIPTokenizerFast.from_pretrained(tmp_path / "clip")) is None
+
+
 def test_clip_tokenizer_reports_words_past_the_token_limit(tmp_path):
     tok = byte_level_clip_tokenizer(tmp_path / "clip")
     assert len(tok("red", add_special_tokens=False).input_ids) == 1

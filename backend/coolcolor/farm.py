@@ -34,20 +34,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export-openjd", help="plan a job and write an OpenJD job template")
     add_job_arguments(export)  # the same job flags as colorize and submit
     export.add_argument("--model", metavar="PATH", help="the checkpoint every farm node loads (same path everywhere)")
-    export.add_argument("--device", default=None)
-    export.add_argument("--dtype", default=None)
+    export.add_argument("--device", default=None, help="torch device on the farm nodes (default: cuda if "
+                        "available, else cpu)")
+    export.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 on the farm nodes (default: fp16 on CUDA, "
+                        "fp32 on CPU)")
     export.add_argument("--template", required=True, metavar="YAML", help="the OpenJD template to write")
     export.add_argument("--coolcolor", default="coolcolor", metavar="COMMAND",
                         help="the command farm nodes run (default: coolcolor on their PATH)")
     export.set_defaults(func=export_openjd)
     window = sub.add_parser("run-window", help="(a farm task) colorize one window of an exported plan")
-    window.add_argument("plan", metavar="PLAN.json")
-    window.add_argument("--window", required=True, metavar="KEYFRAME:FIRST-LAST")
-    window.add_argument("--device", default=None)
+    window.add_argument("plan", metavar="PLAN.json", help="the plan export-openjd wrote beside the template")
+    window.add_argument("--window", required=True, metavar="KEYFRAME:FIRST-LAST",
+                        help="the window to colorize and its keyframe, e.g. 1001:1001-1008")
+    window.add_argument("--device", default=None, help="torch device (default: the plan's, else cuda if available, "
+                        "else cpu)")
     window.set_defaults(func=run_window)
     finish = sub.add_parser("finish", help="(the last farm step) check every frame and write the manifest")
-    finish.add_argument("plan", metavar="PLAN.json")
-    finish.add_argument("--device", default=None)
+    finish.add_argument("plan", metavar="PLAN.json", help="the plan export-openjd wrote beside the template")
+    finish.add_argument("--device", default=None, help="torch device (default: the plan's, else cuda if available, "
+                        "else cpu)")
     finish.set_defaults(func=finish_plan)
     farm.set_defaults(func=lambda args: (farm.print_help(), 2)[1])
 

@@ -633,9 +633,27 @@ def status(host: str, *, target: str | None = None) -> tuple[bool, list[str]]:
 
 
 # ----------------------------------------------------------------------------------------- CLI
+PLUGINS_HELP = """\
+coolcolor plugins install | uninstall | status nuke | resolve: put a plugin where its host finds it.
+
+The plugins run inside the host's own Python, so an install is self-contained: the plugin, the
+coolcolor_protocol package and a pyzmq built for the host's interpreter (--host-python) go into one
+folder, and the host is told where it is:
+
+  nuke     ~/.nuke/coolcolor/, and a marked block in ~/.nuke/init.py (and menu.py) that loads it
+  resolve  the per-user Fusion folder: Linux ~/.local/share/DaVinciResolve/Fusion, macOS
+           ~/Library/Application Support/Blackmagic Design/DaVinci Resolve/Fusion, Windows
+           %APPDATA%\\Blackmagic Design\\DaVinci Resolve\\Support\\Fusion; the plugin goes to
+           CoolColor/ there, a launcher to Scripts/Edit/ (Workspace > Scripts in Resolve)
+
+Every check runs before the first write, so a refused install changes nothing; installing twice
+changes nothing. uninstall removes exactly what install wrote (our blocks, and the folders it created
+once they are empty), leaving every other byte of init.py and menu.py as it was."""
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("plugins", help="install, remove or check the Nuke and DaVinci Resolve plugins",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=PLUGINS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="plugins_command", metavar="ACTION")
     for action, help_text in (("install", "install or update a host's plugin (idempotent)"),
                               ("uninstall", "remove exactly what install wrote"),

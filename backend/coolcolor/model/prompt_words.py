@@ -57,6 +57,22 @@ class PromptWords:
         return f"{text}: they are ignored"
 
 
+def known_words(tokenizer: Any) -> list[str] | None:
+    """The words a word-level tokenizer knows, sorted (special tokens and bare punctuation left out); None
+    for a sub-word tokenizer (CLIP's BPE), which spells any word, so that no word is unknown to it."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.model).__name__ != "WordLevel":
+        return None
+    special = set(tokenizer.all_special_tokens)
+    return sorted(w for w in tokenizer.get_vocab() if w not in special and any(ch.isalnum() for ch in w))
+
+
+def known_word_count(tokenizer: Any) -> int | None:
+    """``len(known_words(tokenizer))``, None for a sub-word tokenizer: ``hello_reply.model.known_words``."""
+    words = known_words(tokenizer)
+    return None if words is None else len(words)
+
+
 def ignored_words_warning(prompt: str, ignored: list[str]) -> str | None:
     """The warning for ``prompt`` when only the words the model ignores are known, not why (a daemon's
     job summary, a Ray pool): the same cases as ``PromptWords.warning``, or None when every word is read."""

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from coolcolor.cli import one_line
+from coolcolor.cli import one_line, plain_text
 from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.model.prompt_words import ignored_words_warning
 from coolcolor.model.resolve import resolve_model
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "colorize",
         help="colorize footage: an image sequence, an image or a movie → ab EXR sequence",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_job_arguments(p)  # the job's flags, the same as `coolcolor submit`'s

@@ -583,9 +583,13 @@ class RayJobExecutor:
         self.pool = RayExecutor(self.model, workers=self.workers or local_workers, device=self.device,
                                 dtype=self.dtype)
         info = self.pool.worker_info[0]
+        from coolcolor.model.prompt_words import known_word_count
+        from coolcolor.model.resolve import resolve_model
+
+        tokenizer = resolve_model(self.model, "cpu").load_tokenizer()  # the workers' model, read here
         return {"name": info.get("name"), "path": info.get("path"), "hash": self.pool.model_hash,
                 "device": f"ray:{self.pool.workers}x{info.get('device')}", "dtype": info.get("dtype"),
-                "resolution": self.pool.resolution}
+                "resolution": self.pool.resolution, "known_words": known_word_count(tokenizer)}
 
     def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
         from coolcolor.video.job import run_job
