@@ -100,7 +100,9 @@ def export_openjd(args: argparse.Namespace) -> int:
     from coolcolor.video.job import ColorizeJob, JobEvents, JobRun, LocalExecutor, open_job
     from coolcolor.video.plan import plan_job
 
-    job = job_from_args(args, ColorizeJob)
+    # Every path absolute: OpenJD runs each task in a working folder of its own, where a path relative
+    # to the folder of the export names nothing (source, output, OCIO config, CLIP model, model).
+    job = job_from_args(args, ColorizeJob, absolute_paths=True)
     with open_job(job) as opened:
         pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
         executor = LocalExecutor(pipeline)
@@ -110,7 +112,7 @@ def export_openjd(args: argparse.Namespace) -> int:
         run.manifest.write("running", plan.shots)  # the plan, reused by `finish` (and any re-run)
     template_path = os.path.abspath(args.template)
     plan_path = os.path.splitext(template_path)[0] + ".plan.json"
-    model = os.path.abspath(args.model) if args.model and os.path.exists(args.model) else args.model
+    model = _absolute_model(args.model)
     with open(plan_path, "w", encoding="utf-8") as fh:
         json.dump({"format": PLAN_FORMAT, "job": job.to_dict(), "job_key": run.key, "model": model,
                    "dtype": args.dtype, "model_hash": run.model_hash, "keyframes": plan.keyframes}, fh, indent=2)
@@ -120,12 +122,26 @@ def export_openjd(args: argparse.Namespace) -> int:
                    if shot.first <= w.frames[0] <= shot.last]
         if windows:
             shots.append((f"shot-{shot.first:04d}-{shot.last:04d}", windows))
-    template = openjd_template(f"CoolColor {os.path.basename(job.source)}", plan_path, shots, args.coolcolor)
+    command = args.coolcolor  # a relative path to a program: absolute, like the rest
+    if os.sep in command and os.path.exists(command):
+        command = os.path.abspath(command)
+    template = openjd_template(f"CoolColor {os.path.basename(job.source)}", plan_path, shots, command)
     with open(template_path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(template, fh, sort_keys=False)
     tasks = sum(len(w) for _, w in shots)
     print(f"{template_path}: {len(shots)} shot step(s), {tasks} window task(s), then the manifest; plan {plan_path}")
     return 0
+
+
+def _absolute_model(spec: str | None) -> str | None:
+    """The model spec a farm node can use from any folder: a checkpoint or run folder (given, or from
+    $COOLCOLOR_MODEL) as an absolute path; a name (``default``) as it is."""
+    from coolcolor.model.resolve import MODEL_ENV
+
+    spec = spec or os.environ.get(MODEL_ENV) or None
+    if spec and os.path.exists(os.path.expanduser(spec)):
+        return os.path.abspath(os.path.expanduser(spec))
+    return spec
 
 
 def _load_plan(path: str) -> dict[str, Any]:
