@@ -224,8 +224,11 @@ class ColorizeWorker:
         node = ray.get_runtime_context().get_node_id()[:8]
         if self.pipeline is None:
             return {"error": self.error, "node": node, "pid": os.getpid()}
+        from coolcolor.model.prompt_words import known_word_count
+
         return {"model_hash": self.pipeline.model_hash, "resolution": int(self.pipeline.resolution),
-                **self.resolved.describe(), "node": node, "pid": os.getpid()}
+                **self.resolved.describe(), "node": node, "pid": os.getpid(),
+                "known_words": known_word_count(self.pipeline.tokenizer)}
 
     def _open(self, run_id: str, job_dict: dict[str, Any], probe: str) -> Any:
         """The job's source, opened once per worker and run; the output folder checked to be shared."""
@@ -583,13 +586,9 @@ class RayJobExecutor:
         self.pool = RayExecutor(self.model, workers=self.workers or local_workers, device=self.device,
                                 dtype=self.dtype)
         info = self.pool.worker_info[0]
-        from coolcolor.model.prompt_words import known_word_count
-        from coolcolor.model.resolve import resolve_model
-
-        tokenizer = resolve_model(self.model, "cpu").load_tokenizer()  # the workers' model, read here
         return {"name": info.get("name"), "path": info.get("path"), "hash": self.pool.model_hash,
                 "device": f"ray:{self.pool.workers}x{info.get('device')}", "dtype": info.get("dtype"),
-                "resolution": self.pool.resolution, "known_words": known_word_count(tokenizer)}
+                "resolution": self.pool.resolution, "known_words": info.get("known_words")}
 
     def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
         from coolcolor.video.job import run_job
