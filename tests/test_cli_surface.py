@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -158,6 +159,14 @@ def nothing_created(placeholder: str) -> Callable[[Workspace], None]:
     return check
 
 
+def previews_as_source_in_out(ws: Workspace) -> None:
+    """The plates in the output folder itself, named as CoolColor names its previews."""
+    out = Path(ws.fill("{out}"))
+    out.mkdir()
+    for frame in Path(ws.fill("{seq}")).parent.glob("gray.*.png"):
+        shutil.copy(frame, out / frame.name.replace("gray.", "preview."))
+
+
 def no_ab_files(ws: Workspace) -> None:
     assert not list(Path(ws.fill("{out}")).glob("ab.*.exr"))
 
@@ -225,6 +234,10 @@ CASES: list[Case] = [
       check=no_ab_files),
     C("colorize", "SD folder, not a CoolColor checkpoint", [*COLORIZE, "--model", "{sd}"],
       r"sd15 has no coolcolor\.json: it is neither a CoolColor checkpoint nor a training run folder"),
+    C("colorize", "output file on a source frame", ["colorize", "{out}/preview.%04d.png", *COLORIZE[2:], "--preview"],
+      r"output folder .*out holds the source and this job would write over 4 of its frame file\(s\) \(preview\.0001\."
+      r"png, preview\.0002\.png, preview\.0003\.png, …\); choose another output folder",
+      setup=previews_as_source_in_out, check=no_ab_files),
     C("colorize", "output is a file", [*COLORIZE, "-o", "{a_file}"], r"cannot create output folder .*a_file\.txt"),
     C("colorize", "unreadable frame header", [*COLORIZE[:1], "{seq_bad_header}", *COLORIZE[2:]],
       r"cannot read image .*gray\.0002\.png: PNG read error", check=no_ab_files),  # every header is read first
@@ -272,7 +285,11 @@ CASES: list[Case] = [
     # ---- submit | status | cancel | jobs
     C("submit", "no daemon running", [*SUBMIT, "--connection-file", "{no_daemon}"],
       NO_DAEMON),
-    C("submit", "daemon gone (stale connection file)", [*SUBMIT, "--connection-file", "{dead_daemon}", "--timeout", "1"],
+    C("submit", "daemon gone (stale connection file)", [*SUBMIT, "--connection-file", "{dead_daemon}", "--timeout", "600"],
+      r"the CoolColor daemon is not running: connection file .*dead\.json is stale \(its daemon, pid \d+ on .*, has "
+      r"exited\); start it with `coolcolor serve`"),
+    C("submit", "no answer (a file from another host)", [*SUBMIT, "--connection-file", "{other_host_daemon}",
+                                                          "--timeout", "1"],
       r"no reply to hello within 1\.0 s from the daemon at tcp://127\.0\.0\.1:\d+ \(code 503\)"),
     C("submit", "steps not a number", [*SUBMIT, "--steps", "x"], r"--steps: invalid int value", exit_code=USAGE),
     C("submit", "timeout out of range", [*SUBMIT, "--timeout", "-1", "--connection-file", "{no_daemon}"],
@@ -451,7 +468,8 @@ class Workspace:
 
     ``{tmp}`` the row's folder; ``{out}`` a path in it (not created); ``{missing}`` a path that never
     exists; ``{a_file}`` a regular file; ``{a_dir}`` an empty folder; ``{bad_json}`` a broken JSON file;
-    ``{no_daemon}`` a connection file that does not exist; ``{dead_daemon}`` one whose daemon is gone;
+    ``{no_daemon}`` a connection file that does not exist; ``{dead_daemon}`` one whose daemon is gone
+    (its pid and host recorded); ``{other_host_daemon}`` one of a daemon on another host that does not answer;
     ``{daemon}`` the connection file of a live daemon (tiny model, started on first use); the rest are
     ``assets``.
     """
@@ -464,14 +482,17 @@ class Workspace:
         (tmp / "a_file.txt").write_text("not what the command wants")
         (tmp / "a_dir").mkdir()
         (tmp / "bad.json").write_text('{"steps": 10,')
-        (tmp / "dead.json").write_text(json.dumps({
-            "transport": "tcp", "ip": "127.0.0.1", "port": _free_port(), "key": "0" * 64,
-            "signature_scheme": SIGNATURE_SCHEME, "session": "gone", "pid": 999999, "protocol_version": 1,
-        }))
+        exited = subprocess.Popen([sys.executable, "-c", "pass"])
+        exited.wait()  # reaped: a pid with no process
+        dead = {"transport": "tcp", "ip": "127.0.0.1", "port": _free_port(), "key": "0" * 64,
+                "signature_scheme": SIGNATURE_SCHEME, "session": "gone", "pid": exited.pid, "protocol_version": 1}
+        (tmp / "dead.json").write_text(json.dumps(dict(dead, host=socket.gethostname())))
+        (tmp / "other-host.json").write_text(json.dumps(dict(dead, host="render-node-that-is-not-this-one")))
         self.values = {
             **assets, "tmp": str(tmp), "out": str(tmp / "out"), "missing": str(tmp / "missing"),
             "a_file": str(tmp / "a_file.txt"), "a_dir": str(tmp / "a_dir"), "bad_json": str(tmp / "bad.json"),
             "no_daemon": str(tmp / "no-daemon.json"), "dead_daemon": str(tmp / "dead.json"),
+            "other_host_daemon": str(tmp / "other-host.json"),
         }
 
     def fill(self, text: str) -> str:

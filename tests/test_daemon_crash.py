@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import time
 
@@ -164,6 +165,31 @@ def test_curve_lets_authorized_clients_in_and_keeps_others_out(tmp_path):
                         curve_secret_file=server_secret, curve_clients_dir=str(clients))).journal.close()
     with pytest.raises(Exception, match="refusing to listen on 10.1.2.3"):
         Daemon(DaemonConfig(state_dir=str(tmp_path / "s"), connection_file=str(tmp_path / "c.json"), ip="10.1.2.3"))
+
+
+def test_clients_of_a_daemon_killed_with_9_are_told_at_once_that_it_is_not_running(tmp_path, capsys):
+    """Issue 27: they waited out their timeout and said "no reply to hello (code 503)"; the connection file
+    records the daemon's pid and host, so a client sees that its process is gone."""
+    from coolcolor import cli
+    from coolcolor_protocol import Client
+
+    daemon = DaemonProcess(str(tmp_path / "d")).start(wait_model=False)
+    stale = (r"the CoolColor daemon is not running: connection file .*daemon\.json is stale \(its daemon, pid "
+             rf"{daemon.proc.pid} on .*, has exited\); start it with `coolcolor serve`")
+    connected = Client(daemon.connection_file, timeout=600)  # a wait this long would fail the suite's timeout
+    try:
+        connected.hello()
+        daemon.kill()
+        assert os.path.exists(daemon.connection_file)  # nothing cleaned up
+        with pytest.raises(DaemonUnavailable, match=stale):
+            connected.ping()  # connected before the kill: told within a fraction of a second
+    finally:
+        connected.close()
+    with pytest.raises(DaemonUnavailable, match=stale):
+        Client(daemon.connection_file, timeout=600)
+    assert cli.main(["jobs", "--connection-file", daemon.connection_file, "--timeout", "600"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(f"coolcolor jobs: error: {stale}", err), err
 
 
 def test_a_second_daemon_on_the_same_connection_file_is_refused(tmp_path):

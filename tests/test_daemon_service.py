@@ -93,6 +93,11 @@ def test_connection_file_hello_and_version_negotiation(daemon):
         assert hello["server"]["session"] == info["session"]
         assert hello["model"]["state"] == "ready" and len(hello["model"]["hash"]) == 64
         assert hello["limits"]["progress_max_hz"] == 10 and "<f2" in hello["limits"]["dtypes"]
+        # The count `coolcolor words` lists for the served model (issue 27).
+        from coolcolor.model.presets import tiny_components
+        from coolcolor.model.prompt_words import known_words
+
+        assert hello["model"]["known_words"] == len(known_words(tiny_components(seed=0).tokenizer)) > 50
         with pytest.raises(ProtocolError) as exc:
             c.request("hello", {"protocol": "2.0"})
         assert exc.value.code == 426 and f"this daemon speaks {PROTOCOL_VERSION}" in exc.value.message
@@ -138,6 +143,26 @@ def test_submit_reply_and_status_name_the_prompt_words_the_model_does_not_know(d
         known = c.submit(job(source, tmp_path / "out2", steps=1, prompt="a red ball"), key="words-known")
         assert known["unknown_words"] == []
         for job_id in (reply["job_id"], known["job_id"]):
+            assert collect(c, job_id)[0]["state"] == "done"
+
+
+def test_submit_without_wait_prints_the_prompt_warnings(daemon, source, tmp_path, capsys):
+    """Issue 27: ``coolcolor submit`` said nothing of ignored words (or of no prompt) unless it waited."""
+    from coolcolor import cli
+
+    base = ["submit", source, "--steps", "1", "--keyframe", "1", "--connection-file", daemon.connection_file]
+    cases = [(["--prompt", "a red astronaut"], "the model ignores the word(s) astronaut"),
+             ([], "the prompt is empty: the job runs unconditionally")]
+    job_ids = []
+    for n, (prompt, expected) in enumerate(cases):
+        capsys.readouterr()
+        assert cli.main([*base, *prompt, "-o", str(tmp_path / f"out{n}")]) == 0
+        out, err = capsys.readouterr()
+        warnings = [line for line in err.splitlines() if line.strip()]
+        assert len(warnings) == 1 and warnings[0].startswith(f"coolcolor submit: warning: {expected}"), err
+        job_ids.append(out.split()[0])
+    with daemon.client() as c:
+        for job_id in job_ids:
             assert collect(c, job_id)[0]["state"] == "done"
 
 

@@ -34,17 +34,24 @@ def _ab(folder: Path) -> dict[int, np.ndarray]:
     return {int(p.name[3:7]): read_ab_exr(str(p))[0] for p in sorted(folder.glob("ab.*.exr"))}
 
 
-def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, model_dir, capsys):
-    source = two_shot_sequence(tmp_path / "src", per_shot=8)
-    common = [source, "--keyframe", "2", "12", "--steps", "1", "--window", "4", "--seed", "3", "--model", model_dir]
+def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, model_dir, capsys, monkeypatch):
+    """Exported with relative paths, as the README's example does, and run by OpenJD from another folder
+    (issue 27: every task failed with "sequence folder not found", OpenJD runs tasks in folders of their own)."""
+    two_shot_sequence(tmp_path / "src", per_shot=8)
+    monkeypatch.chdir(tmp_path)
+    source = os.path.join("src", "plate.####.exr")
+    common = [source, "--keyframe", "2", "12", "--steps", "1", "--window", "4", "--seed", "3",
+              "--model", os.path.relpath(model_dir, tmp_path)]
     template = tmp_path / "farm" / "job.yaml"
     template.parent.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     wrapper = tmp_path / "coolcolor-on-node"  # what a farm node has on its PATH
     wrapper.write_text(f"#!/bin/sh\nexport PYTHONPATH={ROOT / 'backend'}:{ROOT / 'protocol'}\nexport OMP_NUM_THREADS=1\n"
                        f"exec {sys.executable} -c 'import sys; from coolcolor.cli import main; "
                        "sys.exit(main(sys.argv[1:]))' \"$@\"\n")
     wrapper.chmod(0o755)
-    assert cli.main(["farm", "export-openjd", *common, "-o", str(tmp_path / "farm_out"), "--template", str(template),
+    assert cli.main(["farm", "export-openjd", *common, "-o", "farm_out", "--template", os.path.join("farm", "job.yaml"),
                      "--coolcolor", str(wrapper)]) == 0
     assert "2 shot step(s), 4 window task(s)" in capsys.readouterr().out
 
@@ -71,7 +78,7 @@ def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, mod
 
     for step in ("shot-0001-0008", "shot-0009-0016", "manifest"):
         ran = subprocess.run([openjd, "run", str(template), "--step", step], capture_output=True, text=True,
-                             timeout=900, cwd=tmp_path)
+                             timeout=900, cwd=elsewhere)
         assert ran.returncode == 0 and "Session ended successfully" in ran.stdout, ran.stdout[-3000:] + ran.stderr
     manifest = json.loads((tmp_path / "farm_out" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["frames"]["done"] == 16

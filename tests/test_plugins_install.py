@@ -168,6 +168,7 @@ def test_an_edited_block_is_refused_and_nothing_changes(home, nuke_source, capsy
 
 def test_resolve_install_puts_a_launcher_in_the_scripts_menu(home, resolve_source, capsys, monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
+    (home / ".local" / "share").mkdir(parents=True)  # a Linux home without Resolve
     code, out, err = run_cli(capsys, "install", "resolve", "--from", str(resolve_source))
     assert code == 0, err
     fusion = home / ".local" / "share" / "DaVinciResolve" / "Fusion"
@@ -185,8 +186,14 @@ def test_resolve_install_puts_a_launcher_in_the_scripts_menu(home, resolve_sourc
     code, out, _ = run_cli(capsys, "status", "resolve")
     assert code == 0 and f"menu script: {launcher}" in out
     assert run_cli(capsys, "uninstall", "resolve")[0] == 0
-    assert list(home.iterdir()) == [home / ".local"]
-    assert not (home / ".local" / "share" / "DaVinciResolve" / "Fusion" / "Scripts").exists()
+    # Issue 27: every folder install created is gone (DaVinciResolve/ was left behind, empty); ours only.
+    assert list((home / ".local" / "share").iterdir()) == [] and list(home.iterdir()) == [home / ".local"]
+    # Where Resolve made its folder first, it stays, with what Resolve keeps in it.
+    (fusion / "Config").mkdir(parents=True)
+    assert run_cli(capsys, "install", "resolve", "--from", str(resolve_source))[0] == 0
+    assert run_cli(capsys, "install", "resolve", "--from", str(resolve_source))[0] == 0  # a second install
+    assert run_cli(capsys, "uninstall", "resolve")[0] == 0
+    assert [p.name for p in fusion.iterdir()] == ["Config"]
 
 
 def test_resolve_per_user_fusion_folder_on_each_os(tmp_path):

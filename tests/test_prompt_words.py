@@ -59,6 +59,25 @@ def byte_level_clip_tokenizer(folder, max_length: int = 16):
     return CLIPTokenizer.from_pretrained(folder)
 
 
+def test_coolcolor_words_lists_exactly_the_words_the_model_reads(default_pipe, capsys, tmp_path):
+    """Issue 27: unknown words are dropped, so an artist needs to see which words the model knows."""
+    from transformers import CLIPTokenizerFast
+
+    from coolcolor import cli
+    from coolcolor.model.prompt_words import known_words
+
+    assert cli.main(["words"]) == 0
+    out, err = capsys.readouterr()
+    listed = out.split()
+    assert err.strip() == f"coolcolor words: {len(listed)} words known to coolcolor-tiny; a prompt's other words are ignored"
+    assert {"red", "ball", "sky", "tangerine"} <= set(listed) and not {"astronaut", "suit", "flag"} & set(listed)
+    assert all(default_pipe.prompt_words(word).unknown == [] for word in listed)  # each one is read
+    assert default_pipe.unknown_words(" ".join(["astronaut", *listed[:5]])) == ["astronaut"]
+    # A sub-word tokenizer (SD-1.5's CLIP BPE) spells any word: there is no list, only the limit.
+    clip = byte_level_clip_tokenizer(tmp_path / "clip")
+    assert known_words(clip) is None and known_words(CLIPTokenizerFast.from_pretrained(tmp_path / "clip")) is None
+
+
 def test_clip_tokenizer_reports_words_past_the_token_limit(tmp_path):
     tok = byte_level_clip_tokenizer(tmp_path / "clip")
     assert len(tok("red", add_special_tokens=False).input_ids) == 1
@@ -99,6 +118,25 @@ def test_word_level_counts_match_whole_prompt_tokenization(default_pipe):
     assert words.truncated == ["and", "snow-white", "sky"]  # ";" took the last place, "box" fits
 
 
+def test_a_long_prompt_is_logged_once_in_one_line_without_the_prompt(tiny_pipe, caplog):
+    """Issue 27: the truncation line printed the whole prompt, again for every encoding (keyframe, window)."""
+    prompt = "a red ball\non a green field " + "a red ball " * 30
+    assert tiny_pipe.prompt_words(prompt).truncated
+    with caplog.at_level(logging.WARNING, logger="coolcolor.pipeline"):
+        tiny_pipe.encode_prompt(prompt)
+        tiny_pipe.encode_prompt(prompt)
+    lines = [r.getMessage() for r in caplog.records if r.name == "coolcolor.pipeline"]
+    assert len(lines) == 1 and "\n" not in lines[0] and prompt[:40] not in lines[0], lines
+    assert "past the limit are ignored" in lines[0]
+    # A caller that shows the warning itself (the CLI) is not followed by the log line.
+    other = prompt + " green"
+    caplog.clear()
+    assert "token limit" in tiny_pipe.prompt_warning(other)
+    with caplog.at_level(logging.WARNING, logger="coolcolor.pipeline"):
+        tiny_pipe.encode_prompt(other)
+    assert not [r for r in caplog.records if r.name == "coolcolor.pipeline"]
+
+
 def test_colorize_warns_about_unknown_words_and_still_runs(tmp_path, capsys, monkeypatch):
     from tests.test_video_cli import write_sequence
 
@@ -125,6 +163,12 @@ def test_colorize_warns_about_unknown_words_and_still_runs(tmp_path, capsys, mon
     assert "runs as unconditional" in captured.err and "2 frame(s) written" in captured.out
     assert cli.main(["colorize", *base, "--prompt", "a red ball", "-o", str(tmp_path / "o3")]) == 0
     assert "warning" not in capsys.readouterr().err
+    # No prompt, or an empty one: said on stderr, as unknown words are (issue 27).
+    for n, prompt in enumerate(([], ["--prompt", ""], ["--prompt", " , "])):
+        assert cli.main(["colorize", *base, *prompt, "-o", str(tmp_path / f"empty{n}")]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert warnings == ["coolcolor colorize: warning: the prompt is empty: the job runs unconditionally (no text "
+                            "guidance: the colors the model finds most likely); describe the colors with --prompt"]
     assert json.loads((tmp_path / "o3" / "manifest.json").read_text())["unknown_words"] == []
 
 

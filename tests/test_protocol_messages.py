@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import pytest
@@ -114,6 +115,32 @@ def test_connection_file_is_private_atomic_and_round_trips(tmp_path, monkeypatch
     (tmp_path / "bad.json").write_text('{"transport": "tcp"}')
     with pytest.raises(ProtocolError, match="lacks"):
         read_connection_file(str(tmp_path / "bad.json"))
+
+
+def test_a_connection_file_whose_daemon_process_is_gone_is_stale(tmp_path):
+    """Issue 27: after a kill -9 the file stays; it names its pid and host, so a client can tell at once."""
+    import socket
+    import subprocess
+    import sys
+
+    from coolcolor_protocol import DaemonUnavailable
+
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()  # reaped: no process has this pid now
+    base = {"transport": "tcp", "ip": "127.0.0.1", "port": 5555, "key": "ab" * 32,
+            "signature_scheme": "hmac-sha256", "session": "s1"}
+    path = str(tmp_path / "daemon.json")
+    write_connection_file(dict(base, pid=exited.pid, host=socket.gethostname()), path)
+    with pytest.raises(DaemonUnavailable, match=(
+            rf"^\[503\] the CoolColor daemon is not running: connection file {re.escape(path)} is stale \(its daemon, pid "
+            rf"{exited.pid} on .*, has exited\); start it with `coolcolor serve`$")) as caught:
+        read_connection_file(path)
+    assert caught.value.code == 503
+    # A live process, another host, or a file without them: nothing is concluded (the client asks).
+    for info in (dict(base, pid=os.getpid(), host=socket.gethostname()), dict(base, pid=exited.pid, host="farm-07"),
+                 dict(base, pid=exited.pid)):
+        write_connection_file(info, path)
+        assert read_connection_file(path)["session"] == "s1"
 
 
 def test_runtime_dir_follows_the_environment(monkeypatch, tmp_path):

@@ -236,6 +236,10 @@ def test_the_daemon_executor_on_ray_cancels_and_resumes(tmp_path, cluster, model
     served = executor.load()
     try:
         assert served["hash"] == executor.pool.model_hash and served["device"].startswith("ray:1x")
+        from coolcolor.model.presets import tiny_components
+        from coolcolor.model.prompt_words import known_words
+
+        assert served["known_words"] == len(known_words(tiny_components(seed=0).tokenizer))  # hello_reply's count
         source = one_shot_sequence(tmp_path / "src", FRAMES)
         job = ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1, window=2)
         board = Recorder(cancel_after=2)

@@ -62,6 +62,19 @@ def test_colorize_sequence_then_resume(tmp_path, main, model_dir, capsys):
     assert "0 frame(s) written, 4 already done" in capsys.readouterr().out
 
 
+def test_one_frame_of_a_sequence_keeps_its_number_and_the_sequence_is_named(tmp_path, main, model_dir, capsys):
+    """Issue 27: ``shot.0003.png`` became ``ab.0000.exr``; now ``ab.0003.exr``, with one line about the sequence."""
+    write_sequence(tmp_path / "src", range(1, 7))
+    out = tmp_path / "out"
+    assert main(["colorize", str(tmp_path / "src" / "shot.0003.png"), "--prompt", "a red ball", "--steps", "1",
+                 "--model", model_dir, "-o", str(out), "--device", "cpu"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note" in line]
+    assert notes == [f"coolcolor colorize: note: shot.0003.png is frame 3 of the sequence {tmp_path}/src/shot.%04d.png "
+                     "(frames 1-6): only this frame is colorized; give the pattern shot.%04d.png for the whole sequence"]
+    assert [p.name for p in out.glob("ab.*.exr")] == ["ab.0003.exr"]
+    assert read_ab_exr(str(out / "ab.0003.exr"))[1]["frame"] == 3
+
+
 def test_errors_are_one_line_and_exit_1(tmp_path, main, model_dir, capsys):
     out = tmp_path / "out"
     assert main(["colorize", str(tmp_path / "nothing.####.exr"), "-o", str(out), "--model", model_dir]) == 1
@@ -117,16 +130,53 @@ def test_main_job_on_the_default_model_and_a_world_sample_clip(tmp_path, main, c
     assert rgb.min() > -0.01 and rgb.max() < 1.01
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
 def test_progress_line_shows_frames_steps_and_eta():
     stream = io.StringIO()
-    bar = ProgressLine(stream)
+    clock = FakeClock()
+    bar = ProgressLine(stream, clock=clock)
     bar.phase("colorize")
+    clock.now = 2.0
     bar.progress(0, 10, 20, 20)
+    clock.now = 4.0
     bar.progress(2, 10, 20, 20)
+    clock.now = 10.0
     bar.progress(10, 10, 20, 20)
     bar.frame_failed(7, "frame 7: cannot decode")
     lines = stream.getvalue().splitlines()
     assert lines[0] == "coolcolor colorize: colorizing…"
-    assert "2/10 frames  step 20/20" in lines[2] and "ETA" in lines[2] and "frames/s" in lines[2]
-    assert lines[3].startswith("[########################] 10/10 frames") and "done in" in lines[3]
+    assert "2/10 frames  step 20/20" in lines[2] and "ETA" in lines[2] and "0.50 frames/s" in lines[2]
+    assert lines[3].startswith("[########################] 10/10 frames") and "done in 00:10" in lines[3]
     assert lines[4] == "coolcolor colorize: error: frame 7: cannot decode"
+
+
+def test_the_eta_counts_measured_diffusion_steps_and_says_estimating_before_the_first():
+    """Issue 27: "ETA 04:15" for a 23-s job. Frames are announced a window late (after their files are
+    written), so a rate of frames overestimated the rest many times; each step is measured instead."""
+    stream = io.StringIO()
+    stream.isatty = lambda: True  # every call redraws the line
+    clock = FakeClock()
+    bar = ProgressLine(stream, window=2, clock=clock)  # 6 frames, 2 per window: 3 windows of 4 steps
+    bar.phase("colorize")
+    bar.progress(0, 6, 0, 4)
+    assert stream.getvalue().endswith("0/6 frames  step 0/4  ETA estimating…")
+    seen = []
+    for window in range(3):
+        for step in range(1, 5):
+            clock.now += 1.0  # one second per step
+            bar.progress(2 * max(0, window - 1), 6, step, 4)  # the previous window's frames come a window late
+            seen.append(stream.getvalue().rsplit("\r", 1)[-1].strip())
+        if window:
+            for done in (2 * window - 1, 2 * window):
+                bar.progress(done, 6, 4, 4)
+    assert seen[0].endswith("step 1/4  ETA 00:11")  # 12 steps of 1 s, one done
+    assert seen[5].endswith("0/6 frames  step 2/4  ETA 00:06")  # no frame announced yet, the ETA is right
+    etas = [int(line[-2:]) for line in seen]
+    assert etas == [12 - n for n in range(1, 13)]  # the true time left, at every step

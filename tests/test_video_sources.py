@@ -169,6 +169,24 @@ def test_single_image(tmp_path):
         assert np.abs(src.read(0) - ramp()).max() < 1e-4
 
 
+def test_one_frame_of_a_sequence_keeps_its_frame_number_and_names_the_sequence(tmp_path):
+    """Issue 27: ``plate.1001.exr`` given by name became frame 0 (``ab.0000.exr``)."""
+    write_sequence(tmp_path, "plate", [*range(1001, 1006), 1008], size=(32, 32))
+    with open_source(str(tmp_path / "plate.1003.exr")) as src:
+        assert (src.info.kind, src.info.first, src.info.last) == ("image", 1003, 1003)
+        assert src.read(1003).shape == (32, 32, 3) and list(src.frames()) == [1003]
+        assert src.note == (f"plate.1003.exr is frame 1003 of the sequence {tmp_path}/plate.%04d.exr (frames "
+                            "1001-1005, 1008): only this frame is colorized; give the pattern plate.%04d.exr for "
+                            "the whole sequence")
+    with pytest.raises(InputError, match=r"frames 0-0 are out of range: .*plate\.1003\.exr has frames 1003-1003"):
+        open_source(str(tmp_path / "plate.1003.exr"), 0, 0)
+    # Alone in its folder: the number is kept, no sequence is named.
+    (tmp_path / "alone").mkdir()
+    write_image(tmp_path / "alone" / "shot_0042.tif", ramp(), "uint16")
+    with open_source(str(tmp_path / "alone" / "shot_0042.tif")) as src:
+        assert (src.info.first, src.note) == (42, None)
+
+
 # The codecs and wrappers a post house receives: H.264 in MP4, ProRes in MOV, DNxHR (8- and 10-bit) and
 # MPEG-2 in MXF. DNxHR needs a frame size its profiles accept, hence 256×144.
 MOVIES = [

@@ -19,6 +19,7 @@ import argparse
 import importlib
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -75,6 +76,12 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
     return value
+
+
+def plain_text(doc: str | None) -> str:
+    """A module docstring as ``--help`` text: reStructuredText's double back-quotes and ``::`` go."""
+    text = re.sub(r"``(.+?)``", r"\1", doc or "")
+    return re.sub(r"::(?=\s*$)", ":", text, flags=re.MULTILINE)
 
 
 def one_line(text: object) -> str:

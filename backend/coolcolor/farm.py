@@ -35,20 +35,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export-openjd", help="plan a job and write an OpenJD job template")
     add_job_arguments(export)  # the same job flags as colorize and submit
     export.add_argument("--model", metavar="PATH", help="the checkpoint every farm node loads (same path everywhere)")
-    export.add_argument("--device", default=None)
-    export.add_argument("--dtype", default=None)
+    export.add_argument("--device", default=None, help="torch device on the farm nodes (default: cuda if "
+                        "available, else cpu)")
+    export.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 on the farm nodes (default: fp16 on CUDA, "
+                        "fp32 on CPU)")
     export.add_argument("--template", required=True, metavar="YAML", help="the OpenJD template to write")
     export.add_argument("--coolcolor", default="coolcolor", metavar="COMMAND",
                         help="the command farm nodes run (default: coolcolor on their PATH)")
     export.set_defaults(func=export_openjd)
     window = sub.add_parser("run-window", help="(a farm task) colorize one window of an exported plan")
-    window.add_argument("plan", metavar="PLAN.json")
-    window.add_argument("--window", required=True, metavar="KEYFRAME:FIRST-LAST")
-    window.add_argument("--device", default=None)
+    window.add_argument("plan", metavar="PLAN.json", help="the plan export-openjd wrote beside the template")
+    window.add_argument("--window", required=True, metavar="KEYFRAME:FIRST-LAST",
+                        help="the window to colorize and its keyframe, e.g. 1001:1001-1008")
+    window.add_argument("--device", default=None, help="torch device (default: the plan's, else cuda if available, "
+                        "else cpu)")
     window.set_defaults(func=run_window)
     finish = sub.add_parser("finish", help="(the last farm step) check every frame and write the manifest")
-    finish.add_argument("plan", metavar="PLAN.json")
-    finish.add_argument("--device", default=None)
+    finish.add_argument("plan", metavar="PLAN.json", help="the plan export-openjd wrote beside the template")
+    finish.add_argument("--device", default=None, help="torch device (default: the plan's, else cuda if available, "
+                        "else cpu)")
     finish.set_defaults(func=finish_plan)
     farm.set_defaults(func=lambda args: (farm.print_help(), 2)[1])
 
@@ -96,7 +101,9 @@ def export_openjd(args: argparse.Namespace) -> int:
     from coolcolor.video.job import ColorizeJob, JobEvents, JobRun, LocalExecutor, open_job
     from coolcolor.video.plan import plan_job
 
-    job = job_from_args(args, ColorizeJob)
+    # Every path absolute: OpenJD runs each task in a working folder of its own, where a path relative
+    # to the folder of the export names nothing (source, output, OCIO config, CLIP model, model).
+    job = job_from_args(args, ColorizeJob, absolute_paths=True)
     template_path = os.path.abspath(args.template)
     plan_path = os.path.splitext(template_path)[0] + ".plan.json"
     with open_job(job) as opened:
@@ -111,7 +118,7 @@ def export_openjd(args: argparse.Namespace) -> int:
         except BaseException:
             run.release_folder()
             raise
-    model = os.path.abspath(args.model) if args.model and os.path.exists(args.model) else args.model
+    model = _absolute_model(args.model)
     with open(plan_path, "w", encoding="utf-8") as fh:
         json.dump({"format": PLAN_FORMAT, "job": job.to_dict(), "job_key": run.key, "model": model,
                    "dtype": args.dtype, "model_hash": run.model_hash, "keyframes": plan.keyframes}, fh, indent=2)
@@ -121,13 +128,27 @@ def export_openjd(args: argparse.Namespace) -> int:
                    if shot.first <= w.frames[0] <= shot.last]
         if windows:
             shots.append((f"shot-{shot.first:04d}-{shot.last:04d}", windows))
-    template = openjd_template(f"CoolColor {os.path.basename(job.source)}", plan_path, shots, args.coolcolor)
+    command = args.coolcolor  # a relative path to a program: absolute, like the rest
+    if os.sep in command and os.path.exists(command):
+        command = os.path.abspath(command)
+    template = openjd_template(f"CoolColor {os.path.basename(job.source)}", plan_path, shots, command)
     with open(template_path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(template, fh, sort_keys=False)
     ownership.reserve_for_farm(plan_path)  # only now: a failed export leaves no reservation behind
     tasks = sum(len(w) for _, w in shots)
     print(f"{template_path}: {len(shots)} shot step(s), {tasks} window task(s), then the manifest; plan {plan_path}")
     return 0
+
+
+def _absolute_model(spec: str | None) -> str | None:
+    """The model spec a farm node can use from any folder: a checkpoint or run folder (given, or from
+    $COOLCOLOR_MODEL) as an absolute path; a name (``default``) as it is."""
+    from coolcolor.model.resolve import MODEL_ENV
+
+    spec = spec or os.environ.get(MODEL_ENV) or None
+    if spec and os.path.exists(os.path.expanduser(spec)):
+        return os.path.abspath(os.path.expanduser(spec))
+    return spec
 
 
 def _load_plan(path: str) -> dict[str, Any]:

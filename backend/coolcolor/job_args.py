@@ -28,7 +28,8 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
     parser.add_argument("--prompt", default=d["prompt"], help='what the colors should be, e.g. "a red car on a '
                         'sunny street"')
-    parser.add_argument("--negative-prompt", default=d["negative_prompt"], metavar="TEXT")
+    parser.add_argument("--negative-prompt", default=d["negative_prompt"], metavar="TEXT",
+                        help="colors to steer away from, e.g. \"sepia, washed out\" (default: none)")
     parser.add_argument("--keyframe", dest="keyframes", type=int, nargs="+", action="extend", default=[],
                         metavar="N", help="artist-marked keyframe(s), in the source's frame numbers (--keyframe 3 9 "
                         "or --keyframe 3 --keyframe 9); a shot without one gets an automatic keyframe")

@@ -108,6 +108,9 @@ class CoolColorPipeline:
         self.config = components.config
         self.keyframe_attention = KeyframeAttention()
         self.keyframe_layers = install_keyframe_attention(self.unet, self.keyframe_attention)
+        # Prompts whose ignored words were already said (by ``prompt_warning`` or the truncation log):
+        # every window and keyframe encodes the prompt again, and the user needs to read it once.
+        self._prompts_reported: set[str] = set()
 
     # ----------------------------------------------------------------- loading, saving, placement
     @classmethod
@@ -202,6 +205,12 @@ class CoolColorPipeline:
             raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
         return prompt_words(self.tokenizer, prompt, token_limit(self.tokenizer, self.text_encoder))
 
+    def prompt_warning(self, prompt: str) -> str | None:
+        """``prompt_words(prompt).warning()`` for a caller that shows it (the CLI); the pipeline then does
+        not log the same words again when it encodes the prompt."""
+        self._prompts_reported.add(prompt)
+        return self.prompt_words(prompt).warning()
+
     def unknown_words(self, prompt: str) -> list[str]:
         """The prompt's words the model ignores (unknown words, then words past the token limit), as
         written, in prompt order: what the CLI warns about and the daemon returns."""
@@ -214,13 +223,14 @@ class CoolColorPipeline:
         steer the colors at random."""
         max_length = token_limit(self.tokenizer, self.text_encoder)
         words = prompt_words(self.tokenizer, prompt, max_length)
-        if words.all_unknown:
-            prompt = ""
+        if words.truncated and prompt not in self._prompts_reported:
+            self._prompts_reported.add(prompt)  # one line, once: not the prompt itself, not per window
+            logger.warning("prompt longer than %d tokens: %d word(s) past the limit are ignored (%s)", max_length,
+                           len(words.truncated), _first_words(words.truncated))
+        text = "" if words.all_unknown else prompt
         tokens = self.tokenizer(
-            prompt, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+            text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
         )
-        if words.truncated:
-            logger.warning("prompt longer than %d tokens was truncated: %r", max_length, prompt)
         ids = tokens.input_ids.to(self.device)
         return self.text_encoder(ids)[0].to(self.dtype)
 
@@ -436,6 +446,12 @@ def _check_gray(gray: object, name: str, ndim: int = 3) -> np.ndarray:
     if low < 0 or high > 1:
         raise InputError(f"{name} must lie in [0, 1], found values from {low:.4g} to {high:.4g}")
     return np.ascontiguousarray(gray, dtype=np.float32)
+
+
+def _first_words(words: list[str], limit: int = 8) -> str:
+    """``a, b, c, … and 4 more``: a list of words short enough for one log line."""
+    shown = ", ".join(words[:limit])
+    return shown if len(words) <= limit else f"{shown}, … and {len(words) - limit} more"
 
 
 def _check_keyframe(

@@ -499,9 +499,14 @@ def install(host: str, *, target: str | None = None, host_python: str | None = N
             block_records[key] = edit.record
     stale = sorted(set(previous.get("files", [])) - set(plan.files))
     root_created = previous.get("root_created", not plan.root.exists())
+    if previous:  # the first install's answer stays (a record before created_dirs: the root at most)
+        created_dirs = previous.get("created_dirs", [str(plan.root)] if root_created else [])
+    else:
+        created_dirs = [str(d) for d in _missing_folders(plan.root)]
     record = {
         "format": "coolcolor-plugin-install", "version": 1, "host": host, "root": str(plan.root),
-        "plugin_dir": str(plan.plugin_root), "root_created": root_created, "files": sorted(plan.files), "blocks": block_records,
+        "plugin_dir": str(plan.plugin_root), "root_created": root_created, "created_dirs": created_dirs,
+        "files": sorted(plan.files), "blocks": block_records,
         "host_python": {"executable": plan.python.executable, "version": ".".join(map(str, plan.python.version)),
                         "tag": plan.python.tag, "platform": plan.python.platform,
                         "given": not plan.python.is_current},
@@ -530,6 +535,16 @@ class _suppress_oserror:
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
         return kind is not None and issubclass(kind, OSError)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first: what an install creates
+    (``~/.local/share/DaVinciResolve/Fusion`` and ``DaVinciResolve`` on a machine without Resolve)."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _remove_empty_dirs(root: Path, removed_files: list[Path]) -> None:
@@ -580,9 +595,10 @@ def uninstall(host: str, *, target: str | None = None) -> tuple[Path, int]:
     (pr / RECORD_NAME).unlink()
     removed.append(pr / RECORD_NAME)
     _remove_empty_dirs(root, removed)
-    if record.get("root_created"):
+    created = record.get("created_dirs", [str(root)] if record.get("root_created") else [])
+    for folder in sorted((Path(d) for d in created), key=lambda p: len(p.parts), reverse=True):
         with _suppress_oserror():
-            root.rmdir()  # only if empty: the user may have put things there since
+            folder.rmdir()  # only if empty: the user (or the host) may have put things there since
     return pr, len(removed) + len(edits)
 
 
@@ -633,9 +649,27 @@ def status(host: str, *, target: str | None = None) -> tuple[bool, list[str]]:
 
 
 # ----------------------------------------------------------------------------------------- CLI
+PLUGINS_HELP = """\
+coolcolor plugins install | uninstall | status nuke | resolve: put a plugin where its host finds it.
+
+The plugins run inside the host's own Python, so an install is self-contained: the plugin, the
+coolcolor_protocol package and a pyzmq built for the host's interpreter (--host-python) go into one
+folder, and the host is told where it is:
+
+  nuke     ~/.nuke/coolcolor/, and a marked block in ~/.nuke/init.py (and menu.py) that loads it
+  resolve  the per-user Fusion folder: Linux ~/.local/share/DaVinciResolve/Fusion, macOS
+           ~/Library/Application Support/Blackmagic Design/DaVinci Resolve/Fusion, Windows
+           %APPDATA%\\Blackmagic Design\\DaVinci Resolve\\Support\\Fusion; the plugin goes to
+           CoolColor/ there, a launcher to Scripts/Edit/ (Workspace > Scripts in Resolve)
+
+Every check runs before the first write, so a refused install changes nothing; installing twice
+changes nothing. uninstall removes exactly what install wrote (our blocks, and the folders it created
+once they are empty), leaving every other byte of init.py and menu.py as it was."""
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("plugins", help="install, remove or check the Nuke and DaVinci Resolve plugins",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=PLUGINS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="plugins_command", metavar="ACTION")
     for action, help_text in (("install", "install or update a host's plugin (idempotent)"),
                               ("uninstall", "remove exactly what install wrote"),

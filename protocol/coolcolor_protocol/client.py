@@ -29,6 +29,8 @@ from coolcolor_protocol.messages import (
 )
 from coolcolor_protocol.wire import PROTOCOL_VERSION, Message, Session, split_identities
 
+STALE_CHECK_INTERVAL_S = 0.25  # while waiting for a reply: how often to look whether the daemon's process is gone
+
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
 
@@ -188,6 +190,8 @@ class Client:
         silent = now - self._last_recv
         if silent > interval * HEARTBEAT_LIVENESS and self._ping_sent_at is not None:
             self.alive = False
+        if silent > interval and conn.stale_connection_reason(self.info):
+            self.alive = False  # the daemon's process is gone: no need to wait out the liveness
         if silent > interval and (self._ping_sent_at is None or now - self._ping_sent_at > interval):
             try:
                 self._internal[self.send("ping")] = "ping"
@@ -243,9 +247,16 @@ class Client:
     def _wait_reply(self, msg_id: str, timeout: float) -> Message | None:
         deadline = time.monotonic() + timeout
         while True:
-            msg = self._recv(max(0.0, deadline - time.monotonic()))
+            remaining = max(0.0, deadline - time.monotonic())
+            msg = self._recv(min(remaining, STALE_CHECK_INTERVAL_S))
             if msg is None:
-                return None
+                stale = conn.stale_connection_reason(self.info)
+                if stale:  # its process is gone (kill -9): say so now rather than after the timeout
+                    self.alive = False
+                    raise DaemonUnavailable(stale)
+                if remaining <= STALE_CHECK_INTERVAL_S:
+                    return None
+                continue
             if msg.parent == msg_id:
                 return msg
             if not self._swallow(msg):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sys
 import tempfile
 from typing import Any
 
-from coolcolor_protocol.errors import UNAVAILABLE, ProtocolError
+from coolcolor_protocol.errors import UNAVAILABLE, DaemonUnavailable, ProtocolError
 from coolcolor_protocol.wire import PROTOCOL_VERSION, SIGNATURE_SCHEME
 
 CONNECTION_FILE_ENV = "COOLCOLOR_CONNECTION_FILE"
@@ -99,7 +100,47 @@ def read_connection_file(path: str | None = None) -> dict[str, Any]:
                             f"{info['signature_scheme']!r} is not {SIGNATURE_SCHEME!r}")
     info.setdefault("protocol_version", PROTOCOL_VERSION)
     info["path"] = path
+    stale = stale_connection_reason(info)
+    if stale:
+        raise DaemonUnavailable(stale)
     return info
+
+
+def this_host() -> str:
+    """The name a daemon records as ``host`` in its connection file (and a client compares with)."""
+    return socket.gethostname()
+
+
+def process_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` exists on this machine; None where that cannot be told harmlessly (on
+    Windows ``os.kill`` would terminate it)."""
+    if os.name != "posix":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    except OSError:
+        return None
+    return True
+
+
+def stale_connection_reason(info: dict[str, Any]) -> str | None:
+    """Why the daemon of this connection file is certainly gone, or None when it may be running.
+
+    Gone means: the file records this machine as ``host`` and a ``pid`` with no process (a daemon killed
+    with -9 leaves its file behind). Without both fields, or on another host, nothing is concluded and
+    the client finds out by asking (SPEC §1).
+    """
+    pid, host = info.get("pid"), info.get("host")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not host or host != this_host():
+        return None
+    if process_alive(pid) is not False:
+        return None
+    return (f"the CoolColor daemon is not running: connection file {info.get('path', '')} is stale (its daemon, "
+            f"pid {pid} on {host}, has exited); start it with `coolcolor serve`")
 
 
 def endpoint(info: dict[str, Any]) -> str:

@@ -18,9 +18,10 @@ import uuid
 from typing import Any
 
 from coolcolor import faults
-from coolcolor.cli import int_in, positive_float
+from coolcolor.cli import int_in, one_line, positive_float
 from coolcolor.errors import CoolColorError
 from coolcolor.job_args import add_job_arguments, job_from_args
+from coolcolor.model.prompt_words import ignored_words_warning
 
 EXIT_CANCELLED = 3
 
@@ -63,7 +64,8 @@ def register(subparsers: Any) -> None:
                    "still talk to this daemon only; needs pip install 'coolcolor[ray]'")
     p.add_argument("--ray-workers", type=int_in(1), default=None, metavar="N",
                    help="actors in the Ray pool (default: one per GPU of the cluster, else one per CPU)")
-    p.add_argument("--max-queued-jobs", type=int_in(1), default=1000)
+    p.add_argument("--max-queued-jobs", type=int_in(1), default=1000, metavar="N",
+                   help="refuse a submit while N jobs wait (default 1000)")
     p.add_argument("--debug", action="store_true", help="include exception details in error replies")
     p.add_argument("--tiny-model", action="store_true", help=argparse.SUPPRESS)  # tests: --model preset:tiny
     p.set_defaults(func=cmd_serve)
@@ -77,20 +79,21 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_submit)
 
     p = subparsers.add_parser("status", help="show one job of the daemon")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the job's id, as submit printed it (32 hex digits)")
     _client_options(p)
     p.set_defaults(func=cmd_status)
 
     p = subparsers.add_parser("cancel", help="cancel a queued or running job")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the job's id, as submit printed it (32 hex digits)")
     p.add_argument("--wait", action="store_true", help="wait until the worker has stopped")
     _client_options(p)
     p.set_defaults(func=cmd_cancel)
 
     p = subparsers.add_parser("jobs", help="list the daemon's jobs")
     p.add_argument("--state", dest="states", action="append", choices=["queued", "running", "done", "failed",
-                                                                       "cancelled"])
-    p.add_argument("--limit", type=int_in(1), default=50)
+                                                                       "cancelled"],
+                   help="only jobs in this state (repeatable; default: every state)")
+    p.add_argument("--limit", type=int_in(1), default=50, help="at most this many jobs, newest first (default 50)")
     _client_options(p)
     p.set_defaults(func=cmd_jobs)
 
@@ -202,6 +205,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = spec.to_dict()
     with _client(args) as client:
         reply = _call(client.submit, job, args.key or uuid.uuid4().hex, subscribe=args.wait)
+        if not args.json:  # --json carries the same in the reply's unknown_words
+            warning = ignored_words_warning(spec.prompt, list(reply.get("unknown_words") or []))
+            if warning:
+                print(f"coolcolor submit: warning: {one_line(warning)}", file=sys.stderr)
         if not args.wait:
             _print_job(reply, args.json)
             return 0

@@ -55,11 +55,13 @@ class LocalExecutor:
         self._one_at_a_time = threading.Lock()  # one pipeline, so one job at a time
 
     def load(self) -> dict[str, Any]:
+        from coolcolor.model.prompt_words import known_word_count
         from coolcolor.model.resolve import resolve_model
 
         self.resolved = resolve_model(self.spec, self.device, self.dtype)
         self.pipeline = self.resolved.load_pipeline()
-        return dict(self.resolved.describe(), resolution=self.pipeline.resolution)
+        return dict(self.resolved.describe(), resolution=self.pipeline.resolution,
+                    known_words=known_word_count(self.pipeline.tokenizer))
 
     def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
         from coolcolor.video.job import run_colorize_job

@@ -52,16 +52,6 @@ def is_loopback(ip: str) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Daemon:
     """Transport + job board + executor for one state folder and one connection file."""
 
@@ -109,14 +99,14 @@ class Daemon:
 
     def _claim_connection_file(self) -> None:
         path = self.config.connection_file
-        try:
-            from coolcolor_protocol import read_connection_file
+        from coolcolor_protocol.connection import process_alive, read_connection_file
 
+        try:
             old = read_connection_file(path)
         except ProtocolError:
-            return
+            return  # none, unreadable, or stale (its daemon has exited): ours to replace
         pid = int(old.get("pid") or 0)
-        if pid and pid != os.getpid() and _pid_alive(pid):
+        if pid and pid != os.getpid() and process_alive(pid) is True:
             raise CoolColorError(f"another daemon (pid {pid}) is using connection file {path}; stop it or pass "
                                  "--connection-file")
 

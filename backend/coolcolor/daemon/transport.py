@@ -46,6 +46,7 @@ from coolcolor_protocol import (
     split_identities,
     validate_request,
 )
+from coolcolor_protocol.connection import this_host
 from coolcolor_protocol.messages import PROGRESS_MAX_HZ
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -403,6 +404,7 @@ def connection_info(transport: Transport, ip: str, key: str, state_dir: str) -> 
     info: dict[str, Any] = {
         "transport": "tcp", "ip": ip, "port": transport.port, "key": key,
         "signature_scheme": SIGNATURE_SCHEME, "session": transport.session.session_id, "pid": os.getpid(),
+        "host": this_host(),
         "protocol_version": f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}", "daemon_version": __version__,
         "state_dir": os.path.abspath(state_dir),
     }

@@ -70,8 +70,8 @@ def _stat_identity(path: str) -> list[Any]:
 
 def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
     """Raise ProtocolError (400/413) naming the problem, or return the job ready to journal."""
-    from coolcolor.video.job import ColorizeJob
-    from coolcolor.video.sources import ImageSequenceSource, open_source, parse_sequence_pattern
+    from coolcolor.video.job import ColorizeJob, check_outputs_spare_source
+    from coolcolor.video.sources import open_source, parse_sequence_pattern
 
     job = dict(job)
     try:
@@ -94,10 +94,8 @@ def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
             if info.frame_count > MAX_FRAMES_PER_JOB:
                 raise ProtocolError(TOO_LARGE, f"job.source has {info.frame_count} frames in range; limit "
                                     f"{MAX_FRAMES_PER_JOB} per job (split the shot with first/last)")
-            if isinstance(source, ImageSequenceSource):
-                files = [source.path(f) for f in range(info.first, info.last + 1)]
-            else:
-                files = [job["source"]]
+            files = source.files()
+            check_outputs_spare_source(ColorizeJob.from_dict(job), source)
         unreadable = [p for p in files if not os.access(p, os.R_OK)]
         if unreadable:
             raise ProtocolError(BAD_REQUEST, f"job.source: {len(unreadable)} frame files are not readable, "

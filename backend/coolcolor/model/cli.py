@@ -1,4 +1,4 @@
-"""``coolcolor init --from-sd15`` and ``coolcolor demo``."""
+"""``coolcolor init --from-sd15``, ``coolcolor demo`` and ``coolcolor words``."""
 
 from __future__ import annotations
 
@@ -25,11 +25,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "luminance replacement — on the tiny preset. Its weights are random, so the colors mean nothing.",
     )
     demo.add_argument("-o", "--output", default="out/demo", help="folder for the PNG results (default out/demo)")
-    demo.add_argument("--frames", type=int, default=8)
-    demo.add_argument("--steps", type=int, default=20)
-    demo.add_argument("--prompt", default="a red ball on green grass under a blue sky")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--frames", type=int, default=8, help="frames of the generated clip (default 8)")
+    demo.add_argument("--steps", type=int, default=20, help="diffusion steps (default 20)")
+    demo.add_argument("--prompt", default="a red ball on green grass under a blue sky",
+                      help='text that guides the colors (default "a red ball on green grass under a blue sky")')
+    demo.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     demo.set_defaults(func=_demo)
+
+    words = subparsers.add_parser(
+        "words",
+        help="list the words the model knows (a prompt's other words are ignored)",
+        description="Print the words the model's tokenizer knows, one per line; a prompt's words outside this "
+        "list are dropped (colorize and the plugins warn about them). A model with a sub-word tokenizer "
+        "(SD-1.5's CLIP) spells any word; then only its token limit is printed.",
+    )
+    words.add_argument("--model", metavar="PATH", help="'default', a training run folder or a CoolColor checkpoint "
+                       "folder (default: $COOLCOLOR_MODEL, else the embedded default model coolcolor-tiny)")
+    words.set_defaults(func=_words)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -76,6 +88,25 @@ def _demo(args: argparse.Namespace) -> int:
         f"in {seconds:.1f}s ({result.unet_evaluations / len(gray):.0f} UNet evaluations per frame); "
         f"results in {out}/"
     )
+    return 0
+
+
+def _words(args: argparse.Namespace) -> int:
+    import sys
+
+    from coolcolor.model.prompt_words import known_words, token_limit
+    from coolcolor.model.resolve import resolve_model
+
+    model = resolve_model(args.model, "cpu")
+    tokenizer = model.load_tokenizer()
+    words = known_words(tokenizer)
+    if words is None:
+        print(f"{model.name}: its tokenizer spells any word in sub-word pieces, so no word is unknown; a prompt is "
+              f"read up to {token_limit(tokenizer)} tokens")
+        return 0
+    print("\n".join(words))
+    print(f"coolcolor words: {len(words)} words known to {model.name}; a prompt's other words are ignored",
+          file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,8 @@ from typing import Any
 # A "word" as the user sees it: a run of non-space characters; punctuation around it is not part of it.
 _CHUNK = re.compile(r"\S+")
 _EDGE_PUNCTUATION = ".,;:!?\"'()[]{}"
+NO_PROMPT_WARNING = ("the prompt is empty: the job runs unconditionally (no text guidance: the colors the model "
+                     "finds most likely); describe the colors with --prompt")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class PromptWords:
 
     def warning(self) -> str | None:
         """The one-line message a user should see, or None when every word is read."""
+        if not self.words:
+            return NO_PROMPT_WARNING
         if not self.ignored:
             return None
         parts = []
@@ -51,6 +55,38 @@ class PromptWords:
         if self.all_unknown:
             return f"{text}: no word of the prompt is known, so it runs as unconditional (no prompt)"
         return f"{text}: they are ignored"
+
+
+def known_words(tokenizer: Any) -> list[str] | None:
+    """The words a word-level tokenizer knows, sorted (special tokens and bare punctuation left out); None
+    for a sub-word tokenizer (CLIP's BPE), which spells any word, so that no word is unknown to it."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.model).__name__ != "WordLevel":
+        return None
+    special = set(tokenizer.all_special_tokens)
+    return sorted(w for w in tokenizer.get_vocab() if w not in special and any(ch.isalnum() for ch in w))
+
+
+def known_word_count(tokenizer: Any) -> int | None:
+    """``len(known_words(tokenizer))``, None for a sub-word tokenizer: ``hello_reply.model.known_words``."""
+    words = known_words(tokenizer)
+    return None if words is None else len(words)
+
+
+def ignored_words_warning(prompt: str, ignored: list[str]) -> str | None:
+    """The warning for ``prompt`` when only the words the model ignores are known, not why (a daemon's
+    job summary, a Ray pool): the same cases as ``PromptWords.warning``, or None when every word is read."""
+    words = user_words(prompt)
+    if not words:
+        return NO_PROMPT_WARNING
+    if not ignored:
+        return None
+    return f"the model ignores the word(s) {', '.join(ignored)} (unknown to it, or past its token limit)"
+
+
+def user_words(prompt: str) -> list[str]:
+    """The prompt's words as the user sees them: whitespace-separated, edge punctuation stripped."""
+    return [w for w in (chunk.strip(_EDGE_PUNCTUATION) for chunk in _CHUNK.findall(prompt)) if w]
 
 
 def _unique(words: list[str]) -> list[str]:

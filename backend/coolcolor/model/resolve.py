@@ -157,6 +157,16 @@ class ResolvedModel:
         self._hash = pipe.model_hash
         return pipe
 
+    def load_tokenizer(self) -> Any:
+        """Only the tokenizer (``coolcolor words``, the daemon's ``known_words``): no weights are read."""
+        if self.path is None:
+            from coolcolor.model.presets import tiny_components
+
+            return tiny_components(seed=0).tokenizer
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(Path(self.path) / "tokenizer")
+
     def describe(self) -> dict[str, Any]:
         """What the daemon logs and returns in ``hello_reply.model`` (hash included once known)."""
         return {"name": self.name, "path": self.path, "hash": self._hash, "device": self.device, "dtype": self.dtype}

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override one config key (VALUE is JSON, else a string); repeatable")
     train.add_argument("--output", help="run folder")
-    train.add_argument("--steps", type=int)
+    train.add_argument("--steps", type=int, help="total optimizer steps of the run (overrides the config's steps)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
     train.set_defaults(func=_train)
 
@@ -37,11 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="measure a trained model on held-out world clips (adherence, ΔE2000, colorfulness, flicker)",
     )
     ev.add_argument("models", nargs="+", metavar="NAME=CHECKPOINT", help="model folders to compare")
-    ev.add_argument("--clips", type=int_in(1), default=16)
-    ev.add_argument("--frames", type=int_in(2), default=8)
-    ev.add_argument("--size", type=int_in(8), default=64)
-    ev.add_argument("--steps", type=int_in(1, 1000), default=20)
-    ev.add_argument("--guidance", type=float, default=5.0)
+    ev.add_argument("--clips", type=int_in(1), default=16, help="held-out world clips rendered (default 16)")
+    ev.add_argument("--frames", type=int_in(2), default=8, help="frames per clip (default 8)")
+    ev.add_argument("--size", type=int_in(8), default=64, help="clip width and height in pixels (default 64)")
+    ev.add_argument("--steps", type=int_in(1, 1000), default=20, help="diffusion steps per clip (default 20)")
+    ev.add_argument("--guidance", type=float, default=5.0, help="text guidance scale (default 5)")
     ev.add_argument("--degradation", type=float, default=1.0, help="old-film damage strength of the clips (0: clean)")
     ev.add_argument("--leave-out", action="store_true",
                     help="also measure clips featuring a held-out shape family, layout and color synonyms "

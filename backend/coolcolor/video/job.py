@@ -56,6 +56,13 @@ from coolcolor.video.segment import (
 )
 from coolcolor.video.sources import FrameSource, _compress_ranges, open_source
 
+from coolcolor_protocol.abfiles import (
+    AB_FILE_PATTERN,
+    PREVIEW_FILE_PATTERN,
+    RESOLVE_SIDECAR_PATTERN,
+    RGB_PLATE_PATTERN,
+    frame_file,
+)
 from coolcolor_protocol.errors import ProtocolError
 from coolcolor_protocol.jobspec import JobSpec
 
@@ -256,6 +263,7 @@ def open_job(job: ColorizeJob) -> OpenedJob:
             raise InputError(
                 f"keyframe(s) {', '.join(map(str, outside))} outside the frames to colorize ({info.first}-{info.last})"
             )
+        check_outputs_spare_source(job, source)
         try:
             os.makedirs(job.output_dir, exist_ok=True)
         except OSError as exc:
@@ -266,6 +274,32 @@ def open_job(job: ColorizeJob) -> OpenedJob:
     except BaseException:
         source.close()
         raise
+
+
+def job_output_files(job: JobSpec, frames: range | list[int]) -> list[str]:
+    """Every file the job may write for ``frames``: ab, the outputs it asks for, the manifest."""
+    patterns = [AB_FILE_PATTERN]
+    patterns += [PREVIEW_FILE_PATTERN] if job.preview else []
+    patterns += [RESOLVE_SIDECAR_PATTERN] if job.resolve_sidecar else []
+    patterns += [RGB_PLATE_PATTERN] if job.rgb_plate else []
+    files = [os.path.join(job.output_dir, frame_file(p, f)) for f in frames for p in patterns]
+    return [*files, os.path.join(job.output_dir, MANIFEST_NAME)]
+
+
+def check_outputs_spare_source(job: JobSpec, source: FrameSource) -> None:
+    """InputError when an output file would land on a source file (``-o`` the source's own folder, with
+    source frames named like ours, e.g. ``preview.%04d.png`` and ``--preview``): checked before anything
+    is written, because a plate overwritten by its own colorization is lost."""
+
+    def real(path: str) -> str:
+        return os.path.normcase(os.path.realpath(path))
+
+    sources = {real(path) for path in source.files()}
+    clashes = [path for path in job_output_files(job, source.frames()) if real(path) in sources]
+    if clashes:
+        names = ", ".join(os.path.basename(p) for p in clashes[:3]) + (", …" if len(clashes) > 3 else "")
+        raise InputError(f"output folder {job.output_dir} holds the source and this job would write over "
+                         f"{len(clashes)} of its frame file(s) ({names}); choose another output folder")
 
 
 def check_job_input(job: ColorizeJob) -> tuple[InputDecoder, FrameSource]:
@@ -507,10 +541,20 @@ def _run_prepared(run: JobRun, executor: Executor, previous: dict | None) -> Job
         raise
     except OwnershipLost:
         raise  # the folder is another process's now: not even the manifest is written
+    except KeyboardInterrupt:  # Ctrl-C: the user's stop, as a cancel is; not a failure with an empty message
+        with contextlib.suppress(OSError):
+            run.manifest.write("cancelled", shots, interrupted_message(run.frames_finished()))
+        raise
     except BaseException as exc:
         with contextlib.suppress(OSError):  # on a full disk this fails too; the error that stopped the job counts
             run.manifest.write("failed", shots, f"{type(exc).__name__}: {exc}")
         raise
+
+
+def interrupted_message(frames_kept: int) -> str:
+    """The manifest's error after Ctrl-C: who stopped the job and what is kept."""
+    return (f"interrupted by the user; the {frames_kept} finished frame(s) are kept and running the same job "
+            "again resumes")
 
 
 def run_colorize_job(

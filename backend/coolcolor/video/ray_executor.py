@@ -225,8 +225,11 @@ class ColorizeWorker:
         node = ray.get_runtime_context().get_node_id()[:8]
         if self.pipeline is None:
             return {"error": self.error, "node": node, "pid": os.getpid()}
+        from coolcolor.model.prompt_words import known_word_count
+
         return {"model_hash": self.pipeline.model_hash, "resolution": int(self.pipeline.resolution),
-                **self.resolved.describe(), "node": node, "pid": os.getpid()}
+                **self.resolved.describe(), "node": node, "pid": os.getpid(),
+                "known_words": known_word_count(self.pipeline.tokenizer)}
 
     def _open(self, run_id: str, job_dict: dict[str, Any], probe: str) -> Any:
         """The job's source, opened once per worker and run; the output folder checked to be shared."""
@@ -587,7 +590,7 @@ class RayJobExecutor:
         info = self.pool.worker_info[0]
         return {"name": info.get("name"), "path": info.get("path"), "hash": self.pool.model_hash,
                 "device": f"ray:{self.pool.workers}x{info.get('device')}", "dtype": info.get("dtype"),
-                "resolution": self.pool.resolution}
+                "resolution": self.pool.resolution, "known_words": info.get("known_words")}
 
     def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
         from coolcolor.video.job import run_job

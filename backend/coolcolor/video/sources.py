@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from coolcolor.errors import InputError
+from coolcolor_protocol.jobspec import MAX_FRAME_NUMBER
 
 MOVIE_EXTENSIONS = (".mov", ".mp4", ".m4v", ".mxf", ".mkv", ".avi", ".webm")
 _PRINTF = re.compile(r"%(0?)(\d*)d")
@@ -62,12 +63,17 @@ class FrameSource:
     """Common interface; use as a context manager or call ``close``."""
 
     info: SourceInfo
+    note: str | None = None  # something the user should know about the source (one line), e.g. a sequence beside it
 
     def read(self, frame: int) -> np.ndarray:
         raise NotImplementedError
 
     def frames(self) -> range:
         return range(self.info.first, self.info.last + 1)
+
+    def files(self) -> list[str]:
+        """The files the frames to colorize are read from (one per frame of a sequence)."""
+        return [self.info.path]
 
     def iter_frames(self, frames: range | list[int] | None = None) -> Iterator[tuple[int, np.ndarray | FrameReadError]]:
         """Yield (frame, pixels), or (frame, FrameReadError) for a frame that fails, in order."""
@@ -227,6 +233,9 @@ class ImageSequenceSource(FrameSource):
     def path(self, frame: int) -> str:
         return self.pattern % frame
 
+    def files(self) -> list[str]:
+        return [self.path(f) for f in self.frames()]
+
     @staticmethod
     def _scan(prefix: str, suffix: str, pad: int) -> list[int]:
         folder, stem = os.path.split(prefix)
@@ -252,20 +261,58 @@ class ImageSequenceSource(FrameSource):
         return pixels
 
 
+_NUMBERED_NAME = re.compile(r"(?P<stem>.+[._])(?P<digits>\d+)(?P<suffix>\.[^.]+)\Z")
+
+
+def numbered_frame(path: str) -> tuple[int, str] | None:
+    """``plate.1001.exr`` → (1001, ``plate.%04d.exr``): the frame number a file's name gives it and the
+    pattern of the sequence it belongs to; None for a name without one (``still.tif``)."""
+    folder, name = os.path.split(path)
+    m = _NUMBERED_NAME.match(name)
+    if m is None or int(m.group("digits")) > MAX_FRAME_NUMBER:  # a date-and-time photo name is no frame number
+        return None
+    digits = m.group("digits")
+    return int(digits), os.path.join(folder, printf_pattern(m.group("stem"), m.group("suffix"), len(digits)))
+
+
 class SingleImageSource(FrameSource):
+    """One picture. Its frame number is the one in its name (``plate.1001.exr`` is frame 1001, so its ab
+    file is ``ab.1001.exr`` and lines up with the rest of the shot), else 0. When the name is one frame of
+    a sequence on disk, ``note`` says so: the user may have meant the whole sequence."""
+
     def __init__(self, path: str, first: int | None, last: int | None) -> None:
         self._path = path
         w, h, c, fmt = _image_header(path)
-        lo, hi = _check_range(path, 0, 0, first, last)
+        numbered = numbered_frame(path)
+        self.frame = numbered[0] if numbered else 0
+        lo, hi = _check_range(path, self.frame, self.frame, first, last)
         self.info = SourceInfo("image", path, lo, hi, w, h, c, fmt)
+        if numbered:
+            self.note = _sequence_note(path, *numbered)
 
     def read(self, frame: int) -> np.ndarray:
-        if frame != 0:
-            raise InputError(f"frame {frame} is outside 0-0")
+        if frame != self.frame:
+            raise InputError(f"frame {frame} is outside {self.frame}-{self.frame}")
         try:
             return _read_image(self._path, self.info.channels)
         except InputError as exc:
             raise FrameReadError(frame, str(exc)) from exc
+
+
+def _sequence_note(path: str, frame: int, pattern: str) -> str | None:
+    """``plate.1001.exr is frame 1001 of the sequence plate.%04d.exr (frames 1001-1100) …`` when the file
+    has siblings of the same sequence; None when it stands alone."""
+    parsed = parse_sequence_pattern(pattern)
+    if parsed is None:
+        return None
+    try:
+        frames = ImageSequenceSource._scan(*parsed)
+    except (OSError, InputError):
+        return None
+    if len(frames) < 2:
+        return None
+    return (f"{os.path.basename(path)} is frame {frame} of the sequence {pattern} (frames {_compress_ranges(frames)}): "
+            f"only this frame is colorized; give the pattern {os.path.basename(pattern)} for the whole sequence")
 
 
 # --------------------------------------------------------------------------- PyAV
