@@ -23,9 +23,11 @@ from coolcolor.video.exr import read_ab_header
 from coolcolor.video.ownership import (
     HOST,
     OWNER_FILE,
+    PID_NAMESPACE,
     STALE_AFTER_S,
     FolderBusy,
     FolderOwnership,
+    describe_job,
     read_owner,
 )
 from test_video_job import one_shot_sequence
@@ -103,7 +105,7 @@ def test_a_second_job_into_a_held_folder_is_refused_at_once_and_nothing_mixes(tm
     rc, stdout, stderr = second.finish()
     errors = [line for line in stderr.splitlines() if "error" in line]
     assert rc == 1 and "Traceback" not in stderr, stderr
-    assert len(errors) == 1, stderr
+    assert stderr.strip().splitlines() == errors, stderr  # one line, at once: before the model is loaded
     assert errors[0].startswith(f"coolcolor colorize: error: output folder {out} is being written by another job "
                                 f"(prompt 'a red ball', source {source}, pid {first.proc.pid} on {HOST}, since ")
     assert "wait for it to finish or use another output folder" in errors[0]
@@ -197,17 +199,22 @@ def test_a_takeover_removes_only_the_stale_file_it_judged(tmp_path):
         fresh.release()
 
 
-def test_a_dead_pid_on_this_host_is_taken_over(tmp_path):
+def test_a_dead_pid_on_this_host_is_taken_over_but_not_one_of_another_pid_namespace(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     out = tmp_path / "out"
     _foreign_owner(out, HOST, age_s=0)
     record = json.loads((out / OWNER_FILE).read_text())
-    (out / OWNER_FILE).write_text(json.dumps({**record, "pid": dead.pid}))
+    (out / OWNER_FILE).write_text(json.dumps({**record, "pid": dead.pid, "pid_namespace": PID_NAMESPACE}))
     ownership = FolderOwnership(str(out), "k-mine", {"prompt": "day"})
     ownership.acquire()
     ownership.release()
     assert ownership.took_over is not None and ownership.took_over["pid"] == dead.pid
+    # the same host name, but pids of another namespace (a container with the host's name): its pid says
+    # nothing here, so only its heartbeat's age counts — fresh, it holds the folder
+    _foreign_owner(out, HOST, age_s=0)
+    with pytest.raises(FolderBusy, match="pid 4242 on "):
+        FolderOwnership(str(out), "k-mine", {"prompt": "day"}).acquire()
 
 
 def test_the_owner_file_is_readable_by_others_and_written_before_anything_else(tmp_path):
@@ -224,3 +231,49 @@ def test_the_owner_file_is_readable_by_others_and_written_before_anything_else(t
         assert owner["pid"] == os.getpid() and owner["host"] == HOST and owner["job_key"] == "k"
     finally:
         ownership.release()
+
+
+def test_a_holder_whose_file_was_taken_over_stops_and_leaves_the_new_file(tmp_path, monkeypatch):
+    from coolcolor.video import ownership as module
+
+    monkeypatch.setattr(module, "HEARTBEAT_S", 0.01)
+    out = tmp_path / "out"
+    frozen = FolderOwnership(str(out), "k", {"prompt": "a"})
+    frozen.acquire()
+    _foreign_owner(out, "render-node-7", age_s=0, job_key="k")  # what a takeover leaves: another token
+    deadline = time.monotonic() + WAIT_S
+    while frozen.lost is None and time.monotonic() < deadline:  # the next heartbeat notices
+        time.sleep(0.01)
+    with pytest.raises(module.OwnershipLost, match="was taken over by another process"):
+        frozen.check()
+    frozen.release()
+    assert read_owner(str(out))["token"] == "t-other"
+
+
+def test_the_same_job_waiting_for_the_folder_can_be_cancelled_and_writes_nothing(tmp_path, tiny_pipe):
+    from coolcolor.video.job import ColorizeJob, JobCancelled, JobEvents, open_job, run_colorize_job
+
+    source = one_shot_sequence(tmp_path / "src", FRAMES)
+    job = ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1)
+    with open_job(job) as opened:
+        key = opened.key(tiny_pipe.model_hash)
+    holder = FolderOwnership(job.output_dir, key, describe_job(job))
+    holder.acquire()
+
+    class CancelWhileWaiting(JobEvents):
+        told = ""
+
+        def waiting(self, message):
+            self.told = message
+
+        def should_cancel(self):
+            return bool(self.told)
+
+    events = CancelWhileWaiting()
+    try:
+        with pytest.raises(JobCancelled):
+            run_colorize_job(job, tiny_pipe, events)
+    finally:
+        holder.release()
+    assert "is being written by the same job" in events.told
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []

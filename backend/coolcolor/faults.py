@@ -34,7 +34,6 @@ POINTS: dict[str, str] = {
     "mid_write": "inside an atomic file write, after the temporary file is fsynced and before the rename",
     "journal_commit": "inside a journal write transaction, before COMMIT",
     "frame_written": "after a frame's file is written and frame_done has been called (journaled by the daemon)",
-    "folder_owned": "right after a writer took its output folder (coolcolor.video.ownership), before it reads it",
 }
 ACTIONS = ("kill", "pause")
 

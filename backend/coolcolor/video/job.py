@@ -44,7 +44,12 @@ from coolcolor.errors import CoolColorError, InputError
 from coolcolor.video.encoding import InputDecoder
 from coolcolor.video.exr import read_ab_header, resolve_outputs_present
 from coolcolor.video.manifest import MANIFEST_NAME, ManifestWriter, load_manifest
-from coolcolor.video.ownership import FolderOwnership, OwnershipLost, describe_job
+from coolcolor.video.ownership import (
+    FolderOwnership,
+    OwnershipLost,
+    describe_job,
+    refuse_if_another_job_holds,
+)
 from coolcolor.video.plan import JobPlan, ShotPlan, auto_keyframe, plan_job, shots_from_manifest
 from coolcolor.video.segment import (
     AbFolderSink,
@@ -270,6 +275,7 @@ def open_job(job: ColorizeJob) -> OpenedJob:
             raise InputError(f"cannot create output folder {job.output_dir}: {exc}") from exc
         if not os.access(job.output_dir, os.W_OK):
             raise InputError(f"output folder {job.output_dir} is not writable")
+        refuse_if_another_job_holds(job.output_dir, describe_job(job))  # at once, before the model loads
         return OpenedJob(job, decoder, source)
     except BaseException:
         source.close()

@@ -9,7 +9,8 @@ reliable on every network file system) but the one operation those make atomic: 
 does not exist. The owner file ``.coolcolor-owner.json`` is written complete to a temporary name and
 then ``link()``-ed to its name (``O_CREAT|O_EXCL`` where the file system has no hard links); whoever
 creates it owns the folder. It records the job key, what the job is (prompt, source), the host, the
-pid (and the pid's start time, so a reused pid is not taken for the holder) and when it started.
+pid (with the pid's start time, so a reused pid is not taken for the holder, and its pid namespace, so a
+container that shares the host's name is not judged by pids it cannot see) and when it started.
 
 - A writer of a **different** job is refused at once (``FolderBusy``, one line naming the folder, the
   other job and what to do).
@@ -40,7 +41,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from coolcolor import faults
 from coolcolor.errors import CoolColorError, InputError
 
 OWNER_FILE = ".coolcolor-owner.json"
@@ -88,27 +88,45 @@ def _process_start(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]  # a zombie is dead: it only waits to be reaped
 
 
+def _pid_namespace() -> str | None:
+    """This process's pid namespace (Linux): a container sharing the host's name (``--network host``) has
+    pids of its own, so a holder there is judged like one on another host, by its heartbeat."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+PID_NAMESPACE = _pid_namespace()
+
+
 def _pid_alive(pid: int, start: str | None) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's live process
-        pass
+    except PermissionError:  # another user's process: alive (its /proc entry may be hidden from us)
+        return True
     except OSError:  # pragma: no cover
         return True
     now = _process_start(pid)
-    if os.path.isdir("/proc/self") and now is None:
-        return False  # a zombie, or gone between the two looks
-    return start is None or now is None or now == start
+    if now is None:
+        return not os.path.isdir("/proc/self")  # on Linux: a zombie, or gone between the two looks
+    return start is None or now == start
 
 
 def holder_alive(owner: dict[str, Any], mtime: float, now: float | None = None) -> bool:
     """Whether the holder recorded in ``owner`` (file modified at ``mtime``) may still be writing."""
     if owner.get("farm_plan"):
         return True  # a farm reservation: ended by `farm finish` (or by deleting the file)
-    if owner.get("host") == HOST:
-        return _pid_alive(int(owner.get("pid") or 0), owner.get("pid_start"))
+    if owner.get("host") == HOST and owner.get("pid_namespace") == PID_NAMESPACE:
+        try:
+            pid = int(owner.get("pid") or 0)
+        except (TypeError, ValueError):
+            pid = 0
+        return _pid_alive(pid, owner.get("pid_start"))
     return (time.time() if now is None else now) - mtime < STALE_AFTER_S
 
 
@@ -132,6 +150,11 @@ def _who(owner: dict[str, Any]) -> str:
     return f"{what}, pid {owner.get('pid')} on {owner.get('host')}, since {_when(owner.get('started'))}"
 
 
+def _busy_message(output_dir: str, owner: dict[str, Any]) -> str:
+    return (f"output folder {output_dir} is being written by another job ({_who(owner)}); wait for it to finish "
+            f"or use another output folder (if that job is dead, delete {owner_path(output_dir)})")
+
+
 class FolderOwnership:
     """One job's hold on one output folder: ``acquire``, write, ``release`` (or ``with``)."""
 
@@ -149,7 +172,8 @@ class FolderOwnership:
     # ------------------------------------------------------------------ the record
     def _record(self) -> dict[str, Any]:
         return {"format": OWNER_FORMAT, "version": 1, "job_key": self.job_key, "job": self.job, "host": HOST,
-                "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "started": time.time(),
+                "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "pid_namespace": PID_NAMESPACE,
+                "started": time.time(),
                 "token": self.token, "farm_plan": self.farm_plan}
 
     def _temporary(self) -> str:
@@ -228,7 +252,6 @@ class FolderOwnership:
         while True:
             if self._create():
                 self._held = True
-                faults.hit("folder_owned")
                 if not self.farm_plan:
                     self._heartbeat = threading.Thread(target=self._beat, name="coolcolor-owner", daemon=True)
                     self._heartbeat.start()
@@ -243,9 +266,7 @@ class FolderOwnership:
                     continue
             elif holder_alive(owner, mtime):
                 if owner.get("job_key") != self.job_key:
-                    raise FolderBusy(
-                        f"output folder {self.output_dir} is being written by another job ({_who(owner)}); wait "
-                        f"for it to finish or use another output folder (if that job is dead, delete {self.path})")
+                    raise FolderBusy(_busy_message(self.output_dir, owner))
                 if shared_farm and owner.get("farm_plan"):
                     return  # a task of the farm job that reserved the folder (same job key)
                 if not announced and waiting is not None:
@@ -306,6 +327,22 @@ class FolderOwnership:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def refuse_if_another_job_holds(output_dir: str, job: dict[str, Any]) -> None:
+    """Before the model is loaded (the job key needs its hash): a live holder with another prompt — part
+    of the key as written — is certainly another job, so say so now. Not the source path: the key knows
+    footage by its identity, not where it is mounted. Anything closer is decided by ``acquire``."""
+    path = owner_path(output_dir)
+    owner = _read(path)
+    if owner is None or (owner.get("job") or {}).get("prompt") == job.get("prompt"):
+        return
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return
+    if holder_alive(owner, mtime):
+        raise FolderBusy(_busy_message(output_dir, owner))
 
 
 def end_farm_reservation(output_dir: str, job_key: str, plan_path: str) -> None:
