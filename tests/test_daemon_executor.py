@@ -39,8 +39,11 @@ def executor():
 
 def test_load_describes_what_is_served(executor):
     _, info = executor
+    from coolcolor.model.prompt_words import known_words
+
+    words = len(known_words(resolve_model(TINY_PRESET, "cpu").load_tokenizer()))  # hello_reply's count
     assert info == {"name": TINY_PRESET, "path": None, "hash": resolve_model(TINY_PRESET, "cpu").hash,
-                    "device": "cpu", "dtype": "fp32", "resolution": 64}
+                    "device": "cpu", "dtype": "fp32", "resolution": 64, "known_words": words} and words > 50
     assert LocalExecutor.capacity == 1
 
 
