@@ -59,7 +59,7 @@ def main() -> None:
 
     pipe = resolve_model(args.model, args.device).load_pipeline()
 
-    def run(clip, mode: str) -> tuple[np.ndarray, float, int]:
+    def run(clip, mode: str) -> tuple[np.ndarray, float, int, int]:
         n = clip.n_frames
         cache = KeyframeKVCache(max_entries=4)
         truth = clip.rgb.astype(np.float32)
@@ -74,7 +74,7 @@ def main() -> None:
         else:  # two references, blended
             refs, extra = [ReferenceImage(truth[0], 0), ReferenceImage(truth[n - 1], n - 1)], {
                 "reference_blend": mode.split(":")[1]}
-        out = []
+        out, passes = [], 0
         t = time.perf_counter()
         for i in range(0, n, args.window):
             frames = list(range(i, min(n, i + args.window)))
@@ -84,7 +84,8 @@ def main() -> None:
             result = pipe(clip.gray[frames], prompt=clip.captions[0], num_inference_steps=args.steps, seed=0,
                           preview=False, keyframe_cache=cache if mode == "text" else cache, **kw)
             out.append(result.ab)
-        return np.concatenate(out), time.perf_counter() - t, n
+            passes += result.unet_evaluations
+        return np.concatenate(out), time.perf_counter() - t, n, passes
 
     def score(clip, ab: np.ndarray, skip: set[int]) -> tuple[float, int, int]:
         keep = [f for f in range(clip.n_frames) if f not in skip]
@@ -104,14 +105,15 @@ def main() -> None:
           f"{args.steps} steps, windows of {args.window}, model {args.model} on {args.device}, 1 thread")
     print("ΔE2000 and adherence on the frames no reference depicts; reference frame: max |Δa*b*| vs the reference")
     print()
-    print("| frames | mode | ΔE2000 ↓ | adherence | ms / frame | ref frame max abs(Δa*b*) |")
-    print("|---|---|---|---|---|---|")
+    print("| frames | mode | ΔE2000 ↓ | adherence | ms / frame | UNet passes / frame | ref frame max abs(Δa*b*) |")
+    print("|---|---|---|---|---|---|---|")
     for n_frames in args.frames:
         clips = held_out_clips(args.clips, n_frames, args.size)
         for mode in modes:
-            des, correct, named, seconds, count, own = [], 0, 0, 0.0, 0, 0.0
+            des, correct, named, seconds, count, own, passes = [], 0, 0, 0.0, 0, 0.0, 0
             for clip in clips:
-                ab, s, n = run(clip, mode)
+                ab, s, n, p = run(clip, mode)
+                passes += p
                 skip = {0, n - 1} if mode.startswith("two") else {0}
                 de, c, k = score(clip, ab, skip)
                 des.append(de)
@@ -121,7 +123,7 @@ def main() -> None:
                     own = max(own, float(np.abs(ab[0].astype(np.float16).astype(np.float32) - ref_ab).max()))
             own_text = f"{own:.4f}" if mode in ("reference", "kv") or mode.startswith("two") else "—"
             print(f"| {n_frames} | {labels[mode]} | {np.mean(des):.2f} | {correct / max(named, 1):.1%} ({correct}/{named}) "
-                  f"| {1000 * seconds / count:.1f} | {own_text} |", flush=True)
+                  f"| {1000 * seconds / count:.1f} | {passes / count:.1f} | {own_text} |", flush=True)
 
 
 if __name__ == "__main__":
