@@ -18,7 +18,7 @@ def test_defaults_are_the_agreed_ones():
         "source": "/shots/a.%04d.exr", "output_dir": "/out/a", "prompt": "", "negative_prompt": "",
         "first": None, "last": None, "keyframes": [], "seed": 0, "steps": 20, "guidance_scale": 5.0,
         "encoding": "srgb", "ocio_config": None, "preview": False, "clip_model_dir": None, "window": 8,
-        "keyframes_only": False, "resolve_sidecar": False, "rgb_plate": False,
+        "keyframes_only": False, "resolve_sidecar": False, "rgb_plate": False, "references": [],
     }
     assert spec.extras == {}
 
@@ -72,6 +72,18 @@ def test_null_means_the_default_for_fields_that_have_one():
         ({"keyframes_only": 1}, 400, "job.keyframes_only: must be true or false"),
         ({"resolve_sidecar": "no"}, 400, "job.resolve_sidecar: must be true or false"),
         ({"clip_model_dir": 7}, 400, "job.clip_model_dir: must be a string"),
+        ({"references": "a.png"}, 400, "job.references: must be a list of {frame, path} objects, got str"),
+        ({"references": [{"path": "a.png"}] * 17}, 413, "job.references: 17 references; limit 16"),
+        ({"references": ["a.png"]}, 400, "job.references[0]: must be an object with frame and path, got str"),
+        ({"references": [{"frame": 3}]}, 400, "job.references[0]: path must be a non-empty string, got None"),
+        ({"references": [{"path": "a.png", "sha": 1}]}, 400, "job.references[0]: unknown key(s) sha"),
+        ({"references": [{"path": "a\x00.png"}]}, 400, "job.references[0]: path contains control characters"),
+        ({"references": [{"path": "a.png", "frame": -2}]}, 400,
+         "job.references[0]: frame -2 is not a frame number in 0..10000000 (null for an exemplar)"),
+        ({"first": 1001, "last": 1096, "references": [{"path": "a.png", "frame": 1200}]}, 400,
+         "job.references[0]: frame 1200 is outside the frame range 1001..1096"),
+        ({"references": [{"path": "a.png", "frame": 5}, {"path": "b.png", "frame": 5}]}, 400,
+         "job.references[1]: a second reference for frame 5 (a.png and b.png)"),
     ],
 )
 def test_each_bad_value_is_refused_with_its_field_and_reason(change, code, words):
@@ -79,6 +91,20 @@ def test_each_bad_value_is_refused_with_its_field_and_reason(change, code, words
         JobSpec.from_dict(dict(BASE, **change))
     assert exc.value.code == code
     assert words in exc.value.message, exc.value.message
+
+
+def test_references_round_trip_normalized():
+    sent = dict(BASE, first=1001, last=1096, references=[
+        {"frame": None, "path": "/stills/costume.jpg"}, {"frame": 1050, "path": "/g/sh010.1050.png"},
+        {"path": "/stills/street.jpg"}, {"frame": 1001, "path": "/g/sh010.1001.png"}])
+    spec = JobSpec.from_dict(sent)
+    assert spec.references == [  # frame references by frame, then the exemplars in the order given
+        {"frame": 1001, "path": "/g/sh010.1001.png"}, {"frame": 1050, "path": "/g/sh010.1050.png"},
+        {"frame": None, "path": "/stills/costume.jpg"}, {"frame": None, "path": "/stills/street.jpg"}]
+    wire = json.loads(json.dumps(spec.to_dict()))
+    assert JobSpec.from_dict(wire) == spec and wire["references"] == spec.references
+    assert JobSpec.from_dict(dict(BASE, references=None)).references == []
+    assert JOB_LIMITS["max_references"] == 16
 
 
 def test_the_caller_names_where_the_job_sits_in_its_message():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from typing import Any, TypeVar
 
 from coolcolor_protocol.abfiles import BUILTIN_ENCODINGS
@@ -33,6 +34,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keyframe", dest="keyframes", type=int, nargs="+", action="extend", default=[],
                         metavar="N", help="artist-marked keyframe(s), in the source's frame numbers (--keyframe 3 9 "
                         "or --keyframe 3 --keyframe 9); a shot without one gets an automatic keyframe")
+    parser.add_argument("--reference", dest="references", type=reference_arg, action="append", default=[],
+                        metavar="[FRAME=]IMAGE", help="a colour image the shot follows: FRAME=IMAGE is the graded "
+                        "frame FRAME of the shot (its output is that image's colour), IMAGE alone an exemplar still "
+                        "(repeatable)")
     parser.add_argument("--first", type=int, metavar="F", help="first frame to colorize (source numbering, inclusive)")
     parser.add_argument("--last", type=int, metavar="L", help="last frame to colorize (inclusive)")
     parser.add_argument("--seed", type=int, default=d["seed"], help=f"noise seed (default {d['seed']})")
@@ -56,6 +61,16 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write rgb.NNNN.exr: the plate's L* with the ab, in the job's encoding")
 
 
+def reference_arg(text: str) -> dict[str, Any]:
+    """``1040=graded/sh010.1040.png`` → a frame reference, ``still.jpg`` → an exemplar (argparse type)."""
+    match = re.fullmatch(r"(\d+)=(.+)", text)
+    if match:
+        return {"frame": int(match.group(1)), "path": match.group(2)}
+    if not text:
+        raise argparse.ArgumentTypeError("empty reference: give FRAME=IMAGE or IMAGE")
+    return {"frame": None, "path": text}
+
+
 def job_from_args(args: argparse.Namespace, cls: type[SpecT] = JobSpec, *, absolute_paths: bool = False) -> SpecT:
     """The job the flags describe (not yet validated). ``absolute_paths`` for a daemon with another cwd."""
 
@@ -71,5 +86,6 @@ def job_from_args(args: argparse.Namespace, cls: type[SpecT] = JobSpec, *, absol
         "guidance_scale": args.guidance_scale, "encoding": args.encoding, "ocio_config": path(args.ocio_config),
         "preview": args.preview, "clip_model_dir": path(args.clip_model_dir), "window": args.window,
         "keyframes_only": args.keyframes_only, "resolve_sidecar": args.resolve_sidecar, "rgb_plate": args.rgb_plate,
+        "references": [{"frame": r["frame"], "path": path(r["path"])} for r in getattr(args, "references", [])],
     }
     return cls(**values)

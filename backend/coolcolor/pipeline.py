@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch
 from coolcolor import color, faults
 from coolcolor.chroma import resize, upsample_ab
 from coolcolor.errors import InputError
-from coolcolor.model.attention import KeyframeAttention, install_keyframe_attention
+from coolcolor.model.attention import KeyframeAttention, ReferenceBlend, install_keyframe_attention
 from coolcolor.model.checkpoint import (
     Components,
     encode_gray_latents,
@@ -36,6 +36,7 @@ from coolcolor.model.checkpoint import (
 from coolcolor.model.decoder_guide import decode as decode_latents
 from coolcolor.model.prompt_words import PromptWords, prompt_words, token_limit
 from coolcolor.model.unet import merge_gray
+from coolcolor.references import DEFAULT_BLEND, DEFAULT_REFERENCE_START, ReferenceImage, gray_problem, reference_weights
 from coolcolor_protocol.jobspec import MAX_GUIDANCE, MAX_SEED, MAX_STEPS
 
 logger = logging.getLogger(__name__)
@@ -280,6 +281,10 @@ class CoolColorPipeline:
         progress: ProgressCallback | None = None,
         preview: bool = True,
         keyframe_cache: KeyframeKVCache | None = None,
+        references: Sequence[ReferenceImage] = (),
+        frame_numbers: Sequence[int] | None = None,
+        reference_blend: str = DEFAULT_BLEND,
+        reference_start: float = DEFAULT_REFERENCE_START,
     ) -> ColorizationResult:
         """Colorize one shot.
 
@@ -288,11 +293,29 @@ class CoolColorPipeline:
         keyframe of a long shot processed in windows). ``progress`` is called at each stage and step and
         may raise to cancel; the exception propagates unchanged. ``preview=False`` skips the
         full-resolution RGB (a Lab → sRGB conversion per plate pixel) when only the ab layer is wanted.
+
+        ``references`` (issue 25): colour images that replace the keyframe (``keyframe`` must be None).
+        ``frame_numbers`` places the frames of ``gray`` in the shot (default 0…N−1), in the numbering of
+        ``ReferenceImage.frame``; frames read the references weighed by ``reference_blend``
+        (``coolcolor.references.reference_weights``), and a frame that a reference depicts is the
+        reference's a*, b* exactly (L* stays the plate's). ``reference_start`` (0 ≤ s < 1): the share of
+        the schedule the frames skip, starting from their frame references' latent noised to that level
+        (see ``_colorize_with_references``).
         """
         frames = _check_gray(gray, "gray")
         n, height, width = frames.shape
         key_index, key_image = _check_keyframe(keyframe, n, (height, width))
         _check_settings(prompt, negative_prompt, num_inference_steps, guidance_scale, seed)
+        if references is not None and not (isinstance(references, (list, tuple)) and not references):
+            if keyframe is not None:
+                raise InputError("keyframe and references cannot be combined: the references are the keyframes")
+            if isinstance(reference_start, bool) or not isinstance(reference_start, (int, float)) or not (
+                    0 <= reference_start < 1):
+                raise InputError(f"reference_start must be a number in [0, 1), got {reference_start!r}")
+            return self._colorize_with_references(
+                frames, _check_references(references, (height, width)), _check_frame_numbers(frame_numbers, n),
+                prompt, negative_prompt, num_inference_steps, guidance_scale, seed, memory_budget_bytes,
+                progress, preview, keyframe_cache, reference_blend, reference_start)
         report = progress or (lambda _event: None)
         self._unet_evaluations = 0
 
@@ -386,6 +409,155 @@ class CoolColorPipeline:
         return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations, self.unknown_words(prompt))
 
     @torch.no_grad()
+    def _colorize_with_references(
+        self, frames: np.ndarray, references: list[ReferenceImage], positions: list[int], prompt: str,
+        negative_prompt: str, num_inference_steps: int, guidance_scale: float, seed: int,
+        memory_budget_bytes: int | None, progress: ProgressCallback | None, preview: bool,
+        keyframe_cache: KeyframeKVCache | None, blend: str, start: float,
+    ) -> ColorizationResult:
+        """The keyframe K/V, and the frames' starting point, from the artist's colours (issue 25).
+
+        Each reference is VAE-encoded (posterior mode) at the model size, brought to each step's noise
+        level by the forward process (paper Eq. 1: ``scheduler.add_noise`` with the clip's own seeded
+        noise, so the reference and the frames share one noise draw), and run through the UNet alone
+        beside its own gray latent (its luminance), storing the keyframe layers' K/V. The frames then
+        attend to those K/V, mixed per frame by distance. The reference's own noise prediction is not
+        used: it is re-noised from its clean latent at every step.
+
+        K/V alone move the colours little with a model trained without cross-frame attention (the
+        embedded one: bench/bench_reference.py measured ΔE2000 no better than text only), so the frames
+        also *start* from the references: with ``start`` = s > 0 they skip the first s of the schedule
+        and begin at that step's noise level from their frame references' latent (weighted like the
+        attention) under the clip's noise — SDEdit (Meng et al. 2022) with the reference as the guide;
+        the gray latent and the text redraw what moved or what the reference does not show during the
+        remaining steps. Exemplars steer through K/V only (they are not the shot's geometry).
+
+        Frames that a reference depicts are
+        not denoised at all; their output is the reference's a*, b* at full size with the plate's L*
+        (not refitted to the gamut: it is the artist's frame). The text still steers every frame
+        through cross-attention, where the references do not show a region.
+        """
+        n, height, width = frames.shape
+        report = progress or (lambda _event: None)
+        self._unet_evaluations = 0
+        device = self.device
+        size = self.model_size(height, width)
+        full = torch.from_numpy(frames)
+        small = resize_frames(full, size).to(device)
+        ways = 2 if guidance_scale > 1 else 1
+        per_batch = self.frames_per_batch(size, ways, memory_budget_bytes)
+        depicted = {r.frame: r for r in references if r.frame is not None}
+        order = [i for i in range(n) if positions[i] not in depicted]
+
+        report(PipelineProgress("encode", 1, 1))
+        text = self.encode_prompt(prompt)
+        if ways == 2:
+            text = torch.cat((self.encode_prompt(negative_prompt), text))
+        latents = torch.empty(0)
+        if order:
+            small_rows = small[order]
+            gray_rows = torch.cat([self.encode_gray(small_rows[i : i + per_batch])
+                                   for i in range(0, len(order), per_batch)])
+            noise = _seeded_noise(seed, gray_rows.shape[1:], self.scheduler.init_noise_sigma).to(device, self.dtype)
+            latents = noise.repeat(len(order), 1, 1, 1)
+            weights = torch.from_numpy(reference_weights([positions[i] for i in order],
+                                                         [r.frame for r in references], blend))
+            prepared = [self._prepare_reference(r, size, seed) for r in references]
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        skip = int(round(start * len(timesteps)))
+        if order and skip:
+            placed = [r for r, ref in enumerate(references) if ref.frame is not None]
+            if placed:
+                w = weights[:, placed]
+                w = (w / w.sum(1, keepdim=True).clamp_min(1e-8)).to(device, self.dtype)
+                z = torch.cat([prepared[r]["latent"] for r in placed])
+                z_mix = torch.einsum("fr,rchw->fchw", w, z)
+                latents = self.scheduler.add_noise(z_mix, latents, timesteps[skip].reshape(1))
+                timesteps = timesteps[skip:]
+        attention = self.keyframe_attention
+        try:
+            if order:
+                reference_kv = [self._reference_kv(p, timesteps, text, keyframe_cache,
+                                                   (prompt, negative_prompt, num_inference_steps,
+                                                    float(guidance_scale), seed, skip, str(self.dtype), str(device)))
+                                for p in prepared]
+            for step, t in enumerate(timesteps if order else [], start=1):
+                for i in range(0, len(order), per_batch):
+                    batch = slice(i, i + per_batch)
+                    used = [r for r in range(len(references)) if bool((weights[batch, r] != 0).any())]
+                    mix = ReferenceBlend([reference_kv[r][step - 1] for r in used], weights[batch][:, used])
+                    with attention.blending(mix):
+                        eps = self._guided_eps(latents[batch], gray_rows[batch], t, text, guidance_scale)
+                    latents[batch] = self.scheduler.step(eps, t, latents[batch]).prev_sample
+                faults.hit("mid_step")
+                report(PipelineProgress("denoise", step, len(timesteps)))
+        finally:
+            attention.clear()
+
+        ab = np.empty((n, height, width, 2), np.float32)
+        rgb = np.empty((n, height, width, 3), np.float32) if preview else None
+        budget = self.default_memory_budget() if memory_budget_bytes is None else memory_budget_bytes
+        per_decode = max(1, budget // self.decode_bytes_per_frame(size))
+        for i in range(0, len(order), per_decode):
+            rows = order[i : i + per_decode]
+            ab_part = np.empty((len(rows), height, width, 2), np.float32)
+            rgb_part = np.empty((len(rows), height, width, 3), np.float32) if preview else None
+            self.finish_latents(latents[i : i + per_decode], full[rows], ab_part, rgb_part, small[rows])
+            ab[rows] = ab_part
+            if rgb is not None:
+                rgb[rows] = rgb_part
+            report(PipelineProgress("decode", min(i + per_decode, len(order)), n))
+        for i in range(n):
+            if positions[i] in depicted:
+                ab[i] = _reference_ab(depicted[positions[i]].rgb)
+                if rgb is not None:
+                    lab = color.replace_luminance(torch.from_numpy(ab[i]), full[i])
+                    rgb[i] = color.lab_to_rgb(lab).clamp(0, 1).numpy()
+        report(PipelineProgress("decode", n, n))
+        return ColorizationResult(ab, rgb, None, size, self._unet_evaluations, self.unknown_words(prompt))
+
+    def _prepare_reference(self, reference: ReferenceImage, frame_size: tuple[int, int], seed: int) -> dict:
+        """A reference at the model size: its clean colour latent, its gray latent, its noise. A frame
+        reference takes the frames' model size (the plate's shape); an exemplar its own aspect."""
+        h, w = reference.rgb.shape[:2]
+        size = frame_size if reference.frame is not None else self.model_size(h, w)
+        rgb = torch.from_numpy(reference.rgb).permute(2, 0, 1)[None].float()
+        small_rgb = (resize(rgb, size) if tuple(rgb.shape[-2:]) != size else rgb).clamp(0, 1).to(self.device)
+        z = self.vae.encode((small_rgb * 2 - 1).to(self.vae.dtype)).latent_dist.mode() * self.vae.config.scaling_factor
+        gray = color.srgb_to_gray(small_rgb[0].permute(1, 2, 0))[None]
+        return {"latent": z.to(self.dtype), "gray": self.encode_gray(gray),
+                "noise": _seeded_noise(seed, z.shape[1:], self.scheduler.init_noise_sigma).to(self.device, self.dtype),
+                "id": (hash(reference.rgb.tobytes()), reference.rgb.shape, reference.frame, size)}
+
+    def _reference_kv(self, prepared: dict, timesteps: torch.Tensor, text: torch.Tensor,
+                      cache: KeyframeKVCache | None, settings: tuple) -> list[dict]:
+        """The reference's keyframe-layer K/V at every step (from ``cache`` when a window before this one
+        computed them: they depend on the reference and the settings only, never on the frames)."""
+        signature = ("reference", prepared["id"], *settings)
+        if cache is not None:
+            found = cache.get(signature)
+            if found is not None:
+                cache.hits += 1
+                return found
+            cache.misses += 1
+        attention = self.keyframe_attention
+        ways = text.shape[0]
+        steps = []
+        for t in timesteps:
+            noisy = self.scheduler.add_noise(prepared["latent"], prepared["noise"], t.reshape(1))
+            x = merge_gray(noisy.repeat(ways, 1, 1, 1), prepared["gray"].repeat(ways, 1, 1, 1))
+            with attention.storing(chunks=ways):
+                self.unet(x, t, encoder_hidden_states=text)
+            self._unet_evaluations += ways
+            steps.append(dict(attention.kv))
+        attention.kv.clear()
+        if cache is not None:
+            cache.put(signature, steps)
+        return steps
+
+    @torch.no_grad()
     def finish_latents(self, latents: torch.Tensor, gray_full: torch.Tensor, ab_out: np.ndarray,
                        rgb_out: np.ndarray | None = None, gray_small: torch.Tensor | None = None) -> None:
         """Decode n model-size latents and finish them at the frames' full size (paper §3.5) into ``ab_out``
@@ -409,6 +581,53 @@ class CoolColorPipeline:
 
 
 # --------------------------------------------------------------------- helpers
+def _seeded_noise(seed: int, shape: tuple, sigma: float) -> torch.Tensor:
+    """The clip's one noise draw (1×C×h×w): the same numbers for the frames and a same-size reference."""
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn((1, *shape), generator=generator, dtype=torch.float32) * sigma
+
+
+def _reference_ab(rgb: np.ndarray) -> np.ndarray:
+    """A frame reference's own output: its a*, b* exactly (H×W×2 float32)."""
+    return np.asarray(color.rgb_to_lab(np.ascontiguousarray(rgb, dtype=np.float32)), np.float32)[..., 1:]
+
+
+def _check_references(references: object, size: tuple[int, int]) -> list[ReferenceImage]:
+    if isinstance(references, ReferenceImage) or not isinstance(references, (list, tuple)):
+        raise InputError(f"references must be a list of ReferenceImage, got {type(references).__name__}")
+    out, frames = [], set()
+    for i, ref in enumerate(references):
+        if not isinstance(ref, ReferenceImage):
+            raise InputError(f"references[{i}] must be a ReferenceImage, got {type(ref).__name__}")
+        rgb = ref.rgb.detach().cpu().numpy() if isinstance(ref.rgb, torch.Tensor) else ref.rgb
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[-1] != 3 or min(rgb.shape[:2]) < 1:
+            raise InputError(f"references[{i}] must be an H×W×3 colour image, got {getattr(rgb, 'shape', rgb)!r}")
+        rgb = _check_gray(rgb.reshape(rgb.shape[0], rgb.shape[1] * 3), f"references[{i}]", ndim=2).reshape(rgb.shape)
+        problem = gray_problem(rgb)
+        if problem:
+            raise InputError(f"references[{i}] {problem}")
+        if ref.frame is not None:
+            if isinstance(ref.frame, (bool, np.bool_)) or not isinstance(ref.frame, (int, np.integer)):
+                raise InputError(f"references[{i}].frame must be a frame number or None, got {ref.frame!r}")
+            if rgb.shape[:2] != size:
+                raise InputError(f"references[{i}] for frame {ref.frame} is {rgb.shape[0]}×{rgb.shape[1]}, the frames "
+                                 f"are {size[0]}×{size[1]}")
+            if int(ref.frame) in frames:
+                raise InputError(f"two references for frame {ref.frame}")
+            frames.add(int(ref.frame))
+        out.append(ReferenceImage(rgb, None if ref.frame is None else int(ref.frame)))
+    return out
+
+
+def _check_frame_numbers(frame_numbers: object, n: int) -> list[int]:
+    if frame_numbers is None:
+        return list(range(n))
+    numbers = list(frame_numbers)  # type: ignore[call-overload]
+    if len(numbers) != n or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) for f in numbers):
+        raise InputError(f"frame_numbers must be {n} integers, one per frame, got {frame_numbers!r}")
+    return [int(f) for f in numbers]
+
+
 def _finish_frame(ab_small: torch.Tensor, gray_full: torch.Tensor) -> torch.Tensor:
     """Paper §3.5 at full resolution: upsample a*, b*, take L from the original, keep it in gamut."""
     gray_full = gray_full.to(ab_small.dtype)

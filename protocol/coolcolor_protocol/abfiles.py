@@ -56,6 +56,7 @@ PROVENANCE_KEYS = (
     "source",
     "frame",
     "job_key",  # identifies everything that decides the pixels; a resumed job skips frames that carry its own
+    "references",  # the job's reference images (JSON list of {frame, path, sha256}; frame null: an exemplar)
 )
 VERSION_ATTRIBUTE = PROVENANCE_PREFIX + "version"
 FRAME_ATTRIBUTE = PROVENANCE_PREFIX + "frame"

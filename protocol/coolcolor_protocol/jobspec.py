@@ -37,6 +37,9 @@ MAX_GUIDANCE = 50.0
 MAX_SEED = 2**32 - 1
 MAX_WINDOW = 64
 MAX_EXTRA_FIELDS = 64
+# References (issue 25): a graded frame every few seconds of a long shot, plus a few exemplars; each is
+# decoded at full size and costs a UNet pass per step, so a handful, not hundreds.
+MAX_REFERENCES = 16
 
 JOB_LIMITS: Dict[str, Any] = {
     "max_path_chars": MAX_PATH_CHARS,
@@ -50,6 +53,7 @@ JOB_LIMITS: Dict[str, Any] = {
     "max_seed": MAX_SEED,
     "max_window": MAX_WINDOW,
     "max_extra_fields": MAX_EXTRA_FIELDS,
+    "max_references": MAX_REFERENCES,
 }
 
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab and newline are allowed (multi-line prompts)
@@ -86,6 +90,9 @@ class JobSpec:
     keyframes_only: bool = False  # "preview keyframe": colorize only the keyframes, write nothing else
     resolve_sidecar: bool = False  # also write ab_rg.%04d.exr: R = a*, G = b*, B = 0 (for a Fusion Loader)
     rgb_plate: bool = False  # also write rgb.%04d.exr: the plate's L* + ab in the job's encoding (fallback)
+    # colour images the shot follows: {"frame": n, "path": p} (a graded frame n of the shot, its output is
+    # the reference's a*b*) or {"frame": null, "path": p} (an exemplar still); see _validate_references
+    references: List[Dict[str, Any]] = field(default_factory=list)
     extras: Dict[str, Any] = field(default_factory=dict)  # unknown fields a newer client sent: kept, ignored
 
     LIMITS: ClassVar[Dict[str, Any]] = JOB_LIMITS
@@ -119,6 +126,7 @@ class JobSpec:
         ``from_dict(to_dict())`` gives the same job and a journaled job keeps all a newer client sent."""
         out: Dict[str, Any] = {name: getattr(self, name) for name in self.field_names()}
         out["keyframes"] = [int(k) for k in self.keyframes]
+        out["references"] = [dict(r) for r in self.references]
         for key, value in self.extras.items():
             out.setdefault(key, value)
         return out
@@ -184,6 +192,7 @@ class JobSpec:
                 shown = f"{'' if first is None else first}..{'' if last is None else last}"
                 raise bad("keyframes", f"keyframe {k} is outside the frame range {shown}")
         self.keyframes = sorted({int(k) for k in self.keyframes})
+        self._validate_references(bad)
         integer("seed", 0, MAX_SEED)
         integer("steps", 1, MAX_STEPS)
         g = self.guidance_scale
@@ -210,6 +219,44 @@ class JobSpec:
         if clash:
             raise bad("extras", f"holds known field(s) {', '.join(clash)}")
 
+    def _validate_references(self, bad: Any) -> None:
+        """Each reference is {"frame": int or null, "path": non-empty string}; frames unique and in the range.
+        Normalized to frame references by frame, then exemplars in the order given. Whether the file
+        exists, decodes, has colour and the plate's size is the engine's check (it needs the pixels)."""
+        refs = self.references
+        if not isinstance(refs, (list, tuple)):
+            raise bad("references", f"must be a list of {{frame, path}} objects, got {type(refs).__name__}")
+        if len(refs) > MAX_REFERENCES:
+            raise bad("references", f"{len(refs)} references; limit {MAX_REFERENCES}", TOO_LARGE)
+        placed: Dict[int, Dict[str, Any]] = {}
+        exemplars: List[Dict[str, Any]] = []
+        for i, ref in enumerate(refs):
+            name = f"references[{i}]"
+            if not isinstance(ref, dict):
+                raise bad(name, f"must be an object with frame and path, got {type(ref).__name__}")
+            unknown = sorted(set(ref) - {"frame", "path"})
+            if unknown:
+                raise bad(name, f"unknown key(s) {', '.join(map(str, unknown))}; a reference has frame and path")
+            path, frame = ref.get("path"), ref.get("frame")
+            if not isinstance(path, str) or not path:
+                raise bad(name, f"path must be a non-empty string, got {path!r}")
+            if len(path) > MAX_PATH_CHARS:
+                raise bad(name, f"path of {len(path)} characters; limit {MAX_PATH_CHARS}", TOO_LARGE)
+            if _CONTROL_RE.search(path):
+                raise bad(name, "path contains control characters")
+            if frame is None:
+                exemplars.append({"frame": None, "path": path})
+                continue
+            if not _is_int(frame) or not 0 <= frame <= MAX_FRAME_NUMBER:
+                raise bad(name, f"frame {frame!r} is not a frame number in 0..{MAX_FRAME_NUMBER} (null for an exemplar)")
+            if (self.first is not None and frame < self.first) or (self.last is not None and frame > self.last):
+                shown = f"{'' if self.first is None else self.first}..{'' if self.last is None else self.last}"
+                raise bad(name, f"frame {frame} is outside the frame range {shown}")
+            if int(frame) in placed:
+                raise bad(name, f"a second reference for frame {frame} ({placed[int(frame)]['path']} and {path})")
+            placed[int(frame)] = {"frame": int(frame), "path": path}
+        self.references = [placed[k] for k in sorted(placed)] + exemplars
+
     def frame_range(self) -> Optional[tuple]:
         """(first, last) when both are given, else None (the source decides)."""
         if self.first is None or self.last is None:
@@ -219,7 +266,7 @@ class JobSpec:
 
 # Fields whose null on the wire means "the default" rather than a value (e.g. an older client sending
 # "seed": null). first, last, ocio_config and clip_model_dir are nullable by design and keep their null.
-_NOT_NULLABLE = frozenset({"prompt", "negative_prompt", "keyframes", "seed", "steps", "guidance_scale", "encoding",
+_NOT_NULLABLE = frozenset({"prompt", "negative_prompt", "keyframes", "references", "seed", "steps", "guidance_scale", "encoding",
                            "preview", "window", "keyframes_only", "resolve_sidecar", "rgb_plate"})
 
 __all__ = [
@@ -230,6 +277,7 @@ __all__ = [
     "MAX_KEYFRAMES",
     "MAX_PATH_CHARS",
     "MAX_PROMPT_CHARS",
+    "MAX_REFERENCES",
     "MAX_SEED",
     "MAX_STEPS",
     "MAX_WINDOW",

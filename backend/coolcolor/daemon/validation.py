@@ -88,6 +88,8 @@ def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
     for name in ("ocio_config", "clip_model_dir"):
         if job.get(name):
             job[name] = _check_path(f"job.{name}", job[name], roots)
+    job["references"] = [dict(r, path=_check_path(f"job.references[{i}]", r["path"], roots))
+                         for i, r in enumerate(job.get("references") or [])]
     try:
         with open_source(job["source"], job.get("first"), job.get("last")) as source:
             info = source.info
@@ -108,6 +110,13 @@ def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
         if outside:
             raise ProtocolError(BAD_REQUEST, f"job.keyframes {outside} are outside the source's frames "
                                 f"{info.first}-{info.last}")
+        if job["references"]:  # the engine's own checks (decodes, colour, the plate's size, frame in range)
+            from coolcolor.video.encoding import InputDecoder
+            from coolcolor.video.job import check_references
+
+            check_references(ColorizeJob.from_dict(dict(job, first=info.first, last=info.last)), info,
+                             InputDecoder(job.get("encoding", "srgb"), job.get("ocio_config")))
+            identity += [_stat_identity(r["path"]) for r in job["references"]]
         # the range the job covers, resolved (null = the source's bound): replies and status name real frames
         job["first"], job["last"] = info.first, info.last
         spec = ColorizeJob.from_dict(job).to_dict()  # unknown fields stay in it: journaled, not used

@@ -14,6 +14,11 @@ All frames of one classifier-free-guidance chunk are folded into the query axis 
 attention call against that chunk's keyframe K/V: no copies of K/V and the FLOPs of ordinary
 self-attention (softmax is per query row, so folding does not change any frame's result).
 
+With reference images (issue 25) the keyframe is the artist's colour image instead: the pipeline runs
+each reference alone in ``store`` mode and keeps its K/V, then runs the frames in ``blend`` mode, where
+each frame's output is the weighted sum of its attention to each reference (weights per frame, by the
+frame's distance to the reference; they sum to 1, so one reference of weight 1 is exactly Eq. 8).
+
 State lives on a shared ``KeyframeAttention`` controller rather than in ``cross_attention_kwargs``, which
 diffusers filters per processor with a warning on every call.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -31,7 +37,15 @@ from diffusers.models.attention_processor import Attention
 
 from coolcolor.errors import CheckpointError
 
-Mode = Literal["off", "store", "use"]
+Mode = Literal["off", "store", "use", "blend"]
+
+
+@dataclass
+class ReferenceBlend:
+    """The K/V of each reference (per layer, as ``store`` left them) and each frame's weight for it."""
+
+    kv: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]
+    weights: torch.Tensor  # frames × references, rows summing to 1 (frames in batch order, one chunk)
 
 
 class KeyframeAttention:
@@ -41,6 +55,7 @@ class KeyframeAttention:
         self.mode: Mode = "off"
         self.chunks = 1
         self.kv: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.blend: ReferenceBlend | None = None
 
     @contextmanager
     def storing(self, chunks: int = 1) -> Iterator[None]:
@@ -60,6 +75,18 @@ class KeyframeAttention:
             yield
 
     @contextmanager
+    def blending(self, blend: ReferenceBlend) -> Iterator[None]:
+        """Run frames against several stored reference K/V sets, mixed per frame by ``blend.weights``."""
+        if not blend.kv or blend.weights.shape[1] != len(blend.kv):
+            raise RuntimeError("reference blend needs one K/V set per weight column")
+        self.blend = blend
+        try:
+            with self._mode("blend"):
+                yield
+        finally:
+            self.blend = None
+
+    @contextmanager
     def _mode(self, mode: Mode) -> Iterator[None]:
         previous, self.mode = self.mode, mode
         try:
@@ -69,6 +96,7 @@ class KeyframeAttention:
 
     def clear(self) -> None:
         self.kv.clear()
+        self.blend = None
         self.mode = "off"
 
 
@@ -134,9 +162,14 @@ class KeyframeAttnProcessor:
                 if attn.norm_k is not None:
                     key = attn.norm_k(key)
                 self.state.kv[self.name] = (key, value)
+            elif mode == "blend":
+                blend = self.state.blend
+                assert blend is not None
+                out = _attend_blended(query, blend, self.name)
             else:
                 key, value = self.state.kv[self.name]
-            out = _attend_folded(query, key, value)
+            if mode != "blend":
+                out = _attend_folded(query, key, value)
 
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
         out = attn.to_out[0](out)
@@ -167,6 +200,28 @@ def _attend_folded(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     q = query.view(chunks, frames, heads, tokens, dim).transpose(1, 2).reshape(chunks, heads, frames * tokens, dim)
     out = F.scaled_dot_product_attention(q, key, value)
     return out.view(chunks, heads, frames, tokens, dim).transpose(1, 2).reshape(batch, heads, tokens, dim)
+
+
+def _attend_blended(query: torch.Tensor, blend: ReferenceBlend, name: str) -> torch.Tensor:
+    """Σ_r w[f, r] · Attn_CF(Q^f; K^r, V^r): Eq. 8 against each reference, mixed per frame.
+
+    References of zero weight for every frame of the batch cost nothing."""
+    chunks = blend.kv[0][name][0].shape[0]
+    frames = query.shape[0] // chunks
+    weights = blend.weights.to(query.device, query.dtype)
+    if weights.shape[0] != frames:
+        raise ValueError(f"{name}: {weights.shape[0]} reference weights for {frames} frames")
+    out: torch.Tensor | None = None
+    for r, kv in enumerate(blend.kv):
+        w = weights[:, r]
+        if not bool((w != 0).any()):
+            continue
+        key, value = kv[name]
+        part = _attend_folded(query, key, value) * w.repeat(chunks).view(-1, 1, 1, 1)
+        out = part if out is None else out + part
+    if out is None:
+        raise ValueError(f"{name}: every reference has zero weight for this batch")
+    return out
 
 
 KEYFRAME_ATTENTION_UP_BLOCKS = 2  # the paper's layers: self-attention of the last two up blocks with attention

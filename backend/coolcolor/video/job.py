@@ -41,6 +41,7 @@ import numpy as np
 
 from coolcolor import faults
 from coolcolor.errors import CoolColorError, InputError
+from coolcolor.references import CheckedReference, check_reference, file_sha256
 from coolcolor.video.encoding import InputDecoder
 from coolcolor.video.exr import read_ab_header, resolve_outputs_present
 from coolcolor.video.manifest import MANIFEST_NAME, ManifestWriter, load_manifest
@@ -213,6 +214,8 @@ def job_key(job: ColorizeJob, first: int, last: int, model_hash: str,
         "model_hash": model_hash,
         "key_version": KEY_VERSION,
     }
+    if job.references:  # by content, not path (a moved file is the same job); absent otherwise: old keys hold
+        settings["references"] = [{"frame": r["frame"], "sha256": file_sha256(r["path"])} for r in job.references]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -227,6 +230,7 @@ class OpenedJob:
         self.info = source.info
         self.frames = list(source.frames())
         self._identity: dict[str, Any] | None = None
+        self.references: list[CheckedReference] = []  # checked by open_job (path, content hash, frame)
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -269,6 +273,7 @@ def open_job(job: ColorizeJob) -> OpenedJob:
                 f"keyframe(s) {', '.join(map(str, outside))} outside the frames to colorize ({info.first}-{info.last})"
             )
         check_outputs_spare_source(job, source)
+        references = check_references(job, info, decoder)
         try:
             os.makedirs(job.output_dir, exist_ok=True)
         except OSError as exc:
@@ -276,7 +281,9 @@ def open_job(job: ColorizeJob) -> OpenedJob:
         if not os.access(job.output_dir, os.W_OK):
             raise InputError(f"output folder {job.output_dir} is not writable")
         refuse_if_another_job_holds(job.output_dir, describe_job(job))  # at once, before the model loads
-        return OpenedJob(job, decoder, source)
+        opened = OpenedJob(job, decoder, source)
+        opened.references = references
+        return opened
     except BaseException:
         source.close()
         raise
@@ -306,6 +313,20 @@ def check_outputs_spare_source(job: JobSpec, source: FrameSource) -> None:
         names = ", ".join(os.path.basename(p) for p in clashes[:3]) + (", …" if len(clashes) > 3 else "")
         raise InputError(f"output folder {job.output_dir} holds the source and this job would write over "
                          f"{len(clashes)} of its frame file(s) ({names}); choose another output folder")
+
+
+def check_references(job: JobSpec, info: Any, decoder: InputDecoder) -> list[CheckedReference]:
+    """Every reference of ``job`` against the opened source (``info``): its frame among the frames to
+    colorize, and the file (exists, decodes, has colour, a frame reference at the plate's size;
+    ``coolcolor.references.check_reference``). One-line ``InputError`` naming the first bad one."""
+    checked = []
+    for ref in job.references:
+        frame = ref["frame"]
+        if frame is not None and not info.first <= frame <= info.last:
+            raise InputError(f"reference {ref['path']} is for frame {frame}, outside the frames to colorize "
+                             f"({info.first}-{info.last})")
+        checked.append(check_reference(frame, ref["path"], (info.height, info.width), decoder.to_srgb)[0])
+    return checked
 
 
 def check_job_input(job: ColorizeJob) -> tuple[InputDecoder, FrameSource]:
@@ -393,7 +414,8 @@ class JobRun(SegmentEvents):
 
     def segment_context(self, plan: JobPlan) -> SegmentContext:
         return SegmentContext(self.job, self.key, self.model_hash, plan.keyframes, self.timings,
-                              unknown_words=self.unknown_words)
+                              unknown_words=self.unknown_words, references=self.opened.references,
+                              shots=[(s.first, s.last) for s in plan.shots], decoder=self.opened.decoder)
 
     # SegmentEvents / helpers -----------------------------------------------------------------
     def check_cancel(self) -> None:

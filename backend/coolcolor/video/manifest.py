@@ -67,6 +67,7 @@ class ManifestWriter:
             "seed": job.seed,
             "encoding": run.opened.decoder.describe(),
             "keyframes": sorted({k for s in shots or [] for k in s.keyframes}),
+            "references": [r.to_dict() for r in run.opened.references],  # path and content sha256 (issue 25)
             "shots": [asdict(s) for s in shots] if shots is not None else None,
             "frames": {
                 "first": info.first,

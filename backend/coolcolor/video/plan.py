@@ -30,7 +30,7 @@ class ShotPlan:
     first: int
     last: int
     keyframes: list[int]
-    keyframe_source: str  # "artist" | "auto"
+    keyframe_source: str  # "artist" | "auto" | "reference" (graded frames) | "exemplar" (stills only)
     ranking: dict | None = None
 
     def keyframe_of(self, frame: int) -> int:
@@ -180,9 +180,20 @@ def _find_shots_and_keyframes(run: JobRun, choose_keyframe: AutoKeyframe) -> lis
     run.events.phase("keyframes")
     t = time.perf_counter()
     artist = sorted({int(k) for k in run.job.keyframes})
+    graded = sorted(r["frame"] for r in run.job.references if r["frame"] is not None)
+    exemplars = any(r["frame"] is None for r in run.job.references)
     plans = []
     for shot in shots:
         marked = [k for k in artist if shot.first <= k <= shot.last]
-        plans.append(ShotPlan(shot.first, shot.last, marked, "artist") if marked else choose_keyframe(shot))
+        referenced = [k for k in graded if shot.first <= k <= shot.last]
+        if referenced:  # the artist's graded frames are the shot's keyframes: no automatic choice to make
+            plans.append(ShotPlan(shot.first, shot.last, referenced, "reference"))
+        elif exemplars:  # every frame reads the stills; the keyframe only groups the frames (and is the preview)
+            from coolcolor.keyframes import candidate_frames
+
+            plans.append(ShotPlan(shot.first, shot.last, marked or candidate_frames(shot.first, shot.last, 1),
+                                  "exemplar"))
+        else:
+            plans.append(ShotPlan(shot.first, shot.last, marked, "artist") if marked else choose_keyframe(shot))
     run.timings["keyframes_s"] = time.perf_counter() - t
     return plans

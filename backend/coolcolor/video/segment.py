@@ -88,9 +88,48 @@ class SegmentContext:
     # per window. Every executor passes one, so results stay bit-identical wherever a window runs.
     keyframe_cache: Any = None
     unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignores (provenance)
+    # The job's checked references (``open_job``); None: check them here from ``job.references`` (an
+    # executor that builds its context from the job alone). ``shots`` ((first, last) each) confines a frame
+    # reference to its shot; None: the job is one shot. ``decoder``: the job's InputDecoder (float references).
+    references: list[Any] | None = None
+    shots: list[tuple[int, int]] | None = None
+    decoder: Any = None
+    _reference_images: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def checked_references(self) -> list[Any]:
+        if self.references is None:
+            from coolcolor.references import CheckedReference, file_sha256
+
+            self.references = [CheckedReference(r["frame"], r["path"], file_sha256(r["path"]))
+                               for r in self.job.references]
+        return self.references
+
+    def references_for(self, frames: tuple[int, ...], plate_size: tuple[int, int]) -> list[Any]:
+        """The ``ReferenceImage``s that ``frames`` (one segment, inside one shot) read: the frame references
+        of their shot and every exemplar. Each file is decoded once per worker and must still hold the
+        content the job was opened with (its sha256)."""
+        from coolcolor.errors import InputError
+        from coolcolor.references import ReferenceImage, check_reference
+        from coolcolor.video.encoding import InputDecoder
+
+        if self.decoder is None:
+            self.decoder = InputDecoder(self.job.encoding, self.job.ocio_config)
+        shot = next(((a, b) for a, b in self.shots or [] if a <= frames[0] <= b), None)
+        out = []
+        for ref in self.checked_references():
+            if ref.frame is not None and shot is not None and not shot[0] <= ref.frame <= shot[1]:
+                continue
+            if ref.path not in self._reference_images:
+                checked, image = check_reference(ref.frame, ref.path, plate_size, self.decoder.to_srgb)
+                if checked.sha256 != ref.sha256:
+                    raise InputError(f"reference {ref.path} changed since the job started (content hash differs)")
+                self._reference_images[ref.path] = image.rgb
+            out.append(ReferenceImage(self._reference_images[ref.path], ref.frame))
+        return out
 
     def provenance(self, frame: int, keyframe: int) -> dict[str, Any]:
         job = self.job
+        extra = {"references": [r.to_dict() for r in self.checked_references()]} if self.job.references else {}
         return {
             "prompt": job.prompt,
             "negative_prompt": job.negative_prompt,
@@ -106,6 +145,7 @@ class SegmentContext:
             "frame": frame,
             "job_key": self.key,
             "unknown_words": self.unknown_words,
+            **extra,
         }
 
     def add_time(self, name: str, seconds: float) -> None:
@@ -130,7 +170,11 @@ def colorize_segment(
         io = _WindowIO(source, sink, events, context, reader, writer)
         try:
             events.check_cancel()
-            [(_, key_gray)] = io.read([segment.keyframe]).result()
+            references: list[Any] = []
+            if job.references:  # the references are the keyframes (issue 25): the gray keyframe is not read
+                key_gray: Any = None
+            else:
+                [(_, key_gray)] = io.read([segment.keyframe]).result()
             if isinstance(key_gray, FrameReadError):
                 for f in segment.frames:
                     events.frame_failed(f, f"its keyframe {segment.keyframe} cannot be read: {key_gray}")
@@ -153,6 +197,10 @@ def colorize_segment(
                     continue
                 t = time.perf_counter()
                 cache = {} if context.keyframe_cache is None else {"keyframe_cache": context.keyframe_cache}
+                if job.references:
+                    if not references:
+                        references = context.references_for(segment.frames, grays[0].shape)
+                    cache.update(references=references, frame_numbers=window)
                 result = pipeline(
                     np.stack(grays), prompt=job.prompt, negative_prompt=job.negative_prompt,
                     keyframe=key_gray, num_inference_steps=job.steps, guidance_scale=job.guidance_scale,
