@@ -256,3 +256,45 @@ def test_bad_input_is_one_line(images, tmp_path, capsys):
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert __import__("re").search(message, err), err
     assert not (tmp_path / "o" / MANIFEST_NAME).exists()
+
+
+def tiny_blip_folder(folder: Path) -> Path:
+    """A BLIP captioning folder made offline (random weights, a 14-word vocabulary) whose decoder is biased
+    to say "red": what a real BLIP folder holds, small enough for a test."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
+                              BlipProcessor)
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "red", "blue", "ball", "sky", "picture",
+             "of", "the"]
+    inner = Tokenizer(models.WordPiece(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    inner.normalizer = normalizers.BertNormalizer(lowercase=True)
+    inner.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    inner.decoder = decoders.WordPiece()
+    tokenizer = BertTokenizerFast(tokenizer_object=inner, bos_token="[DEC]", unk_token="[UNK]", sep_token="[SEP]",
+                                  pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
+    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(folder)
+    torch.manual_seed(0)
+    model = BlipForConditionalGeneration(BlipConfig(
+        text_config=dict(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, bos_token_id=5, pad_token_id=0, sep_token_id=3, eos_token_id=3),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=16)))
+    with torch.no_grad():
+        bias = model.text_decoder.cls.predictions.bias
+        bias.fill_(-20.0)
+        bias[words.index("red")] = 20.0
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_a_local_blip_folder_captions_in_batches(images, tmp_path):
+    blip = blip_captioner(tiny_blip_folder(tmp_path / "blip"))
+    one = colorful(1).astype(np.float32) / 255
+    batch = blip.caption_batch([one, colorful(2, w=52).astype(np.float32) / 255])
+    assert len(batch) == 2 and batch[0] == blip(one) and batch[0].split()[0] == "red"
+    summary = run(images, tmp_path / "dataset", blip, caption_batch=2)
+    decisions = prep.read_decisions(tmp_path / "dataset" / prep.DECISIONS_NAME)
+    assert decisions["uncaptioned.png"]["caption"] == batch[0] and decisions["captioned_dull.png"]["kept"]
+    assert summary.kept == 4
