@@ -185,6 +185,9 @@ def test_an_interrupted_run_resumes_without_redoing_decided_files(images, tmp_pa
     run(images, out, changed, caption_batch=1)
     assert changed.images == 1
     assert "a blue picture 60 wide" in [e["caption"] for e in manifest(out)]
+    (images / "more1.png").unlink()  # a file deleted since it was decided leaves the manifest
+    summary = run(images, out, FakeCaptioner(), caption_batch=1)
+    assert "../images/more1.png" not in [e["file"] for e in manifest(out)] and summary.kept == len(manifest(out))
 
 
 def test_training_reads_the_manifest_without_decoding_its_images_again(images, tmp_path, monkeypatch):

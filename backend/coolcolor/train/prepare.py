@@ -334,6 +334,7 @@ def prepare(images_dir: str | Path, output: str | Path, captioner: Captioner | A
     log_path = out / DECISIONS_NAME
     decisions = read_decisions(log_path)
     tasks, failed = list_tasks(images, out)
+    present = {t.key for t in tasks} | {f["key"] for f in failed}  # a file deleted since is not in the manifest
     todo = [t for t in tasks if decisions.get(t.key, {}).get("stat") != t.stat]
     failed = [f for f in failed if decisions.get(f["key"], {}).get("stat") != f["stat"]]
     before = len(tasks) - len(todo)
@@ -375,7 +376,8 @@ def prepare(images_dir: str | Path, output: str | Path, captioner: Captioner | A
             bar.close()
             log.flush()
             os.fsync(log.fileno())
-    return _write_manifest(images, out, decisions, len(todo) + len(failed), before)
+    return _write_manifest(images, out, {k: r for k, r in decisions.items() if k in present}, len(todo) + len(failed),
+                           before)
 
 
 def _write_manifest(images: Path, out: Path, decisions: dict[str, dict[str, Any]], now: int, before: int) -> Summary:
