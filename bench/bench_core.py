@@ -1,11 +1,14 @@
 """Core benchmark (issue 2). Prints, measured in this one run:
 
-1. seconds per frame of the tiny preset with keyframe attention off and on, and their ratio;
+1. seconds per frame of one pipeline call (text, VAE encode, UNet, VAE decode; no file IO) with
+   keyframe attention off and on, and their ratio — the tiny preset by default, any model spec with
+   ``--model`` (``preset:sd15``: SD-1.5's architecture, random weights, for GPU figures);
 2. UNet evaluations per frame in both modes;
 3. FLOPs of one UNet evaluation of the SD-1.5 architecture (with F_in and keyframe processors) at
    512×512, counted on the meta device — no weights needed; the analytic figure is ≈ 0.80 TFLOP.
 
     python bench/bench_core.py [--frames 8] [--steps 20] [--repeats 3]
+    python bench/bench_core.py --model preset:sd15 --size 512 --device cuda --dtype fp16 --repeats 1
 """
 
 from __future__ import annotations
@@ -68,19 +71,27 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="preset:tiny", help="model spec as for colorize (default: preset:tiny)")
+    parser.add_argument("--size", type=int, default=64, help="frame width and height in px")
+    parser.add_argument("--device", default=None, help="default: cuda when present, else cpu")
+    parser.add_argument("--dtype", default=None, help="default: fp16 on CUDA, fp32 on CPU")
+    parser.add_argument("--threads", type=int, default=2, help="CPU torch threads (at most)")
     args = parser.parse_args()
 
-    from coolcolor.model.presets import tiny_pipeline
+    from coolcolor.model.resolve import resolve_model
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    pipe = tiny_pipeline(seed=0)
-    gray = np.random.default_rng(0).random((args.frames, 64, 64)).astype(np.float32)
+    torch.set_num_threads(min(args.threads, torch.get_num_threads()))
+    resolved = resolve_model(args.model, args.device, args.dtype)
+    pipe = resolved.load_pipeline()
+    gray = np.random.default_rng(0).random((args.frames, args.size, args.size)).astype(np.float32)
     timings = time_per_frame(pipe, gray, args.steps, args.repeats)
     (off, evals_off), (on, evals_on) = timings["off"], timings["on"]
     flops = sd15_unet_flops()
 
-    print(f"tiny preset, {args.frames} frames of 64×64, {args.steps} DDIM steps, CFG 2-way, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{args.model}, {args.frames} frames of {args.size}×{args.size} (diffusion at "
+          f"{'×'.join(map(str, pipe.model_size(args.size, args.size)))}), {args.steps} DDIM steps, CFG 2-way, "
+          f"device {resolved.device} {resolved.dtype}, {torch.get_num_threads()} CPU threads, median of "
+          f"{args.repeats}, load average {os.getloadavg()[0]:.1f}")
     print(f"  keyframe attention off : {off * 1000:8.1f} ms/frame   {evals_off:5.1f} UNet evaluations/frame")
     print(f"  keyframe attention on  : {on * 1000:8.1f} ms/frame   {evals_on:5.1f} UNet evaluations/frame")
     print(f"  ratio on/off           : {on / off:8.3f}")

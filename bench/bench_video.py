@@ -157,7 +157,7 @@ def sd15_flops_per_frame(steps: int, size: int = 512) -> float:
 
 def section_fps(args, pipe, device, dtype) -> None:
     frames, width = args.frames, args.size
-    height = width * 9 // 16 // 8 * 8
+    height = args.height or width * 9 // 16 // 8 * 8
     with tempfile.TemporaryDirectory() as tmp:
         gray = world_gray(frames, width, height)
         source = write_gray_sequence(Path(tmp) / "src", gray)
@@ -257,14 +257,15 @@ def section_resolution(args, pipe, device, dtype) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="model spec as for colorize: 'default', a run or checkpoint folder "
-                    "(default here: the tiny preset, random weights)")
+    ap.add_argument("--model", help="model spec as for colorize: 'default', a run or checkpoint folder, "
+                    "preset:sd15 (SD-1.5's architecture, random weights) (default here: the tiny preset)")
     ap.add_argument("--device", default=None, help="default: cuda when present, else cpu (the resolver's choice)")
     ap.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
                     help="default fp32 on CPU, fp16 on CUDA (the resolver's choice)")
     ap.add_argument("--sections", default="fps,memory,resolution")
     ap.add_argument("--frames", type=int, default=16, help="[fps] clip length")
     ap.add_argument("--size", type=int, default=512, help="[fps] plate width")
+    ap.add_argument("--height", type=int, default=0, help="[fps] plate height (default: 16:9 of the width)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--window", type=int, default=8)
     ap.add_argument("--mem-size", type=int, nargs=2, default=[128, 72], metavar=("W", "H"))

@@ -13,6 +13,7 @@ from coolcolor.default_model import DEFAULT_MODEL_DIR
 from coolcolor.errors import CheckpointError, CoolColorError
 from coolcolor.model.resolve import (
     MODEL_ENV,
+    SD15_PRESET,
     TINY_PRESET,
     resolve_device,
     resolve_dtype,
@@ -48,6 +49,23 @@ def test_run_folder_checkpoint_folder_and_its_json_resolve_to_the_same_checkpoin
     assert resolve_model_source(str(saved_tiny))[1] == str(saved_tiny.resolve())
     assert resolve_model_source(str(saved_tiny / "coolcolor.json"))[1] == str(saved_tiny.resolve())
     assert resolve_model_source(TINY_PRESET) == (TINY_PRESET, None)
+
+
+def test_the_sd15_preset_is_sd15s_architecture_with_random_weights():
+    """Built on the meta device (no 4.3 GB of weights): the parameter counts of SD-1.5's UNet (+ F_in's
+    4×320×3×3 weights), its VAE and CLIP ViT-L/14's text tower, as the published models have them."""
+    from coolcolor.model.presets import preset_components
+
+    assert resolve_model_source(SD15_PRESET) == (SD15_PRESET, None)
+    with torch.device("meta"):
+        components = preset_components("sd15")
+    counts = {part: sum(p.numel() for p in getattr(components, part).parameters())
+              for part in ("unet", "vae", "text_encoder")}
+    assert counts == {"unet": 859_520_964 + 4 * 320 * 9, "vae": 83_653_863, "text_encoder": 123_060_480}
+    assert components.unet.config.in_channels == 8 and components.tokenizer.model_max_length == 77
+    assert components.config.resolution == 512 and components.config.recipe["state"] == "untrained"
+    with pytest.raises(CheckpointError, match="unknown model preset 'preset:sd21'; known: preset:tiny, preset:sd15"):
+        resolve_model_source("preset:sd21")
 
 
 @pytest.mark.parametrize("make, message", [

@@ -322,3 +322,46 @@ def test_a_fine_tune_whose_base_records_no_output_folder_is_named():
     recipe["init_recipe"]["train_config"]["output"] = "runs/base"
     assert _fine_tune_command(recipe) == "coolcolor train --config ft.json --set init_from=runs/base/final"
     assert _fine_tune_command({"command": "coolcolor train --config unet.json"}) == "coolcolor train --config unet.json"
+
+
+def test_a_preset_trains_from_its_random_weights(tmp_path):
+    """init_from = preset:NAME: the preset's shapes, random weights (what bench_train_step measures)."""
+    from coolcolor.model.presets import tiny_components
+
+    config = TrainConfig(output=str(tmp_path / "run"), init_from="preset:tiny", resolution=32, steps=2, batch_size=2,
+                         checkpoint_every=10, log_every=1, threads=1, lambda_schedule="constant")
+    final = Trainer(config).run(progress=False)
+    trained = load_components(final)
+    assert trained.weights_hash() != tiny_components(0).weights_hash()  # it trained
+    assert trained.config.recipe["init_recipe"]["preset"] == "tiny"
+    with pytest.raises(CheckpointError, match="unknown model preset 'preset:huge'"):
+        Trainer(TrainConfig(output=str(tmp_path / "other"), init_from="preset:huge"))._build()
+
+
+def test_ema_of_the_unet_weights_is_the_final_model_and_resumes_exactly(tmp_path, vae_dir):
+    from safetensors.torch import load_file
+
+    trainer = Trainer(unet_config(tmp_path / "formula", vae_dir, ema_decay=0.9))
+    trainer._build()
+    before = {n: p.detach().clone() for n, p in trainer.components.unet.named_parameters()}
+    trainer.train_step(trainer._source().batch(0, BATCH))
+    after = dict(trainer.components.unet.named_parameters())
+    decay = min(0.9, 1 / 10)  # the first update: diffusers' warm-up (1 + 0) / (10 + 0)
+    for name in ("conv_in.weight", "mid_block.attentions.0.proj_in.weight"):
+        assert torch.allclose(trainer.ema[name], decay * before[name] + (1 - decay) * after[name].detach(), atol=1e-7)
+
+    def final_unet(run: Path) -> dict[str, torch.Tensor]:
+        return load_file(run / "final" / "unet" / "diffusion_pytorch_model.safetensors")
+
+    straight = Trainer(unet_config(tmp_path / "a", vae_dir, steps=3, checkpoint_every=10, ema_decay=0.9))
+    straight.run(progress=False)
+    Trainer(unet_config(tmp_path / "b", vae_dir, steps=2, checkpoint_every=10, ema_decay=0.9)).run(progress=False)
+    Trainer(unet_config(tmp_path / "b", vae_dir, steps=3, checkpoint_every=10, ema_decay=0.9)).run(progress=False)
+    a, b = final_unet(tmp_path / "a"), final_unet(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the resumed run's average is the straight run's
+    raw = load_file(tmp_path / "a" / "checkpoints" / "step-0000003" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert not torch.equal(raw["conv_in.weight"], a["conv_in.weight"])  # the final model is the average, not θ
+    assert torch.equal(a["conv_in.weight"], straight.ema["conv_in.weight"])
+    assert CoolColorPipeline.from_pretrained(tmp_path / "a" / "final").config.recipe["ema_decay"] == 0.9
+    with pytest.raises(InputError, match="ema_decay must be in"):
+        unet_config(tmp_path / "c", vae_dir, ema_decay=1.0).validate()

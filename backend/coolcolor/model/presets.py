@@ -1,5 +1,7 @@
 """Model shapes built from code, with no download: the Stable Diffusion 1.5 architecture (for FLOP
-counts on the meta device and SD-shaped test folders) and the ``tiny`` preset (tests, CPU demos).
+counts on the meta device, SD-shaped test folders and the ``sd15`` preset) and the ``tiny`` preset
+(tests, CPU demos). Both presets have random weights (seeded): they measure speed and memory, which do
+not depend on the values, and are never an artist's default.
 
 The tiny UNet keeps SD-1.5's *shape* — four levels, attention in the first three down blocks and the
 last three up blocks — so "the last two up blocks with attention" means the same layers as in SD.
@@ -41,6 +43,18 @@ SD15_VAE_CONFIG: dict[str, Any] = dict(
     sample_size=512,
     scaling_factor=0.18215,
 )
+# SD-1.5's text encoder is CLIP ViT-L/14's text tower (openai/clip-vit-large-patch14, config.json text_config).
+SD15_TEXT_CONFIG: dict[str, Any] = dict(
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    projection_dim=768,
+)
+SD15_RESOLUTION = 512
 SD15_SCHEDULER_CONFIG: dict[str, Any] = dict(
     num_train_timesteps=1000,
     beta_start=0.00085,
@@ -152,6 +166,43 @@ def tiny_components(seed: int = 0) -> Components:
         provenance={"built_by": "coolcolor.model.presets.tiny_components"},
     )
     return Components(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD15_SCHEDULER_CONFIG), config)
+
+
+def sd15_components(seed: int = 0) -> Components:
+    """SD-1.5's UNet (with F_in: 8 input channels), VAE and a CLIP-L-shaped text encoder, random weights.
+
+    What a CoolColor model made from SD-1.5 costs to run and to train, without its weights: the random
+    stand-in for GPU figures (``preset:sd15``). The text encoder has CLIP-L's shape (its 49,408-row
+    embedding included) but the word-level tokenizer: CLIP's BPE vocabulary is not shipped, and which
+    ids a prompt becomes does not change the cost (77 positions either way). Weights are a function of
+    ``seed`` alone, drawn on the CPU without disturbing the caller's RNG; about 4.3 GB in fp32.
+    """
+    tokenizer = word_tokenizer(max_length=SD15_TEXT_CONFIG["max_position_embeddings"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = add_gray_input(UNet2DConditionModel(**SD15_UNET_CONFIG))
+        with torch.no_grad():  # random like the rest (see tiny_components); tensor ops: it builds on "meta" too
+            f_in_weight(unet).normal_().mul_(unet.conv_in.weight[:, :4].std())
+        vae = AutoencoderKL(**SD15_VAE_CONFIG)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            **SD15_TEXT_CONFIG, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id))
+    for module in (unet, vae, text_encoder):
+        module.eval().requires_grad_(False)
+    config = CoolColorConfig(
+        resolution=SD15_RESOLUTION,
+        recipe={"state": "untrained", "preset": "sd15", "seed": seed},
+        provenance={"built_by": "coolcolor.model.presets.sd15_components"},
+    )
+    return Components(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD15_SCHEDULER_CONFIG), config)
+
+
+# The model specs ``preset:NAME`` (coolcolor.model.resolve) and what builds each.
+PRESETS = {"tiny": tiny_components, "sd15": sd15_components}
+
+
+def preset_components(name: str, seed: int = 0) -> Components:
+    return PRESETS[name](seed)
 
 
 def tiny_pipeline(seed: int = 0, device: str | torch.device = "cpu"):

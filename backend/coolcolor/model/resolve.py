@@ -6,7 +6,8 @@ model named the same way is found the same way, and the device defaults the same
 * model ``spec``: ``None`` → ``$COOLCOLOR_MODEL`` if set, else ``"default"``; ``"default"`` (or
   ``"coolcolor-tiny"``) → the embedded default model; a training run folder (``RUN/final`` holds the
   finished checkpoint); a checkpoint folder (or its ``coolcolor.json``); :data:`TINY_PRESET` → the
-  random-weight tiny preset that tests and benches use.
+  random-weight tiny preset that tests and benches use; :data:`SD15_PRESET` → SD-1.5's architecture
+  with random weights, for GPU speed and memory figures (``coolcolor.model.presets``).
 * ``device``: ``None`` → ``cuda`` when torch sees a GPU, else ``cpu``; an explicit device must exist.
 * ``dtype``: ``None`` → fp16 on CUDA, fp32 elsewhere; ``fp32``/``fp16``/``bf16`` (or torch's names).
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 MODEL_ENV = "COOLCOLOR_MODEL"
 DEFAULT_SPEC = "default"
 TINY_PRESET = "preset:tiny"  # random weights (seed 0): tests and benches, never an artist's default
+SD15_PRESET = "preset:sd15"  # SD-1.5's shapes, random weights (seed 0): GPU figures, never an artist's default
+PRESET_PREFIX = "preset:"
+PRESET_NAMES = ("tiny", "sd15")  # = coolcolor.model.presets.PRESETS, named here without importing torch
 _CONFIG_NAME = "coolcolor.json"  # = checkpoint.CONFIG_NAME, without importing torch
 
 # canonical short name → the names accepted for it
@@ -44,15 +48,18 @@ DTYPE_NAMES: dict[str, tuple[str, ...]] = {
 
 
 def resolve_model_source(spec: str | os.PathLike | None = None) -> tuple[str, str | None]:
-    """``(name, checkpoint folder)`` for a model spec, or ``(TINY_PRESET, None)``; no torch needed.
+    """``(name, checkpoint folder)`` for a model spec, or ``("preset:NAME", None)``; no torch needed.
 
     Raises ``CheckpointError`` naming the path and what it lacks.
     """
     if spec is None or str(spec) == "":
         spec = os.environ.get(MODEL_ENV) or DEFAULT_SPEC
     text = str(spec)
-    if text == TINY_PRESET:
-        return TINY_PRESET, None
+    if text.startswith(PRESET_PREFIX):
+        if text.removeprefix(PRESET_PREFIX) not in PRESET_NAMES:
+            raise CheckpointError(f"unknown model preset {text!r}; known: "
+                                  f"{', '.join(PRESET_PREFIX + n for n in PRESET_NAMES)}")
+        return text, None
     from coolcolor.default_model import DEFAULT_MODEL_NAME, default_model_path
 
     if text in (DEFAULT_SPEC, DEFAULT_MODEL_NAME):
@@ -123,8 +130,8 @@ def torch_dtype(name: str) -> torch.dtype:
 class ResolvedModel:
     """A model chosen, with where it runs. ``hash`` is the canonical weights hash (see module doc)."""
 
-    name: str  # "coolcolor-tiny", the checkpoint's or run's folder name, or TINY_PRESET
-    path: str | None  # the checkpoint folder; None for the tiny preset
+    name: str  # "coolcolor-tiny", the checkpoint's or run's folder name, or "preset:NAME"
+    path: str | None  # the checkpoint folder; None for a preset
     device: str
     dtype: str  # "fp32" | "fp16" | "bf16"
     _hash: str | None = field(default=None, repr=False, compare=False)
@@ -134,9 +141,9 @@ class ResolvedModel:
         """Computed from the weights as stored (fp32 values), once; loading the pipeline fills it too."""
         if self._hash is None:
             if self.path is None:
-                from coolcolor.model.presets import tiny_components
+                from coolcolor.model.presets import preset_components
 
-                self._hash = tiny_components(seed=0).weights_hash()
+                self._hash = preset_components(self.name.removeprefix(PRESET_PREFIX), seed=0).weights_hash()
             else:
                 from coolcolor.model.checkpoint import checkpoint_weights_hash
 
@@ -149,9 +156,10 @@ class ResolvedModel:
 
         dtype = torch_dtype(self.dtype)
         if self.path is None:
-            from coolcolor.model.presets import tiny_pipeline
+            from coolcolor.model.presets import preset_components
 
-            pipe = tiny_pipeline(seed=0).to(self.device, dtype)
+            pipe = CoolColorPipeline(preset_components(self.name.removeprefix(PRESET_PREFIX), seed=0))
+            pipe.to(self.device, dtype)
         else:
             pipe = CoolColorPipeline.from_pretrained(self.path, device=self.device, dtype=dtype)
         self._hash = pipe.model_hash

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, help="total optimizer steps of the run (overrides the config's steps)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
     train.set_defaults(func=_train)
+
+    data = subparsers.add_parser("data", help="prepare a folder of color images for training (see data prepare)")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    prep = data_sub.add_parser(
+        "prepare",
+        help="filter and caption a folder of images (and .tar shards) into a dataset training reads",
+        description="Walk IMAGES_DIR (and uncompressed .tar shards in it); drop unreadable, small and "
+        "under-saturated images (Hasler–Süsstrunk colorfulness); keep sidecar .txt captions, caption the rest "
+        "with a local BLIP folder; drop captions that name no color; write DATASET/manifest.jsonl. "
+        "Resumable: a re-run decides only the files not decided yet. Never uses the network. "
+        "Then: coolcolor train --set data=DATASET …",
+    )
+    prep.add_argument("images", metavar="IMAGES_DIR")
+    prep.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write (or resume)")
+    prep.add_argument("--captioner", metavar="BLIP_DIR",
+                      help="local BLIP folder (transformers) for images without a sidecar caption; without it they "
+                      "are dropped")
+    prep.add_argument("--min-colorfulness", type=float, default=15.0,
+                      help="drop images less colorful than this (Hasler–Süsstrunk M; default 15, the paper's choice)")
+    prep.add_argument("--min-size", type=int_in(1), default=256, help="drop images whose shorter side is below this")
+    prep.add_argument("--workers", type=int_in(0), default=None,
+                      help="processes that decode and measure (default: CPU count, at most 8; 0 or 1: this process)")
+    prep.add_argument("--caption-batch", type=int_in(1), default=16, help="images per captioner batch")
+    prep.add_argument("--no-progress", action="store_true")
+    prep.set_defaults(func=_data_prepare)
 
     ev = subparsers.add_parser(
         "train-eval",
@@ -94,6 +120,24 @@ def _train(args: argparse.Namespace) -> int:
     command = "coolcolor " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0] else ""
     final = Trainer(config, command=command).run(progress=not args.no_progress)
     print(f"trained model written to {final}")
+    return 0
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    import math
+
+    from coolcolor.errors import InputError
+    from coolcolor.train.data import blip_captioner
+    from coolcolor.train.prepare import prepare
+
+    if not (math.isfinite(args.min_colorfulness) and args.min_colorfulness >= 0):
+        raise InputError(f"--min-colorfulness must be a finite number ≥ 0, got {args.min_colorfulness}")
+    if not os.path.isdir(args.images):
+        raise InputError(f"images folder {args.images} does not exist or is not a folder")
+    captioner = blip_captioner(args.captioner) if args.captioner else None
+    summary = prepare(args.images, args.output, captioner, args.min_colorfulness, args.min_size, args.workers,
+                      args.caption_batch, progress=not args.no_progress)
+    print(summary.line())
     return 0
 
 

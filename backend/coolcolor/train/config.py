@@ -38,6 +38,7 @@ class TrainConfig:
     vae_train: str = "all"  # vae stage: "all", or "decoder" (encoder frozen: latents, and so any UNet, stay valid)
     decoder_guide: bool = False  # vae stage, vae_train = decoder: train a gray-guided decoder (model.decoder_guide)
     init_from: str = ""  # unet stage: fine-tune this CoolColor checkpoint instead of building a new model
+    # (or "preset:sd15" / "preset:tiny": random weights of that shape, to measure what training costs)
     steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-4
@@ -46,6 +47,9 @@ class TrainConfig:
     weight_decay: float = 1e-2
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
+    # unet stage: keep an exponential moving average of the UNet's weights, decay min(ema_decay, (1+k)/(10+k))
+    # at the k-th update (diffusers' EMAModel warm-up); the final model gets the average. 0 = off
+    ema_decay: float = 0.0
     seed: int = 0
     text_dropout: float = 0.1
     snr_gamma: float = 0.0  # unet stage: Min-SNR-γ loss weights min(SNR_t, γ)/SNR_t (Hang et al. 2023); 0 = off
@@ -145,6 +149,10 @@ class TrainConfig:
             v = getattr(self, key)
             if not math.isfinite(v) or v < 0:
                 raise bad(key, "must be a finite number ≥ 0")
+        if not 0 <= self.ema_decay < 1:
+            raise bad("ema_decay", "must be in [0, 1) (0: no EMA)")
+        if self.ema_decay and self.stage != "unet":
+            raise InputError(f"{where}: ema_decay averages the UNet's weights; it needs stage = unet")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
             raise bad("betas", "must be two numbers in [0, 1)")
         if not 1 <= self.ef_t_max <= 1000:

@@ -34,6 +34,7 @@ from coolcolor.world.spec import WorldSpec
 logger = logging.getLogger(__name__)
 
 HELD_OUT_SEED_BASE = 1_000_000_000
+MANIFEST_NAME = "manifest.jsonl"  # the dataset manifest `coolcolor data prepare` writes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # Color words for the caption filter: the world's palette words and common English color names.
 COLOR_WORDS = frozenset(
@@ -130,48 +131,103 @@ class FolderItem:
 Captioner = Callable[[np.ndarray], str]
 
 
-def blip_captioner(folder: str | Path) -> Captioner:
-    """Caption images with a local BLIP folder (transformers), as the paper does; never the network."""
-    from transformers import BlipForConditionalGeneration, BlipProcessor
+class BlipCaptioner:
+    """Captions from a local BLIP folder (transformers), as the paper does; never the network.
 
-    path = Path(folder)
-    if not path.is_dir():
-        raise InputError(f"captioning model folder {path} does not exist")
-    try:
-        processor = BlipProcessor.from_pretrained(path, local_files_only=True)
-        model = BlipForConditionalGeneration.from_pretrained(path, local_files_only=True).eval()
-    except (OSError, ValueError) as exc:
-        raise InputError(f"captioning model folder {path}: cannot load BLIP ({exc})") from exc
+    One image (``captioner(rgb)``, the ``Captioner`` interface training uses) or a batch
+    (``caption_batch``, what ``coolcolor data prepare`` uses), on the GPU when torch sees one.
+    """
+
+    def __init__(self, folder: str | Path, device: str | None = None) -> None:
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        path = Path(folder)
+        if not path.is_dir():
+            raise InputError(f"captioning model folder {path} does not exist")
+        config = path / "config.json"
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type") if config.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise InputError(f"captioning model folder {path}: config.json is not readable JSON ({exc})") from exc
+        if model_type != "blip":
+            found = "no config.json" if not config.is_file() else f"config.json says model_type {model_type!r}"
+            raise InputError(f"captioning model folder {path} is not a BLIP model ({found}; expected 'blip')")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            self.processor = BlipProcessor.from_pretrained(path, local_files_only=True)
+            self.model = BlipForConditionalGeneration.from_pretrained(path, local_files_only=True).eval().to(self.device)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"captioning model folder {path}: cannot load BLIP ({exc})") from exc
+
+    def __call__(self, rgb: np.ndarray) -> str:
+        return self.caption_batch([rgb])[0]
 
     @torch.no_grad()
-    def caption(rgb: np.ndarray) -> str:
-        inputs = processor(images=(rgb * 255).astype(np.uint8), return_tensors="pt")
-        return processor.decode(model.generate(**inputs, max_new_tokens=40)[0], skip_special_tokens=True).strip()
+    def caption_batch(self, images: list[np.ndarray]) -> list[str]:
+        """One caption per H×W×3 float image in [0, 1] (sizes may differ: the processor resizes)."""
+        inputs = self.processor(images=[(np.clip(rgb, 0, 1) * 255).round().astype(np.uint8) for rgb in images],
+                                return_tensors="pt").to(self.device)
+        out = self.model.generate(**inputs, max_new_tokens=40)
+        return [text.strip() for text in self.processor.batch_decode(out, skip_special_tokens=True)]
 
-    return caption
+
+def blip_captioner(folder: str | Path) -> BlipCaptioner:
+    """Caption images with a local BLIP folder; ``InputError`` (one line) when it is not one."""
+    return BlipCaptioner(folder)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """H×W×3 float32 sRGB in [0, 1]; raises ``InputError`` naming the file when it cannot be decoded."""
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
+def decode_rgb(data: np.ndarray, name: str) -> np.ndarray:
+    """H×W×3 float32 sRGB in [0, 1] from an encoded image's bytes; raises ``InputError`` naming ``name``."""
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
     if image is None:
-        raise InputError(f"{path}: not a readable image")
+        raise InputError(f"{name}: not a readable image")
     if image.ndim == 2 or image.shape[2] < 3:
-        raise InputError(f"{path}: not a color image (it has {1 if image.ndim == 2 else image.shape[2]} channel(s))")
+        raise InputError(f"{name}: not a color image (it has {1 if image.ndim == 2 else image.shape[2]} channel(s))")
     scale = 65535.0 if image.dtype == np.uint16 else 255.0 if image.dtype == np.uint8 else 1.0
     rgb = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB).astype(np.float32) / scale
     return np.clip(rgb, 0, 1)
 
 
+def read_rgb(path: Path) -> np.ndarray:
+    """H×W×3 float32 sRGB in [0, 1]; raises ``InputError`` naming the file when it cannot be decoded."""
+    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
+    return decode_rgb(data, str(path))
+
+
+def sidecar_caption(path: Path) -> str:
+    """The caption in ``image.txt`` beside ``image.png`` ("" when there is none); ``InputError`` if not UTF-8."""
+    txt = path.with_suffix(".txt")
+    if not txt.is_file():
+        return ""
+    return caption_text(txt.read_bytes(), path, txt.name)
+
+
+def caption_text(data: bytes, image: Path | str, caption_file: str) -> str:
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{image}: caption file {caption_file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+@dataclass
+class ManifestEntry:
+    caption: str
+    colorfulness: float | None  # measured by `coolcolor data prepare`; None: measure while scanning
+
+
 class FolderSource:
     """Color images with captions: ``image.txt`` next to ``image.png``, or a JSONL manifest of
-    ``{"file": "relative/path.png", "caption": "…"}`` lines. The paper's filters apply: images less
-    colorful than ``min_colorfulness`` and captions naming no color are dropped. Images without a
-    caption are captioned by ``captioner`` when given, else dropped. Every dropped file is logged with
-    its reason; the counts are in ``self.rejected``. Files that fail later (while training) are
-    skipped the same way and replaced by another image. Given the model's ``tokenizer``, captions
-    of which it knows no word are dropped too: they would train the text encoder on [UNK] alone.
+    ``{"file": "relative/path.png", "caption": "…"}`` lines (``file`` relative to the folder; it may lead
+    out of it, e.g. ``../photos/a.png``). A folder made by ``coolcolor data prepare`` holds its manifest as
+    ``manifest.jsonl``, used when no other manifest is named; its lines also carry the measured
+    ``colorfulness`` (and width, height, sha256), so its images are not decoded again before training.
+
+    The paper's filters apply: images less colorful than ``min_colorfulness`` and captions naming no
+    color are dropped. Images without a caption are captioned by ``captioner`` when given, else dropped.
+    Every dropped file is logged with its reason; the counts are in ``self.rejected``. Files that fail
+    later (while training) are skipped the same way and replaced by another image. Given the model's
+    ``tokenizer``, captions of which it knows no word are dropped too: they would train the text
+    encoder on [UNK] alone.
     """
 
     def __init__(self, root: str | Path, resolution: int, seed: int, manifest: str | Path = "",
@@ -185,17 +241,27 @@ class FolderSource:
         self.rejected: Counter[str] = Counter()
         self.tokenizer = tokenizer
         self.items: list[FolderItem] = []
-        captions = self._manifest(Path(manifest)) if manifest else None
-        paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        for path in paths:
+        if not manifest and (self.root / MANIFEST_NAME).is_file():
+            manifest = MANIFEST_NAME
+            logger.info("data folder %s: using its %s (made by coolcolor data prepare)", self.root, MANIFEST_NAME)
+        entries = self._manifest(Path(manifest)) if manifest else None
+        paths = {p.resolve() for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+        if entries is not None:
+            paths |= set(entries)  # a prepared manifest may point outside the folder
+        for path in sorted(paths):
+            entry = entries.get(path) if entries is not None else None
             try:
-                caption = captions.get(path.resolve()) if captions is not None else self._sidecar(path)
+                if entry is not None and entry.colorfulness is not None:
+                    self._check(path, entry.caption, entry.colorfulness)  # measured when prepared
+                    self.items.append(FolderItem(path, entry.caption))
+                    continue
+                caption = entry.caption if entry is not None else "" if entries is not None else sidecar_caption(path)
                 rgb = read_rgb(path)
                 if not caption:
                     if captioner is None:
                         raise InputError(f"{path}: no caption (no sidecar .txt / manifest entry, and no captioner)")
                     caption = captioner(rgb)
-                self._check(path, rgb, caption)
+                self._check(path, caption, float(colorfulness(rgb)))
             except InputError as exc:
                 self._reject(str(exc))
                 continue
@@ -211,11 +277,11 @@ class FolderSource:
         self.rejected[reason.split(" (")[0]] += 1
         logger.warning("skipping %s", message)
 
-    def _manifest(self, manifest: Path) -> dict[Path, str]:
+    def _manifest(self, manifest: Path) -> dict[Path, ManifestEntry]:
         path = manifest if manifest.is_absolute() else self.root / manifest
         if not path.is_file():
             raise InputError(f"manifest {path} does not exist")
-        out: dict[Path, str] = {}
+        out: dict[Path, ManifestEntry] = {}
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as exc:
@@ -228,28 +294,22 @@ class FolderSource:
                 file, caption = entry["file"], entry["caption"]
                 if not isinstance(file, str) or not isinstance(caption, str):
                     raise TypeError("file and caption must be strings")
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                measured = entry.get("colorfulness")
+                if measured is not None and (isinstance(measured, bool) or not isinstance(measured, (int, float))):
+                    raise TypeError("colorfulness must be a number")
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
                 logger.warning("skipping %s line %d: not a {\"file\", \"caption\"} JSON object (%s)", path, number, exc)
                 self.rejected["bad manifest line"] += 1
                 continue
-            out[(self.root / file).resolve()] = caption.strip()
+            out[(self.root / file).resolve()] = ManifestEntry(caption.strip(), None if measured is None else float(measured))
         return out
 
-    def _sidecar(self, path: Path) -> str:
-        txt = path.with_suffix(".txt")
-        if not txt.is_file():
-            return ""
-        try:
-            return txt.read_bytes().decode("utf-8").strip()
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: caption file {txt.name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-
-    def _check(self, path: Path, rgb: np.ndarray, caption: str) -> None:
+    def _check(self, path: Path, caption: str, measured_colorfulness: float) -> None:
         if self.tokenizer is not None and prompt_words(self.tokenizer, caption).all_unknown:
             raise InputError(f"{path}: caption holds only words the model does not know: {caption!r}")
         if self.require_color_words and not has_color_word(caption):
             raise InputError(f"{path}: caption names no color: {caption!r}")
-        c = float(colorfulness(rgb))
+        c = measured_colorfulness
         if c < self.min_colorfulness:
             raise InputError(f"{path}: colorfulness {c:.1f} below the threshold {self.min_colorfulness:g}")
 

@@ -39,6 +39,8 @@ from coolcolor import color
 from coolcolor.errors import CheckpointError, InputError
 from coolcolor.model.checkpoint import Components, encode_gray_latents, load_components, save_components
 from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, check_guide_fits, decode, new_decoder_guide
+from coolcolor.model.presets import preset_components
+from coolcolor.model.resolve import PRESET_PREFIX, resolve_model_source
 from coolcolor.model.unet import merge_gray
 from coolcolor.train.config import TrainConfig
 from coolcolor.real.source import RealSource
@@ -140,7 +142,11 @@ class Trainer:
                 self.guide = _load_guide(Path(c.vae_from), self.vae) or new_decoder_guide(self.vae, c.seed)
                 self.trainable.append(self.guide)
         else:
-            if c.init_from:
+            if c.init_from.startswith(PRESET_PREFIX):  # random weights: for measuring cost (bench_train_step)
+                resolve_model_source(c.init_from)  # an unknown preset is one line naming the known ones
+                self.components = preset_components(c.init_from.removeprefix(PRESET_PREFIX))
+                self.base_recipe = self.components.config.recipe
+            elif c.init_from:
                 self.components = load_components(c.init_from)
                 self.base_recipe = self.components.config.recipe
             else:
@@ -170,6 +176,10 @@ class Trainer:
             self.components.text_encoder.gradient_checkpointing_enable()
         params = [p for m in self.trainable for p in m.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+        # EMA of the UNet's weights (fp32, beside them on the device); the final model is the average
+        self.ema: dict[str, torch.Tensor] | None = None
+        if c.ema_decay and self.components is not None:
+            self.ema = {n: p.detach().clone() for n, p in self.components.unet.named_parameters()}
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
 
     def signature(self) -> dict[str, Any]:
@@ -196,6 +206,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "config": self.config.to_dict(), "signature": self.signature(),
+            "ema": self._ema_state(),
         }
         torch.save(state, tmp / STATE_NAME)
         if final.exists():
@@ -224,6 +235,7 @@ class Trainer:
             "lambda": {"schedule": c.lambda_schedule, "max": c.lambda_max, "ef_t_max": c.ef_t_max,
                        "ef_fraction": c.ef_fraction},
             "text_dropout": c.text_dropout, "init_from": c.init_from, "vae_from": c.vae_from,
+            "ema_decay": c.ema_decay,
             "train_config": c.to_dict(), "init_recipe": self.base_recipe,
         }
 
@@ -253,6 +265,13 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            saved_ema = state.get("ema")
+            if saved_ema is None or set(saved_ema) != set(self.ema):
+                raise CheckpointError(f"{latest}: the checkpoint holds no EMA of this UNet's weights; use a new "
+                                      "output folder")
+            for name, tensor in saved_ema.items():
+                self.ema[name].copy_(tensor)
         self.step = int(state["step"])
         self._truncate_log()
         logger.info("resumed from %s at step %d", latest, self.step)
@@ -389,8 +408,23 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if self.ema is not None:
+            self._update_ema()
         self.step += 1
         return {k: float(v.detach()) for k, v in out.items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema ← d·ema + (1 − d)·θ with d = min(ema_decay, (1 + k)/(10 + k)) at the k-th update (k = step):
+        diffusers' EMAModel warm-up, so early averages are not dominated by the random start."""
+        assert self.ema is not None and self.components is not None
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        names = list(self.ema)
+        params = dict(self.components.unet.named_parameters())
+        torch._foreach_lerp_([self.ema[n] for n in names], [params[n].detach() for n in names], 1 - decay)
+
+    def _ema_state(self) -> dict[str, torch.Tensor] | None:
+        return None if self.ema is None else {n: t.detach().to("cpu").clone() for n, t in self.ema.items()}
 
     def run(self, progress: bool = True) -> Path:
         """Train (resuming from the run folder's latest checkpoint) and write ``OUTPUT/final``.
@@ -464,6 +498,10 @@ class Trainer:
             set_scaling_factor(self.vae, self._source(), self.config.resolution, self.device)
         for m in self.trainable:
             m.eval().requires_grad_(False)
+        if self.ema is not None and self.components is not None:  # the final model is the average
+            with torch.no_grad():
+                for name, param in self.components.unet.named_parameters():
+                    param.copy_(self.ema[name])
         self._save_model(tmp, final=True)
         if final.exists():
             shutil.rmtree(final)
