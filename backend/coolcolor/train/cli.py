@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Resumable: a re-run decides only the files not decided yet. Never uses the network. "
         "Then: coolcolor train --set data=DATASET …",
     )
-    prep.add_argument("images", metavar="IMAGES_DIR")
+    prep.add_argument("images", metavar="IMAGES_DIR", help="folder of colour images (and uncompressed .tar shards) to prepare")
     prep.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write (or resume)")
     prep.add_argument("--captioner", metavar="BLIP_DIR",
                       help="local BLIP folder (transformers) for images without a sidecar caption; without it they "
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prep.add_argument("--workers", type=int_in(0), default=None,
                       help="processes that decode and measure (default: CPU count, at most 8; 0 or 1: this process)")
     prep.add_argument("--caption-batch", type=int_in(1), default=16, help="images per captioner batch")
-    prep.add_argument("--no-progress", action="store_true")
+    prep.add_argument("--no-progress", action="store_true", help="no progress bar (the summary is still printed)")
     prep.set_defaults(func=_data_prepare)
 
     ev = subparsers.add_parser(
