@@ -40,6 +40,9 @@ def test_the_cli_validates_the_job_once_and_opens_the_source_once(tmp_path, monk
         def prompt_words(self, prompt):
             return Words()
 
+        def prompt_warning(self, prompt):
+            return None
+
     class Resolved:
         def load_pipeline(self):
             return Pipeline()

@@ -117,6 +117,18 @@ class Client:
     def daemon_session(self) -> str:
         return (self.server or {}).get("server", {}).get("session") or self.info.get("session", "")
 
+    def _replaced(self) -> bool:
+        """Whether the connection file now names another daemon that may be running (a restart): then the
+        dead daemon of the file this client read is no reason to give up."""
+        if isinstance(self._connection_spec, dict):
+            return False
+        try:
+            info = self._load_info()
+        except ProtocolError:
+            return False
+        same = info.get("session") == self.info.get("session") and info.get("port") == self.info.get("port")
+        return not same and conn.stale_connection_reason(info) is None
+
     def reconnect(self) -> bool:
         """Re-read the connection file; if the daemon restarted (new session), reopen the socket.
         Returns True when it reconnected."""
@@ -252,6 +264,8 @@ class Client:
             if msg is None:
                 stale = conn.stale_connection_reason(self.info)
                 if stale:  # its process is gone (kill -9): say so now rather than after the timeout
+                    if self._replaced():
+                        return None  # a new daemon wrote the file since: the caller reconnects and retries
                     self.alive = False
                     raise DaemonUnavailable(stale)
                 if remaining <= STALE_CHECK_INTERVAL_S:
