@@ -54,7 +54,7 @@ from coolcolor.video.segment import (
     colorize_segment,
     preview_frame_path,
 )
-from coolcolor.video.sources import FrameSource, _compress_ranges, open_source
+from coolcolor.video.sources import FrameSource, open_source
 
 from coolcolor_protocol.abfiles import (
     AB_FILE_PATTERN,
@@ -64,6 +64,7 @@ from coolcolor_protocol.abfiles import (
     frame_file,
 )
 from coolcolor_protocol.errors import ProtocolError
+from coolcolor_protocol.frames import runs_text
 from coolcolor_protocol.jobspec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -380,7 +381,7 @@ class JobRun(SegmentEvents):
         if foreign:
             raise InputError(
                 f"{self.job.output_dir} already holds ab frames of a different job (frames "
-                f"{_compress_ranges(foreign)}: another source, range, prompt, keyframes, seed, settings or "
+                f"{runs_text(foreign)}: another source, range, prompt, keyframes, seed, settings or "
                 "model); use another output folder or delete those files"
             )
         return done
