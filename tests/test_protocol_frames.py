@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coolcolor_protocol.frames import frame_runs, runs_text
+from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range, frame_runs, runs_text
 
 
 @pytest.mark.parametrize("frames, runs", [
@@ -23,3 +23,15 @@ def test_runs_text_names_runs_and_stops_at_the_limit():
     assert runs_text([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
     assert runs_text(range(0, 20, 2), limit=3) == "0, 2, 4, …"
     assert runs_text([1, 3], limit=2) == "1, 3"
+
+
+def test_keyframes_inside_the_range_pass():
+    check_keyframes_in_range([], 10, 20)
+    check_keyframes_in_range([10, 15, 20], 10, 20)  # both ends are inside
+
+
+def test_keyframes_outside_the_range_are_all_named_in_one_message():
+    with pytest.raises(KeyframeOutsideRange) as exc:
+        check_keyframes_in_range([25, 9, 12, 9], 10, 20)
+    assert str(exc.value) == "keyframe(s) 9, 25 outside the frame range 10-20"
+    assert isinstance(exc.value, ValueError)

@@ -64,7 +64,7 @@ from coolcolor_protocol.abfiles import (
     frame_file,
 )
 from coolcolor_protocol.errors import ProtocolError
-from coolcolor_protocol.frames import runs_text
+from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range, runs_text
 from coolcolor_protocol.jobspec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -259,11 +259,10 @@ def open_job(job: ColorizeJob) -> OpenedJob:
     source = open_source(job.source, job.first, job.last)
     try:
         info = source.info
-        outside = sorted(k for k in job.keyframes if not info.first <= k <= info.last)
-        if outside:
-            raise InputError(
-                f"keyframe(s) {', '.join(map(str, outside))} outside the frames to colorize ({info.first}-{info.last})"
-            )
+        try:
+            check_keyframes_in_range(job.keyframes, info.first, info.last)
+        except KeyframeOutsideRange as exc:
+            raise InputError(str(exc)) from None
         check_outputs_spare_source(job, source)
         try:
             os.makedirs(job.output_dir, exist_ok=True)
