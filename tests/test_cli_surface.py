@@ -216,7 +216,7 @@ CASES: list[Case] = [
     C("colorize", "window out of range", [*COLORIZE, "--window", "0"], r"window"),
     C("colorize", "first after last", [*COLORIZE, "--first", "4", "--last", "2"], r"first.*last|last.*first"),
     C("colorize", "keyframe outside the range", [*COLORIZE, "--keyframe", "99"],
-      r"keyframe\(s\) 99 outside the frames to colorize \(1-4\)"),
+      r"keyframe\(s\) 99 outside the frame range 1-4"),
     C("colorize", "unknown encoding", [*COLORIZE, "--encoding", "acescg"], r"acescg"),
     C("colorize", "OCIO config missing", [*COLORIZE, "--encoding", "ACEScg", "--ocio-config", "{missing}.ocio"],
       r"missing\.ocio"),

@@ -200,7 +200,7 @@ def test_bad_requests_get_named_errors_and_the_daemon_keeps_serving(daemon, sour
             (job(str(tmp_path / "nowhere" / "a.%04d.png"), tmp_path / "o1"), 400, "job.source folder not found"),
             (job(source.replace("gray", "nothing"), tmp_path / "o2"), 400, "no frames match"),
             (job(source, tmp_path / "o3", first=2, last=9, keyframes=[2]), 400, "missing frames"),
-            (job(source, tmp_path / "o4", keyframes=[1, 7]), 400, "keyframes [7] are outside"),
+            (job(source, tmp_path / "o4", keyframes=[1, 7]), 400, "job.keyframes: keyframe(s) 7 outside the frame range 1-4"),
             (job(source, tmp_path / "o5", encoding="acescg-please"), 400, "unknown input encoding"),
             (job(source, tmp_path / "o6", prompt="p" * 5000), 413, "prompt"),
             (job(source, "/proc/1/nope"), 400, "not writable"),

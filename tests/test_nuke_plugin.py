@@ -172,7 +172,7 @@ def test_a_modified_input_is_rendered_once_through_an_internal_write_keyed_by_th
 @pytest.mark.parametrize("case, expected", [
     ("no input", "no input: connect"),
     ("empty read", "has no frames"),
-    ("keyframe outside", "keyframe 40 is outside the frame range 11-15"),
+    ("keyframe outside", "keyframe(s) 40 outside the frame range 11-15"),
     ("long prompt", "job.prompt"),
     ("unwritable output", "cannot be written"),
     ("preview without keyframes", "needs a keyframe"),

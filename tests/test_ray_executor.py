@@ -1,7 +1,7 @@
 """The Ray executor on a local cluster (127.0.0.1, started once for the module, tiny model, few frames).
 
-Faults are placed by events through ``COOLCOLOR_RAY_FAULT`` (a worker SIGKILLs itself after writing the
-first frame of a window; the driver SIGKILLs itself after its N-th frame_done), never by sleeps.
+Faults are placed by events, never by sleeps: ``COOLCOLOR_RAY_FAULT`` makes a worker SIGKILL itself after writing
+the first frame of a window; the driver's points are ``coolcolor.faults``' (``frame_written``: its N-th frame_done).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from coolcolor import faults  # noqa: E402
 from coolcolor.errors import CoolColorError, InputError  # noqa: E402
 from coolcolor.video.exr import read_ab_exr, read_ab_header  # noqa: E402
 from coolcolor.video.job import ColorizeJob, JobCancelled, run_colorize_job, run_job  # noqa: E402
@@ -158,7 +159,7 @@ def test_a_window_that_keeps_killing_its_worker_fails_the_job_naming_it(tmp_path
 def test_a_killed_driver_rerun_dispatches_only_the_missing_frames(tmp_path, cluster, model_dir, pool):
     source = one_shot_sequence(tmp_path / "src", FRAMES)
     out = tmp_path / "out"
-    env = {**os.environ, RAY_FAULT_ENV: "driver-kill-after:2", "OMP_NUM_THREADS": "1",
+    env = {**os.environ, faults.ENV: faults.spec("frame_written", 2), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "backend"), str(ROOT / "protocol")])}
     command = [sys.executable, "-c", "import sys; from coolcolor.cli import main; sys.exit(main(sys.argv[1:]))",
                "colorize", source, "-o", str(out), "--keyframe", "1", "--steps", "1", "--window", "2",
@@ -291,7 +292,6 @@ def test_a_ray_run_owns_its_folder_until_killed_then_the_same_job_takes_over(tmp
     takes the folder over and computes only the frames the dead run had not finished."""
     import threading
 
-    from coolcolor import faults
     from coolcolor.video.ownership import HOST, OWNER_FILE, FolderBusy, read_owner
 
     source = one_shot_sequence(tmp_path / "src", FRAMES)

@@ -343,7 +343,7 @@ def test_keyframe_outside_the_used_range(tmp_path):
     # a marker left beyond the end after the clip was trimmed shorter (Resolve keeps item markers [U])
     item._markers[9.0] = {"color": "Cyan", "duration": 1.0, "note": "", "name": "kf", "customData": TAG}
     status, _ = dialog_messages(app)
-    assert "keyframe(s) 1012 outside the used range 1003-1008" in status
+    assert "keyframe(s) 1012 outside the frame range 1003-1008; move or remove those markers" in status
     assert 9.0 in item.GetMarkers()
 
 

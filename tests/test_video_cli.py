@@ -84,7 +84,7 @@ def test_errors_are_one_line_and_exit_1(tmp_path, main, model_dir, capsys):
     assert main(["colorize", source, "-o", str(out), "--model", str(tmp_path / "nomodel")]) == 1
     assert "model folder not found" in capsys.readouterr().err
     assert main(["colorize", source, "-o", str(out), "--model", model_dir, "--keyframe", "99"]) == 1
-    assert "keyframe(s) 99 outside the frames to colorize (1-4)" in capsys.readouterr().err
+    assert "keyframe(s) 99 outside the frame range 1-4" in capsys.readouterr().err
     assert not list(out.glob("ab.*"))
     with pytest.raises(SystemExit):
         main(["colorize", source, "-o", str(out), "--keyframe", "1", "--auto-keyframe"])

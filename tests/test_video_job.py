@@ -261,7 +261,7 @@ def test_bad_input_is_reported_before_any_work(tmp_path):
             run_colorize_job(ColorizeJob(**fields), NoWork())
         assert not out.exists() or not any(p.name.startswith("ab.") for p in out.iterdir())
 
-    check(r"keyframe\(s\) 9 outside the frames to colorize \(1-6\)", keyframes=[2, 9])
+    check(r"keyframe\(s\) 9 outside the frame range 1-6", keyframes=[2, 9])
     check(r"unknown input encoding 'logc3'", encoding="logc3")
     check(r"frames 0-6|missing frames .*: 0", first=0, last=6)
     check(r"job: last \(2\) is before first \(5\)", first=5, last=2)

@@ -39,6 +39,7 @@ from coolcolor_protocol import (
     ProtocolError,
 )
 from coolcolor_protocol.abfiles import job_output
+from coolcolor_protocol.frames import frame_runs
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.daemon.executor import Executor
@@ -71,17 +72,6 @@ class NoListeners:
 
     def progress(self, job_id: str, content: dict[str, Any]) -> None:
         pass
-
-
-def frame_ranges(frames: list[int]) -> list[list[int]]:
-    """[[first, last], …] runs of consecutive frame numbers."""
-    runs: list[list[int]] = []
-    for f in sorted(frames):
-        if runs and f == runs[-1][1] + 1:
-            runs[-1][1] = f
-        else:
-            runs.append([f, f])
-    return runs
 
 
 class BoardJobEvents:
@@ -275,7 +265,7 @@ class JobBoard:
                 out["progress"] = {k: last.get(k) for k in ("step", "steps_total", "fraction", "eta_s")}
         if detail:
             out["job"] = rec.spec
-            out["frames"] = frame_ranges(list(self.journal.frames(rec.job_id)))
+            out["frames"] = frame_runs(self.journal.frames(rec.job_id))
             failed = self.journal.failed_frames(rec.job_id)
             out["frames_failed"] = [{"frame": f, "message": m} for f, m in failed.items()]
         return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from coolcolor.errors import CoolColorError
 from coolcolor_protocol import BAD_REQUEST, TOO_LARGE, ProtocolError
+from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
 from coolcolor_protocol.messages import MAX_FRAMES_PER_JOB
 
 
@@ -106,10 +107,10 @@ def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
         for name in ("ocio_config",):
             if job.get(name):
                 identity.append(_stat_identity(job[name]))
-        outside = [k for k in job.get("keyframes", []) if not info.first <= k <= info.last]
-        if outside:
-            raise ProtocolError(BAD_REQUEST, f"job.keyframes {outside} are outside the source's frames "
-                                f"{info.first}-{info.last}")
+        try:
+            check_keyframes_in_range(job.get("keyframes", []), info.first, info.last)
+        except KeyframeOutsideRange as exc:
+            raise ProtocolError(BAD_REQUEST, f"job.keyframes: {exc}") from None
         if job["references"]:  # the engine's own checks (decodes, colour, the plate's size, frame in range)
             from coolcolor.video.encoding import InputDecoder
             from coolcolor.video.job import check_references

@@ -90,6 +90,13 @@ TINY_VAE_CONFIG: dict[str, Any] = dict(
     sample_size=64,
     scaling_factor=1.0,
 )
+# The tiny text encoder (a CLIPTextModel): its width is the UNet's cross-attention width.
+TINY_TEXT_CONFIG: dict[str, Any] = dict(
+    hidden_size=TINY_UNET_CONFIG["cross_attention_dim"],
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+)
 TINY_RESOLUTION = 64
 
 # Words the tiny text stack knows: colors with their synonyms, things found in old films, glue words.
@@ -148,14 +155,11 @@ def tiny_components(seed: int = 0) -> Components:
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
-            hidden_size=TINY_UNET_CONFIG["cross_attention_dim"],
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
             max_position_embeddings=tokenizer.model_max_length,
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            **TINY_TEXT_CONFIG,
         )
     )
     for module in (unet, vae, text_encoder):

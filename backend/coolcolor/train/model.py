@@ -21,6 +21,7 @@ from coolcolor.errors import InputError
 from coolcolor.model.checkpoint import Components, CoolColorConfig
 from coolcolor.model.presets import (
     SD15_SCHEDULER_CONFIG,
+    TINY_TEXT_CONFIG,
     TINY_UNET_CONFIG,
     TINY_VAE_CONFIG,
     TINY_VOCABULARY,
@@ -29,19 +30,20 @@ from coolcolor.model.presets import (
 )
 from coolcolor.model.unet import add_gray_input, f_in_weight
 
+# Each architecture is the tiny preset's shapes (coolcolor.model.presets, the one source) with what it changes
+# written out: 8×8 latents of a 32-px working size, 48 tokens.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "coolcolor-tiny": {
         "unet": dict(TINY_UNET_CONFIG, sample_size=8, block_out_channels=(32, 64, 64, 128), cross_attention_dim=64),
         "vae": dict(TINY_VAE_CONFIG, sample_size=32),
-        "text": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
+        "text": dict(TINY_TEXT_CONFIG, hidden_size=64, intermediate_size=128, num_attention_heads=4),
         "max_tokens": 48,
     },
-    # The core's test preset: used by the trainer's tests (fast) — same shapes as presets.tiny_components.
+    # The core's test preset, used by the trainer's tests (fast): presets.tiny_components' shapes, one text layer.
     "tiny-test": {
         "unet": dict(TINY_UNET_CONFIG, sample_size=8),
         "vae": dict(TINY_VAE_CONFIG, sample_size=32),
-        "text": dict(hidden_size=TINY_UNET_CONFIG["cross_attention_dim"], intermediate_size=64, num_hidden_layers=1,
-                     num_attention_heads=2),
+        "text": dict(TINY_TEXT_CONFIG, num_hidden_layers=1),
         "max_tokens": 48,
     },
 }

@@ -60,7 +60,7 @@ from coolcolor.video.segment import (
     colorize_segment,
     preview_frame_path,
 )
-from coolcolor.video.sources import FrameSource, _compress_ranges, open_source
+from coolcolor.video.sources import FrameSource, open_source
 
 from coolcolor_protocol.abfiles import (
     AB_FILE_PATTERN,
@@ -70,6 +70,7 @@ from coolcolor_protocol.abfiles import (
     frame_file,
 )
 from coolcolor_protocol.errors import ProtocolError
+from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range, runs_text
 from coolcolor_protocol.jobspec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -267,11 +268,10 @@ def open_job(job: ColorizeJob) -> OpenedJob:
     source = open_source(job.source, job.first, job.last)
     try:
         info = source.info
-        outside = sorted(k for k in job.keyframes if not info.first <= k <= info.last)
-        if outside:
-            raise InputError(
-                f"keyframe(s) {', '.join(map(str, outside))} outside the frames to colorize ({info.first}-{info.last})"
-            )
+        try:
+            check_keyframes_in_range(job.keyframes, info.first, info.last)
+        except KeyframeOutsideRange as exc:
+            raise InputError(str(exc)) from None
         check_outputs_spare_source(job, source)
         references = check_references(job, info, decoder)
         try:
@@ -407,7 +407,7 @@ class JobRun(SegmentEvents):
         if foreign:
             raise InputError(
                 f"{self.job.output_dir} already holds ab frames of a different job (frames "
-                f"{_compress_ranges(foreign)}: another source, range, prompt, keyframes, seed, settings or "
+                f"{runs_text(foreign)}: another source, range, prompt, keyframes, seed, settings or "
                 "model); use another output folder or delete those files"
             )
         return done

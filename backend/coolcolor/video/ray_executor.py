@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Test-only fault points, ordered by events (never by time):
 #: ``worker-kill-once:MARKER`` — a worker SIGKILLs itself after writing the first frame of its first
 #: window, once per MARKER file; ``worker-kill-window:FRAME`` — the window holding FRAME kills its
-#: worker every time; ``driver-kill-after:N`` — the driver SIGKILLs itself after its N-th frame_done.
+#: worker every time. The driver's own points are ``coolcolor.faults``' (``COOLCOLOR_FAULT``, e.g. ``frame_written``).
 RAY_FAULT_ENV = "COOLCOLOR_RAY_FAULT"
 #: Object store size for ``local:N`` clusters (bytes): frames never travel through it.
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024 * 1024
@@ -397,7 +397,6 @@ class RayExecutor:
         self.last_records = []
         self._run_id: str | None = None
         self._probe: str | None = None
-        self._driver_frames = 0
 
     def unknown_words(self, prompt: str) -> list[str]:
         """The prompt's words the pool's model ignores (every worker holds the same model, by hash), for
@@ -524,14 +523,6 @@ class RayExecutor:
                 raise InputError(f"frame {frame} was written by a Ray worker to {path}, which the driver cannot "
                                  "read: the output folder must be shared storage at the same path everywhere")
             run.frame_done(int(frame), path)
-            self._driver_fault()
-
-    def _driver_fault(self) -> None:
-        fault = os.environ.get(RAY_FAULT_ENV, "")
-        if fault.startswith("driver-kill-after:"):
-            self._driver_frames += 1
-            if self._driver_frames >= int(fault.partition(":")[2]):
-                os.kill(os.getpid(), signal.SIGKILL)
 
     def _cancel_pending(self, run: JobRun, run_id: str, pending: dict[Any, tuple[Segment, int]]) -> None:
         """Stop this run's tasks (running ones at their next step), then report what they wrote."""

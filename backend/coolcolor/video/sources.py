@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from coolcolor.errors import InputError
+from coolcolor_protocol.frames import runs_text
 from coolcolor_protocol.jobspec import MAX_FRAME_NUMBER
 
 MOVIE_EXTENSIONS = (".mov", ".mp4", ".m4v", ".mxf", ".mkv", ".avi", ".webm")
@@ -91,18 +92,6 @@ class FrameSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _compress_ranges(frames: list[int], limit: int = 8) -> str:
-    """[1,2,3,7,9,10] → "1-3, 7, 9-10" (at most ``limit`` runs, then "…")."""
-    runs: list[tuple[int, int]] = []
-    for f in sorted(frames):
-        if runs and f == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], f)
-        else:
-            runs.append((f, f))
-    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
-    return ", ".join(text) + (", …" if len(runs) > limit else "")
 
 
 def parse_sequence_pattern(source: str) -> tuple[str, str, int] | None:
@@ -215,7 +204,7 @@ class ImageSequenceSource(FrameSource):
         missing = [f for f in range(lo, hi + 1) if not os.path.isfile(self.path(f))]
         if missing:
             what = "gaps in the sequence" if first is None and last is None else "missing frames"
-            raise InputError(f"{what} {self.pattern}: {_compress_ranges(missing)} ({len(missing)} frames)")
+            raise InputError(f"{what} {self.pattern}: {runs_text(missing)} ({len(missing)} frames)")
         # Every header, so that unreadable files and mismatched sizes stop the job before any work.
         width = height = channels = 0
         fmt = ""
@@ -311,7 +300,7 @@ def _sequence_note(path: str, frame: int, pattern: str) -> str | None:
         return None
     if len(frames) < 2:
         return None
-    return (f"{os.path.basename(path)} is frame {frame} of the sequence {pattern} (frames {_compress_ranges(frames)}): "
+    return (f"{os.path.basename(path)} is frame {frame} of the sequence {pattern} (frames {runs_text(frames)}): "
             f"only this frame is colorized; give the pattern {os.path.basename(pattern)} for the whole sequence")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import coolcolor_protocol
 from coolcolor_protocol import abfiles
+from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
 from coolcolor_protocol.jobspec import JobSpec
 from coolcolor_resolve.host import ClipSource, HostError
 
@@ -75,10 +76,10 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: list[int], *, pr
     the Resolve outputs (the Loader sidecar, or the RGB plate for the fallback). Keyframes outside the used range
     are refused here, naming them."""
     first, last = clip.used_range(settings.handles)
-    outside = [k for k in keyframes if not first <= k <= last]
-    if outside:
-        raise HostError(f"{clip.item_name}: keyframe(s) {', '.join(map(str, outside))} outside the used range "
-                        f"{first}-{last}; move or remove those markers")
+    try:
+        check_keyframes_in_range(keyframes, first, last)
+    except KeyframeOutsideRange as exc:
+        raise HostError(f"{clip.item_name}: {exc}; move or remove those markers") from None
     fields: dict[str, Any] = {"source": clip.source, "prompt": settings.prompt,
                               "negative_prompt": settings.negative_prompt, "seed": settings.seed,
                               "steps": settings.steps, "encoding": settings.encoding}

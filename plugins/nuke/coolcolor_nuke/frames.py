@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable
 from typing import Union
 
+from coolcolor_protocol.frames import frame_runs
+
 FrameSpec = Union[int, list[int]]  # noqa: UP007 - a runtime alias: Python 3.9 has no int | list
 
 
@@ -34,21 +36,10 @@ def parse_frames(text: str) -> list[int]:
     return sorted(frames)
 
 
-def ranges(frames: Iterable[int]) -> list[list[int]]:
-    """Sorted frames → inclusive ``[first, last]`` runs."""
-    out: list[list[int]] = []
-    for f in sorted(set(frames)):
-        if out and f == out[-1][1] + 1:
-            out[-1][1] = f
-        else:
-            out.append([f, f])
-    return out
-
-
 def format_frames(frames: Iterable[int]) -> str:
     """The inverse of ``parse_frames``: runs of three or more as ``a-b``, the rest comma-separated."""
     parts: list[str] = []
-    for first, last in ranges(frames):
+    for first, last in frame_runs(frames):
         if last - first >= 2:
             parts.append(f"{first}-{last}")
         else:
@@ -58,4 +49,4 @@ def format_frames(frames: Iterable[int]) -> str:
 
 def have_list(frames: Iterable[int]) -> list[FrameSpec]:
     """The protocol's ``attach.have``: single frames and ``[first, last]`` ranges (SPEC.md §5.5)."""
-    return [r[0] if r[0] == r[1] else r for r in ranges(frames)]
+    return [r[0] if r[0] == r[1] else r for r in frame_runs(frames)]

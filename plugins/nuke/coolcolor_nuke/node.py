@@ -38,6 +38,7 @@ from coolcolor_nuke.frames import FrameListError, format_frames, parse_frames
 from coolcolor_nuke.runner import START_DAEMON_HINT, Callbacks, JobRunner, PlannedJob
 from coolcolor_protocol import ProtocolError
 from coolcolor_protocol.abfiles import AB_CHANNELS, AB_FILE_PATTERN, AB_LAYER, BUILTIN_ENCODINGS, frame_file
+from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
 from coolcolor_protocol.jobspec import JobSpec
 from coolcolor_protocol.messages import TERMINAL_STATES
 from coolcolor_protocol.recombine import nuke_expressions
@@ -413,9 +414,10 @@ def plan(group: nuke.Node, preview: bool) -> tuple[list[PlannedJob], str]:
         keyframes = _keyframes(group)
     except FrameListError as exc:
         raise NodeError(str(exc)) from None
-    outside = [k for k in keyframes if not first <= k <= last]
-    if outside:
-        raise NodeError(f"keyframe {outside[0]} is outside the frame range {first}-{last}")
+    try:
+        check_keyframes_in_range(keyframes, first, last)
+    except KeyframeOutsideRange as exc:
+        raise NodeError(str(exc)) from None
     if preview and not keyframes:
         raise NodeError("Preview keyframe needs a keyframe: press '+ current frame' first")
     choice = str(group["encoding"].value())
