@@ -117,28 +117,30 @@ class Client:
     def daemon_session(self) -> str:
         return (self.server or {}).get("server", {}).get("session") or self.info.get("session", "")
 
-    def _replaced(self) -> bool:
-        """Whether the connection file now names another daemon that may be running (a restart): then the
-        dead daemon of the file this client read is no reason to give up."""
+    def _newer_connection(self) -> dict[str, Any] | None:
+        """The connection file as it is now, when it names another daemon than the one this client talks to
+        (a restart: new session or port); None when it names the same one or cannot be read."""
         if isinstance(self._connection_spec, dict):
-            return False
+            return None
         try:
             info = self._load_info()
         except ProtocolError:
-            return False
-        same = info.get("session") == self.info.get("session") and info.get("port") == self.info.get("port")
-        return not same and conn.stale_connection_reason(info) is None
+            return None
+        if info.get("session") == self.info.get("session") and info.get("port") == self.info.get("port"):
+            return None
+        return info
+
+    def _replaced(self) -> bool:
+        """Whether a new daemon that may be running has taken the file's place: then the dead daemon of the
+        file this client read is no reason to give up."""
+        info = self._newer_connection()
+        return info is not None and conn.stale_connection_reason(info) is None
 
     def reconnect(self) -> bool:
         """Re-read the connection file; if the daemon restarted (new session), reopen the socket.
         Returns True when it reconnected."""
-        if isinstance(self._connection_spec, dict):
-            return False
-        try:
-            info = self._load_info()
-        except ProtocolError:
-            return False
-        if info.get("session") == self.info.get("session") and info.get("port") == self.info.get("port"):
+        info = self._newer_connection()
+        if info is None:
             return False
         self._close_socket()
         self._open(info)

