@@ -84,3 +84,23 @@ def packaged_default(tmp_path: Path, monkeypatch) -> Path:
     Trainer(TrainConfig(output="base-run", architecture="tiny-test", vae_from="vae-run", steps=1, batch_size=4,
                         threads=1), command="coolcolor train --config unet.json --output base-run").run(progress=False)
     return package(Path("base-run"), Path("vae-run"), Path("default"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> str:
+    """A saved tiny-preset checkpoint folder, for tests that pass ``--model`` to a command or a worker."""
+    from coolcolor.model.presets import tiny_pipeline
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_pipeline(seed=0).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def main(monkeypatch):
+    """``coolcolor``'s entry point with the video commands registered (colorize, submit's job flags)."""
+    from coolcolor import cli
+
+    if "coolcolor.video.cli" not in cli.COMMAND_MODULES:
+        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "coolcolor.video.cli"))
+    return cli.main

@@ -21,15 +21,6 @@ openjd_model = pytest.importorskip("openjd.model")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    from coolcolor.model.presets import tiny_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return str(path)
-
-
 def _ab(folder: Path) -> dict[int, np.ndarray]:
     return {int(p.name[3:7]): read_ab_exr(str(p))[0] for p in sorted(folder.glob("ab.*.exr"))}
 

@@ -37,15 +37,6 @@ FRAMES = range(1, 5)
 WAIT_S = 600.0  # generous: these are events, the time only bounds a hang
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    from coolcolor.model.presets import tiny_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return str(path)
-
-
 class Colorize:
     """``coolcolor colorize`` in a process of its own; stderr read line by line on a thread."""
 

@@ -29,15 +29,6 @@ FRAMES = range(1, 9)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    from coolcolor.model.presets import tiny_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def cluster():
     """One local cluster for the module: loopback only, no dashboard, a 100 MB object store. Four
     logical CPUs so that a second driver (the CLI in a subprocess) can get a worker beside the pool.

@@ -9,25 +9,8 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from coolcolor import cli
 from coolcolor.video.cli import ProgressLine
 from coolcolor.video.exr import read_ab_exr
-
-
-@pytest.fixture
-def main(monkeypatch):
-    if "coolcolor.video.cli" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "coolcolor.video.cli"))
-    return cli.main
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from coolcolor.model.presets import tiny_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return str(path)
 
 
 def write_sequence(folder, frames=range(1, 5)):

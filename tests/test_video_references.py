@@ -12,7 +12,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from coolcolor import cli, color
+from coolcolor import color
 from coolcolor.errors import InputError
 from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.references import file_sha256
@@ -52,22 +52,6 @@ def _decoded(path: str) -> np.ndarray:
     pixels = np.asarray(inp.read_image(0, 0, 0, 3, oiio.FLOAT), np.float32)
     inp.close()
     return pixels
-
-
-@pytest.fixture
-def main(monkeypatch):
-    if "coolcolor.video.cli" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "coolcolor.video.cli"))
-    return cli.main
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from coolcolor.model.presets import tiny_pipeline
-
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    tiny_pipeline(seed=0).save_pretrained(path)
-    return str(path)
 
 
 def test_colorize_with_a_graded_frame_and_an_exemplar(tmp_path, main, model_dir, capsys):
