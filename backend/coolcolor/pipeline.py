@@ -318,18 +318,9 @@ class CoolColorPipeline:
                 progress, preview, keyframe_cache, reference_blend, reference_start)
         report = progress or (lambda _event: None)
         self._unet_evaluations = 0
-
         device = self.device
-        size = self.model_size(height, width)
-        full = torch.from_numpy(frames)
-        small = resize_frames(full, size).to(device)
-        ways = 2 if guidance_scale > 1 else 1
-        per_batch = self.frames_per_batch(size, ways, memory_budget_bytes)
-
-        report(PipelineProgress("encode", 1, 1))
-        text = self.encode_prompt(prompt)
-        if ways == 2:
-            text = torch.cat((self.encode_prompt(negative_prompt), text))
+        size, full, small, ways, per_batch, text = self._prepare_run(
+            frames, prompt, negative_prompt, guidance_scale, memory_budget_bytes, report)
         gray_latents = torch.cat([self.encode_gray(small[i : i + per_batch]) for i in range(0, n, per_batch)])
 
         # What to denoise, as gray latents. With a keyframe it comes first, so that it leads the first batch of every step
@@ -409,6 +400,22 @@ class CoolColorPipeline:
         return ColorizationResult(ab, rgb, key_index, size, self._unet_evaluations, self.unknown_words(prompt))
 
     @torch.no_grad()
+    def _prepare_run(self, frames: np.ndarray, prompt: str, negative_prompt: str, guidance_scale: float,
+                     memory_budget_bytes: int | None, report) -> tuple:
+        """What every colorization starts from, with or without references: the model-size frames, the
+        classifier-free-guidance ways, frames per UNet batch, and the prompt embeddings (negative first)."""
+        _, height, width = frames.shape
+        size = self.model_size(height, width)
+        full = torch.from_numpy(frames)
+        small = resize_frames(full, size).to(self.device)
+        ways = 2 if guidance_scale > 1 else 1
+        per_batch = self.frames_per_batch(size, ways, memory_budget_bytes)
+        report(PipelineProgress("encode", 1, 1))
+        text = self.encode_prompt(prompt)
+        if ways == 2:
+            text = torch.cat((self.encode_prompt(negative_prompt), text))
+        return size, full, small, ways, per_batch, text
+
     def _colorize_with_references(
         self, frames: np.ndarray, references: list[ReferenceImage], positions: list[int], prompt: str,
         negative_prompt: str, num_inference_steps: int, guidance_scale: float, seed: int,
@@ -441,18 +448,10 @@ class CoolColorPipeline:
         report = progress or (lambda _event: None)
         self._unet_evaluations = 0
         device = self.device
-        size = self.model_size(height, width)
-        full = torch.from_numpy(frames)
-        small = resize_frames(full, size).to(device)
-        ways = 2 if guidance_scale > 1 else 1
-        per_batch = self.frames_per_batch(size, ways, memory_budget_bytes)
         depicted = {r.frame: r for r in references if r.frame is not None}
         order = [i for i in range(n) if positions[i] not in depicted]
-
-        report(PipelineProgress("encode", 1, 1))
-        text = self.encode_prompt(prompt)
-        if ways == 2:
-            text = torch.cat((self.encode_prompt(negative_prompt), text))
+        size, full, small, ways, per_batch, text = self._prepare_run(
+            frames, prompt, negative_prompt, guidance_scale, memory_budget_bytes, report)
         latents = torch.empty(0)
         if order:
             small_rows = small[order]
