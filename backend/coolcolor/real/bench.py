@@ -42,7 +42,7 @@ import numpy as np
 
 from coolcolor.color import rgb_to_lab
 from coolcolor.errors import InputError
-from coolcolor.real.catalog import Catalog, RealItem, load_catalog, verified_path
+from coolcolor.real.catalog import Catalog, RealItem, load_catalog, read_image, verified_path
 from coolcolor.world import luminance_gray
 from coolcolor.world.metrics import Prediction, ciede2000, temporal_metrics
 
@@ -136,11 +136,8 @@ def read_video_frames(path: Path, start: int, frames: int) -> np.ndarray:
 
 
 def read_photo(path: Path) -> np.ndarray:
-    data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if data is None:
-        raise InputError(f"{path}: not a readable image")
-    scale = 65535.0 if data.dtype == np.uint16 else 255.0
-    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB).astype(np.float32) / scale
+    """A photograph as float32 RGB in [0, 1] (the catalog's one image reader)."""
+    return read_image(path)
 
 
 def make_clip(item: RealItem, rgb: np.ndarray, licence: str = "", source: str = "") -> BenchClip:

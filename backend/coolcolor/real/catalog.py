@@ -26,6 +26,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from coolcolor.errors import InputError
 from coolcolor.references import file_sha256
 
@@ -114,6 +117,18 @@ def default_data_dir() -> Path:
     """``$COOLCOLOR_REAL_DATA``, else ``~/.cache/coolcolor/real`` (where ``coolcolor real install`` puts files)."""
     env = os.environ.get(DATA_ENV)
     return Path(env) if env else Path.home() / ".cache" / "coolcolor" / "real"
+
+
+def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """A catalog image as float32 in [0, 1], RGB (RGBA when ``flags`` keeps an alpha channel; other channel
+    counts as decoded); a one-line ``InputError`` naming the file when it cannot be decoded."""
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flags)
+    if image is None:
+        raise InputError(f"{path}: not a readable image")
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    return image.astype(np.float32) / scale
 
 
 def _python_root(package: Package) -> Path | None:

@@ -28,7 +28,7 @@ import torch
 from coolcolor.color import rgb_to_lab
 from coolcolor.errors import InputError
 from coolcolor.pipeline import resize_frames
-from coolcolor.real.catalog import Catalog, load_catalog, verified_path
+from coolcolor.real.catalog import Catalog, load_catalog, read_image, verified_path
 from coolcolor.world import Degradations, luminance_gray
 from coolcolor.world.degrade import apply_degradations
 
@@ -94,15 +94,6 @@ def _shrink(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def _read(path: Path, flags: int) -> np.ndarray:
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, flags)
-    if image is None:
-        raise InputError(f"{path}: not a readable image")
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    return image.astype(np.float32) / scale
-
-
 @dataclass
 class Photo:
     rgb: np.ndarray  # H×W×3 sRGB in [0, 1]
@@ -127,17 +118,16 @@ class RealSource:
         root = Path(data_dir) if data_dir else None
         self.photos: list[Photo] = []
         for item in catalog.select("train", "photo"):
-            bgr = _read(verified_path(item, root, catalog), cv2.IMREAD_COLOR)
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            rgb = read_image(verified_path(item, root, catalog))
             self.photos.append(Photo(_shrink(rgb, PHOTO_SIDE / min(rgb.shape[:2])), item.caption))
         self.cutouts: list[Cutout] = []
         for item in catalog.select("train", "cutout"):
-            bgra = _read(verified_path(item, root, catalog), cv2.IMREAD_UNCHANGED)
-            if bgra.ndim != 3 or bgra.shape[2] != 4:
+            rgba = read_image(verified_path(item, root, catalog), cv2.IMREAD_UNCHANGED)
+            if rgba.ndim != 3 or rgba.shape[2] != 4:
                 logger.warning("skipping cut-out %s: no alpha channel", item.id)
                 continue
-            bgra = _shrink(bgra, CUTOUT_SIDE / max(bgra.shape[:2]))
-            rgb, alpha = cv2.cvtColor(bgra[..., :3], cv2.COLOR_BGR2RGB), bgra[..., 3]
+            rgba = _shrink(rgba, CUTOUT_SIDE / max(rgba.shape[:2]))
+            rgb, alpha = np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
             self.cutouts.append(Cutout(rgb, alpha, with_article(colour_name(rgb, alpha), item.noun)))
         if not self.photos:
             raise InputError("real-footage catalog: no training photographs")
