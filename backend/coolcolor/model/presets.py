@@ -104,14 +104,13 @@ TINY_VOCABULARY = ["a", "an", "the", "and", "with", "of", "on", "in", "under", "
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 
 
-def word_tokenizer(vocabulary: list[str] = TINY_VOCABULARY, max_length: int = 32) -> PreTrainedTokenizerFast:
-    """A lower-casing word-level tokenizer, built offline; saved and loaded as ``tokenizer.json``."""
-    words = list(SPECIAL_TOKENS) + sorted(set(vocabulary))
-    tokenizer = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+def _word_level(vocab: dict[str, int], max_length: int) -> PreTrainedTokenizerFast:
+    """The lower-casing word-level tokenizer of ``vocab`` (word → id), ``[BOS] … [EOS]`` around every text."""
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)]
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])]
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
@@ -123,22 +122,19 @@ def word_tokenizer(vocabulary: list[str] = TINY_VOCABULARY, max_length: int = 32
     )
 
 
+def word_tokenizer(vocabulary: list[str] = TINY_VOCABULARY, max_length: int = 32) -> PreTrainedTokenizerFast:
+    """A lower-casing word-level tokenizer, built offline; saved and loaded as ``tokenizer.json``."""
+    words = list(SPECIAL_TOKENS) + sorted(set(vocabulary))
+    return _word_level({w: i for i, w in enumerate(words)}, max_length)
+
+
 def extend_word_tokenizer(tokenizer: PreTrainedTokenizerFast, words: list[str]) -> PreTrainedTokenizerFast:
     """The same word-level tokenizer with ``words`` it lacks appended: every known word keeps its id, so a
     trained text encoder stays valid and only the new rows of its embedding need learning."""
     vocab = dict(tokenizer.get_vocab())
     for word in sorted({w.lower() for w in words} - set(vocab)):
         vocab[word] = len(vocab)
-    inner = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    inner.normalizer = normalizers.Lowercase()
-    inner.pre_tokenizer = pre_tokenizers.Whitespace()
-    inner.post_processor = processors.TemplateProcessing(
-        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=inner, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]",
-        model_max_length=tokenizer.model_max_length,
-    )
+    return _word_level(vocab, tokenizer.model_max_length)
 
 
 def tiny_components(seed: int = 0) -> Components:
