@@ -30,7 +30,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from coolcolor.model.resolve import resolve_model
-    from coolcolor.pipeline import KeyframeKVCache
+    from coolcolor.model.pipeline import KeyframeKVCache
 
     pipe = resolve_model(args.model, "cpu").load_pipeline()
     y, x = np.mgrid[0:96, 0:128].astype(np.float32)

@@ -52,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from coolcolor import color
     from coolcolor.model.resolve import resolve_model
-    from coolcolor.pipeline import KeyframeKVCache
+    from coolcolor.model.pipeline import KeyframeKVCache
     from coolcolor.references import ReferenceImage
     from coolcolor.train.evaluate import held_out_clips
     from coolcolor.world.metrics import ciede2000, text_adherence

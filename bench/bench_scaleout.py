@@ -33,9 +33,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
     from coolcolor.video.job import ColorizeJob, run_colorize_job, run_job
-    from coolcolor.video.ray_executor import RayExecutor, start_local_ray
+    from coolcolor.scaleout.ray_cluster import RayExecutor, start_local_ray
     from test_video_job import one_shot_sequence
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))

@@ -14,7 +14,7 @@ from coolcolor.cli import main as cli_main
 from coolcolor.errors import CheckpointError
 from coolcolor.model.checkpoint import CONFIG_NAME, CoolColorConfig
 from coolcolor.model.unet import f_in_weight
-from coolcolor.pipeline import CoolColorPipeline
+from coolcolor.model.pipeline import CoolColorPipeline
 
 
 def _state(pipe):

@@ -209,7 +209,7 @@ def test_training_reads_the_manifest_without_decoding_its_images_again(images, t
 
 
 def test_the_prepared_folder_trains(images, tmp_path, capsys):
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
     from coolcolor.train.model import architecture, new_vae
 
     dataset = tmp_path / "dataset"

@@ -14,7 +14,7 @@ from coolcolor.errors import CheckpointError, InputError
 from coolcolor.model.checkpoint import load_components, save_components
 from coolcolor.model.decoder_guide import DecoderGuide, decode, new_decoder_guide
 from coolcolor.model.presets import tiny_components
-from coolcolor.pipeline import CoolColorPipeline
+from coolcolor.model.pipeline import CoolColorPipeline
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.trainer import Trainer
 

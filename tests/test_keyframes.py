@@ -10,7 +10,7 @@ import pytest
 
 from coolcolor import color
 from coolcolor.errors import InputError
-from coolcolor.keyframes import ClipScorer, candidate_frames, cheap_steps, rank_keyframes
+from coolcolor.video.keyframes import ClipScorer, candidate_frames, cheap_steps, rank_keyframes
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 
 from coolcolor import color
 from coolcolor.errors import InputError
-from coolcolor.pipeline import PipelineProgress
+from coolcolor.model.pipeline import PipelineProgress
 
 STEPS = 4
 # Results computed with different batch shapes differ by float32 reassociation only; 0.02 a*/b* units
@@ -198,7 +198,7 @@ def test_bad_settings_are_named(tiny_pipe, gray_clip, kwargs, message):
 
 def test_a_cached_keyframe_gives_the_same_numbers_with_fewer_unet_passes(tiny_pipe, gray_clip):
     """Scale-out item 5: a worker keeps the keyframe's per-step K/V across windows of a shot."""
-    from coolcolor.pipeline import KeyframeKVCache
+    from coolcolor.model.pipeline import KeyframeKVCache
 
     key = gray_clip[1]
     settings = dict(prompt="a red ball", keyframe=key, num_inference_steps=3, seed=5, guidance_scale=5.0)

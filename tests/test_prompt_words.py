@@ -99,7 +99,7 @@ def test_clip_tokenizer_reports_words_past_the_token_limit(tmp_path):
 
 def test_pipeline_token_limit_is_the_text_encoders(sd15_folder, tmp_path):
     from coolcolor.model.checkpoint import init_from_sd15
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
 
     pipe = CoolColorPipeline.from_pretrained(init_from_sd15(sd15_folder, tmp_path / "cc", resolution=64))
     assert pipe.prompt_words("a").max_tokens == 16  # the folder's tokenizer and text encoder both stop at 16
@@ -122,19 +122,19 @@ def test_a_long_prompt_is_logged_once_in_one_line_without_the_prompt(tiny_pipe, 
     """Issue 27: the truncation line printed the whole prompt, again for every encoding (keyframe, window)."""
     prompt = "a red ball\non a green field " + "a red ball " * 30
     assert tiny_pipe.prompt_words(prompt).truncated
-    with caplog.at_level(logging.WARNING, logger="coolcolor.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="coolcolor.model.pipeline"):
         tiny_pipe.encode_prompt(prompt)
         tiny_pipe.encode_prompt(prompt)
-    lines = [r.getMessage() for r in caplog.records if r.name == "coolcolor.pipeline"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "coolcolor.model.pipeline"]
     assert len(lines) == 1 and "\n" not in lines[0] and prompt[:40] not in lines[0], lines
     assert "past the limit are ignored" in lines[0]
     # A caller that shows the warning itself (the CLI) is not followed by the log line.
     other = prompt + " green"
     caplog.clear()
     assert "token limit" in tiny_pipe.prompt_warning(other)
-    with caplog.at_level(logging.WARNING, logger="coolcolor.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="coolcolor.model.pipeline"):
         tiny_pipe.encode_prompt(other)
-    assert not [r for r in caplog.records if r.name == "coolcolor.pipeline"]
+    assert not [r for r in caplog.records if r.name == "coolcolor.model.pipeline"]
 
 
 def test_colorize_warns_about_unknown_words_and_still_runs(tmp_path, capsys, monkeypatch):

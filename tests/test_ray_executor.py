@@ -21,7 +21,7 @@ from coolcolor import faults  # noqa: E402
 from coolcolor.errors import CoolColorError, InputError  # noqa: E402
 from coolcolor.video.exr import read_ab_exr, read_ab_header  # noqa: E402
 from coolcolor.video.job import ColorizeJob, JobCancelled, run_colorize_job, run_job  # noqa: E402
-from coolcolor.video.ray_executor import RAY_FAULT_ENV, RayExecutor, connect_ray, start_local_ray  # noqa: E402
+from coolcolor.scaleout.ray_cluster import RAY_FAULT_ENV, RayExecutor, connect_ray, start_local_ray  # noqa: E402
 from test_video_job import Recorder, one_shot_sequence, two_shot_sequence  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def test_local_one_and_two_ray_workers_give_bit_identical_ab(tmp_path, cluster, 
     """Same job + seed → the same bytes of a*, b* wherever the windows ran; two workers share one shot."""
     import torch
 
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
 
     source = two_shot_sequence(tmp_path / "src", per_shot=5)  # two shots: one artist, one automatic keyframe
     settings = dict(source=source, keyframes=[2], steps=2, window=2, seed=7, prompt="a red ball")
@@ -222,7 +222,7 @@ def test_an_output_folder_the_workers_do_not_share(tmp_path, pool, monkeypatch):
 def test_the_daemon_executor_on_ray_cancels_and_resumes(tmp_path, cluster, model_dir):
     """``RayJobExecutor`` is what ``serve --ray`` hands the job board: load → run(job, events) → close.
     The board's cancel arrives as ``events.should_cancel()``; the Ray tasks stop, finished frames stay."""
-    from coolcolor.video.ray_executor import RayJobExecutor
+    from coolcolor.scaleout.ray_cluster import RayJobExecutor
 
     executor = RayJobExecutor(cluster, model=model_dir, workers=1)
     served = executor.load()

@@ -10,7 +10,7 @@ import torch
 from coolcolor import color
 from coolcolor.errors import InputError
 from coolcolor.model.attention import ReferenceBlend, _attend_blended, _attend_folded
-from coolcolor.pipeline import KeyframeKVCache
+from coolcolor.model.pipeline import KeyframeKVCache
 from coolcolor.references import ReferenceImage, gray_problem, reference_weights
 
 STEPS = 4

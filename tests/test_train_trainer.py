@@ -10,7 +10,7 @@ import torch
 
 from coolcolor.errors import CheckpointError, InputError
 from coolcolor.model.checkpoint import encode_gray_latents, load_components
-from coolcolor.pipeline import CoolColorPipeline
+from coolcolor.model.pipeline import CoolColorPipeline
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.model import architecture, new_vae
 from coolcolor.train.trainer import Trainer

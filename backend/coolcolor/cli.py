@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
-import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 from coolcolor import __version__
+from coolcolor.cli_types import one_line
 from coolcolor.errors import CoolColorError
 
 COMMAND_MODULES = (
@@ -35,7 +34,7 @@ COMMAND_MODULES = (
     "coolcolor.train.cli",
     "coolcolor.real.cli",
     "coolcolor.plugins_install",
-    "coolcolor.farm",
+    "coolcolor.scaleout.farm",
 )
 DEBUG_ENV = "COOLCOLOR_DEBUG"
 EXIT_ERROR = 1  # the user's input or the system refused: the message says what to change
@@ -49,44 +48,6 @@ class CliParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
-
-
-def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: an integer in ``low``…``high`` (no upper bound when ``high`` is None)."""
-    wanted = f"an integer ≥ {low}" if high is None else f"an integer in {low}…{high}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
-        return value
-
-    return parse
-
-
-def positive_float(text: str) -> float:
-    """An argparse ``type``: a finite number > 0 (timeouts, seconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def plain_text(doc: str | None) -> str:
-    """A module docstring as ``--help`` text: reStructuredText's double back-quotes and ``::`` go."""
-    text = re.sub(r"``(.+?)``", r"\1", doc or "")
-    return re.sub(r"::(?=\s*$)", ":", text, flags=re.MULTILINE)
-
-
-def one_line(text: object) -> str:
-    """A message as one line: a multi-line library error keeps its lines, joined by ' | '."""
-    return " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES, prog: str = "coolcolor") -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 from coolcolor import faults
-from coolcolor.cli import int_in, one_line, positive_float
+from coolcolor.cli_types import int_in, one_line, positive_float
 from coolcolor.errors import CoolColorError
 from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.model.prompt_words import ignored_words_warning
@@ -135,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     executor = None  # None: the daemon makes a LocalExecutor for config.model once its socket is up
     if args.ray:
-        from coolcolor.video.ray_executor import RayJobExecutor
+        from coolcolor.scaleout.ray_cluster import RayJobExecutor
 
         executor = RayJobExecutor(args.ray, model, args.device, args.dtype, workers=args.ray_workers)
     daemon = Daemon(config, executor)

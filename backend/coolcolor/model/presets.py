@@ -207,6 +207,6 @@ def preset_components(name: str, seed: int = 0) -> Components:
 
 def tiny_pipeline(seed: int = 0, device: str | torch.device = "cpu"):
     """The tiny preset as a ready pipeline (random weights: the colors mean nothing)."""
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
 
     return CoolColorPipeline(tiny_components(seed)).to(device)

@@ -29,7 +29,7 @@ from coolcolor.errors import CheckpointError, CoolColorError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
 
 MODEL_ENV = "COOLCOLOR_MODEL"
 DEFAULT_SPEC = "default"
@@ -152,7 +152,7 @@ class ResolvedModel:
 
     def load_pipeline(self) -> CoolColorPipeline:
         """The pipeline on ``device`` in ``dtype`` (``CheckpointError`` naming what is wrong)."""
-        from coolcolor.pipeline import CoolColorPipeline
+        from coolcolor.model.pipeline import CoolColorPipeline
 
         dtype = torch_dtype(self.dtype)
         if self.path is None:

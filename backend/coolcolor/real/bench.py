@@ -12,7 +12,7 @@ anything a training set reads:
 The colour frames are the truth; the model's input is their luminance (``coolcolor.world.luminance_gray``,
 the gray the product sees). Each clip is colorized twice with the same seed and settings: with the
 item's truthful ``caption`` and with its ``wrong_caption`` (same things, other colours: the control).
-The keyframe is chosen as ``coolcolor colorize`` chooses it (``coolcolor.keyframes.rank_keyframes``).
+The keyframe is chosen as ``coolcolor colorize`` chooses it (``coolcolor.video.keyframes.rank_keyframes``).
 
 Every metric stands beside its baseline, all from the truth:
 
@@ -250,7 +250,7 @@ def choose_keyframe(pipe, clip_gray: np.ndarray, prompt: str, settings: BenchSet
         if not 0 <= index < len(clip_gray):
             raise InputError(f"keyframe {index} is outside the clip's {len(clip_gray)} frames")
         return index
-    from coolcolor.keyframes import candidate_frames, rank_keyframes
+    from coolcolor.video.keyframes import candidate_frames, rank_keyframes
 
     grays = {f: clip_gray[f] for f in candidate_frames(0, len(clip_gray) - 1)}
     return rank_keyframes(pipe, grays, prompt, steps=settings.steps, guidance_scale=settings.guidance,

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from coolcolor.cli import int_in, positive_float
+from coolcolor.cli_types import int_in, positive_float
 from coolcolor.errors import InputError
 
 

@@ -27,7 +27,7 @@ import torch
 
 from coolcolor.color import rgb_to_lab
 from coolcolor.errors import InputError
-from coolcolor.pipeline import resize_frames
+from coolcolor.model.pipeline import resize_frames
 from coolcolor.real.catalog import Catalog, load_catalog, read_image, verified_path
 from coolcolor.world import Degradations, luminance_gray
 from coolcolor.world.degrade import apply_degradations

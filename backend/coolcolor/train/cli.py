@@ -13,7 +13,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from coolcolor.cli import int_in
+from coolcolor.cli_types import int_in
 from coolcolor.train.config import TrainConfig
 from coolcolor.world.spec import WORLD_VERSIONS
 
@@ -146,7 +146,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import os
 
     from coolcolor.errors import InputError
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
     from coolcolor.train.evaluate import evaluate_models, markdown_table, model_path
 
     models = {}

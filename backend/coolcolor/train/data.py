@@ -26,7 +26,7 @@ import torch
 from coolcolor.color import colorfulness
 from coolcolor.errors import InputError
 from coolcolor.model.prompt_words import prompt_words
-from coolcolor.pipeline import resize_frames
+from coolcolor.model.pipeline import resize_frames
 from coolcolor.world import Degradations, luminance_gray, render_image
 from coolcolor.world.palette import PALETTE
 from coolcolor.world.spec import WorldSpec

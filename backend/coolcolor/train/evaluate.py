@@ -184,7 +184,7 @@ def evaluate_models(models: dict[str, str], clips: int = 16, frames: int = 8, si
                     guidance: float = 5.0, degradation: float = 1.0, leave_out: bool = False,
                     leave_out_clips: int | None = None, world_version: int = 1,
                     leave_out_world_version: int | None = None) -> dict:
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
 
     world = WorldSpec(version=world_version)
     data = held_out_clips(clips, frames, size, degradation, world)

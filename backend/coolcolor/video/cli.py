@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from coolcolor.cli import one_line, plain_text
+from coolcolor.cli_types import one_line, plain_text
 from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.model.prompt_words import ignored_words_warning
 from coolcolor.model.resolve import resolve_model
@@ -170,9 +170,9 @@ def _warn(text: str | None) -> None:
 
 
 def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobEvents):
-    """The same driver as a local run, with the windows on a Ray actor pool (video/ray_executor.py)."""
+    """The same driver as a local run, with the windows on a Ray actor pool (scaleout/ray_cluster.py)."""
     from coolcolor.video.job import run_job
-    from coolcolor.video.ray_executor import RayExecutor, connect_ray
+    from coolcolor.scaleout.ray_cluster import RayExecutor, connect_ray
 
     local_workers = connect_ray(args.ray)
     import ray

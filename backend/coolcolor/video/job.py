@@ -12,13 +12,13 @@ and the job's *driver*. The work is split in public parts, each with one job:
   sampled bytes; see ``source_identity``), not its absolute path, so a job resumes on the same files
   mounted elsewhere. Files carrying another key are never overwritten.
 - ``coolcolor.video.plan.plan_job``: shots (``shots.py``), keyframes (artist-marked, else automatic,
-  ``coolcolor.keyframes``; several in a shot: each frame follows the nearest), and the
+  ``coolcolor.video.keyframes``; several in a shot: each frame follows the nearest), and the
   ``Segment``s left to do. The plan is stored in the manifest and reused by a re-run.
 - ``coolcolor.video.segment.colorize_segment``: one segment, ``window`` frames per pipeline call,
   ab files written atomically before ``frame_done``. The pipeline draws one noise for all frames and
   shares the keyframe's K/V, so a frame's result does not depend on which window it lands in.
 - an executor runs the segments: ``LocalExecutor`` (in this process) or the Ray executor
-  (``coolcolor.video.ray_executor``), both through ``colorize_segment``.
+  (``coolcolor.scaleout.ray_cluster``), both through ``colorize_segment``.
 - ``coolcolor.video.manifest.ManifestWriter``: ``manifest.json``, written by the driver only.
 
 Resume: a frame whose ab file exists and carries this job's ``job_key`` is skipped. A frame that
@@ -74,7 +74,7 @@ from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_r
 from coolcolor_protocol.jobspec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
     from coolcolor.video.shots import Shot
 
 __all__ = [
@@ -473,7 +473,7 @@ class Executor(Protocol):
 
 def _keyframe_cache_for(pipeline: Any) -> Any:
     """A ``KeyframeKVCache`` for a real pipeline (None for test doubles that are not one)."""
-    from coolcolor.pipeline import CoolColorPipeline, KeyframeKVCache
+    from coolcolor.model.pipeline import CoolColorPipeline, KeyframeKVCache
 
     return KeyframeKVCache() if isinstance(pipeline, CoolColorPipeline) else None
 
@@ -497,7 +497,7 @@ class LocalExecutor:
 
     def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
         if self._scorer is None and run.job.clip_model_dir:
-            from coolcolor.keyframes import ClipScorer
+            from coolcolor.video.keyframes import ClipScorer
 
             self._scorer = ClipScorer(run.job.clip_model_dir, device=self.pipeline.device)
         return auto_keyframe(self.pipeline, run.job, run.read_gray, shot, run.failed, run.fail, self._scorer,

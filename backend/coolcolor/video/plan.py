@@ -21,7 +21,7 @@ from coolcolor.video.shots import DEFAULT_MIN_SHOT_FRAMES, Shot, ShotDetector
 from coolcolor.video.sources import FrameReadError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
     from coolcolor.video.job import ColorizeJob, JobRun
 
 
@@ -104,8 +104,8 @@ def auto_keyframe(
     failed: dict[int, str], fail: Callable[[int, str], None], scorer: Any = None,
     check_cancel: Callable[[], None] = lambda: None,
 ) -> ShotPlan:
-    """Choose a shot's keyframe (``coolcolor.keyframes``); unreadable candidates are reported to ``fail``."""
-    from coolcolor.keyframes import candidate_frames, rank_keyframes
+    """Choose a shot's keyframe (``coolcolor.video.keyframes``); unreadable candidates are reported to ``fail``."""
+    from coolcolor.video.keyframes import candidate_frames, rank_keyframes
 
     grays = {}
     for f in candidate_frames(shot.first, shot.last):
@@ -189,7 +189,7 @@ def _find_shots_and_keyframes(run: JobRun, choose_keyframe: AutoKeyframe) -> lis
         if referenced:  # the artist's graded frames are the shot's keyframes: no automatic choice to make
             plans.append(ShotPlan(shot.first, shot.last, referenced, "reference"))
         elif exemplars:  # every frame reads the stills; the keyframe only groups the frames (and is the preview)
-            from coolcolor.keyframes import candidate_frames
+            from coolcolor.video.keyframes import candidate_frames
 
             plans.append(ShotPlan(shot.first, shot.last, marked or candidate_frames(shot.first, shot.last, 1),
                                   "exemplar"))

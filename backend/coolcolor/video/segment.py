@@ -21,7 +21,7 @@ from coolcolor.video.sources import FrameReadError
 from coolcolor_protocol.abfiles import AB_FILE_PATTERN, PREVIEW_FILE_PATTERN, frame_file
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
     from coolcolor.video.job import ColorizeJob
     from coolcolor.video.plan import Segment
 
@@ -84,7 +84,7 @@ class SegmentContext:
     model_hash: str
     keyframes: list[int]  # every keyframe of the job (provenance)
     timings: dict[str, float] = field(default_factory=dict)
-    # coolcolor.pipeline.KeyframeKVCache of this worker: the keyframe denoised once per worker, not once
+    # coolcolor.model.pipeline.KeyframeKVCache of this worker: the keyframe denoised once per worker, not once
     # per window. Every executor passes one, so results stay bit-identical wherever a window runs.
     keyframe_cache: Any = None
     unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignores (provenance)

@@ -199,7 +199,7 @@ def run_window(args: argparse.Namespace) -> int:
         if opened.key(plan["model_hash"]) != plan["job_key"]:
             raise InputError(f"the source {job.source} on this node is not the exported one (another identity)")
         pipeline = _pipeline_for(plan, args.device)
-        from coolcolor.pipeline import KeyframeKVCache
+        from coolcolor.model.pipeline import KeyframeKVCache
 
         context = SegmentContext(job, plan["job_key"], plan["model_hash"], plan["keyframes"],
                                  keyframe_cache=KeyframeKVCache())

@@ -24,7 +24,7 @@ from coolcolor import color
 from coolcolor.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
 
 DEFAULT_CANDIDATES = 5
 

@@ -211,7 +211,7 @@ class ColorizeWorker:
         try:
             from coolcolor.model.resolve import resolve_model
 
-            from coolcolor.pipeline import KeyframeKVCache
+            from coolcolor.model.pipeline import KeyframeKVCache
 
             self.resolved = resolve_model(model, device, dtype)  # the one resolver, as colorize and serve
             self.pipeline = self.resolved.load_pipeline()
@@ -265,7 +265,7 @@ class ColorizeWorker:
 
         scorer = None
         if opened.job.clip_model_dir:
-            from coolcolor.keyframes import ClipScorer
+            from coolcolor.video.keyframes import ClipScorer
 
             scorer = ClipScorer(opened.job.clip_model_dir, device=self.pipeline.device)
         plan = auto_keyframe(self.pipeline, opened.job, opened.read_gray, Shot(first, last), {**failed},
