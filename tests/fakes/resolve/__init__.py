@@ -7,6 +7,9 @@ Sources, cited per behaviour below:
 - [R-LIM] samuelgursky/davinci-resolve-mcp:docs/reference/api-limitations.md, behaviour measured on live Resolve
   Studio 19.1-21.1, cited by entry title.
 - [RES] the host API notes in docs/hosts.md ("Host API notes"), cited by the id that heads each note (A3, R2, …).
+- Gallery stills, beyond the README: davinci-resolve-mcp's CHANGELOG (live-verified exports) and ``src/server.py``
+  ``gallery_stills(grab_and_export)``; roger-magnusson's "Grab Stills at Markers" Lua script (public, MIT). Both
+  are cited where used; what neither settles is marked [U] (docs/hosts.md R5).
 
 What a test drives: ``FakeResolve(version=..., studio=...)``; timelines of ``FakeTimelineItem`` built with
 ``add_clip``; ``ui.driver`` — a function the fake's ``RunLoop`` calls with the dispatcher, which clicks buttons
