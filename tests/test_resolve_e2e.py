@@ -430,6 +430,8 @@ def test_the_graded_frame_at_the_playhead_is_that_frames_output(env, daemon):
                                                  "sha256": file_sha256(ref["path"])}]
     other, _ = read_ab_exr(os.path.join(job.spec.output_dir, "ab.1007.exr"))
     assert np.abs(other - ab).max() > 1  # the other frames are colorized, not copies
+    [clip] = bin_clips(app)
+    assert json.loads(clip.GetMetadata("Comments").split(" ", 1)[1])["references"] == [ref]  # provenance
     assert item.GetFusionCompCount() == 1 and app.thread_violations == []
 
 
