@@ -394,3 +394,63 @@ def test_a_comp_resolve_cannot_build_falls_back_to_the_plate_and_restores_the_ar
     assert [t.Name for t in restored.GetToolList().values()] == ["Artist"]  # the artist's comp is back
     [plate] = tl.GetItemListInTrack("video", 2)
     assert plate.GetStart() == item.GetStart() and plate.GetDuration() == item.GetDuration()
+
+
+# ---------------------------------------------------------------- references (issue 25)
+def test_the_graded_frame_at_the_playhead_is_that_frames_output(env, daemon):
+    """The colorist grades source frame 1005 on the Color page; "Use the graded frame at the playhead" grabs and
+    exports it; the daemon's ab for 1005 is the exported still's a*, b* to half-float precision."""
+    from coolcolor import color
+    from coolcolor.references import file_sha256
+    from coolcolor.video.exr import read_ab_exr
+
+    app, tl, [item] = scene(env)  # media 1001-1010, the cut 1003-1008
+    plate = read_pixels(str(env / "media0" / "plate0.1005.png"))[..., 0]
+    item.grade(2, np.clip(np.stack([plate * c + 0.05 for c in (1.0, 0.55, 0.25)], -1), 0, 1))
+    done = []
+
+    def driver(disp):
+        set_dialog(disp)
+        tl.playhead = item.GetStart() + 2
+        disp.click("UseGraded")
+        disp.click("Colorize")
+        h.tick_until(disp, all_finished, WAIT_S)
+        done.extend(h.controller().jobs)
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    [job] = done
+    assert job.state == "done", job.message
+    [ref] = job.spec.references
+    assert ref["frame"] == 1005
+    ab, header = read_ab_exr(os.path.join(job.spec.output_dir, "ab.1005.exr"))
+    expected = color.rgb_to_lab(read_pixels(ref["path"]))[..., 1:]
+    assert np.abs(ab - expected).max() < 0.07  # the artist's frame, to half-float precision (|ab| < 128)
+    assert json.loads(header["references"]) == [{"frame": 1005, "path": ref["path"],
+                                                 "sha256": file_sha256(ref["path"])}]
+    other, _ = read_ab_exr(os.path.join(job.spec.output_dir, "ab.1007.exr"))
+    assert np.abs(other - ab).max() > 1  # the other frames are colorized, not copies
+    [clip] = bin_clips(app)
+    assert json.loads(clip.GetMetadata("Comments").split(" ", 1)[1])["references"] == [ref]  # provenance
+    assert item.GetFusionCompCount() == 1 and app.thread_violations == []
+
+
+def test_an_ungraded_still_is_refused_in_one_line_and_nothing_runs(env, daemon):
+    """Grabbed before grading: the still is the gray plate; the daemon's reference check (the one definition of
+    "gray") refuses the job at submission, one line in the dialog, nothing queued or brought in."""
+    app, tl, [item] = scene(env)
+    seen = {}
+
+    def driver(disp):
+        set_dialog(disp)
+        tl.playhead = item.GetStart() + 2
+        disp.click("UseGraded")
+        disp.click("Colorize")
+        seen["last"] = h.controller().status_lines[-1]
+        seen["jobs"] = list(h.controller().jobs)
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["last"].startswith("plate0: the daemon refused the job: [400]") and "is gray" in seen["last"]
+    assert "\n" not in seen["last"] and seen["jobs"] == []
+    assert bin_clips(app) == [] and item.GetFusionCompCount() == 0

@@ -475,3 +475,191 @@ def test_installed_plugin_runs_from_the_fusion_folder(tmp_path):
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["status"].startswith("no CoolColor daemon")
     assert all(f.startswith(str(installed)) for f in seen["files"]), seen["files"]
+
+
+# ---------------------------------------------------------------- references: the graded frame, gallery stills
+def _tinted(tmp_path, frame: int, tint=(1.0, 0.55, 0.25)):
+    """The media frame ``frame`` of ``media()`` as a colorist would grade it: the plate tinted (display RGB)."""
+    import numpy as np
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(str(tmp_path / "media-plate" / f"plate.{frame:04d}.png"))
+    gray = np.asarray(inp.read_image(0, 0, 0, 1, oiio.FLOAT), np.float32).reshape(inp.spec().height, -1)
+    inp.close()
+    return np.clip(np.stack([gray * c + 0.05 for c in tint], -1), 0, 1)
+
+
+def _decoded(path):
+    import numpy as np
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(str(path))
+    px = np.asarray(inp.read_image(0, 0, 0, 3, oiio.FLOAT), np.float32)
+    inp.close()
+    return px
+
+
+@pytest.fixture
+def submitted(monkeypatch):
+    """The daemon's side of submit, recorded: every job the dialog sends (the client is not under test here)."""
+    from coolcolor_resolve import jobs as jobs_module
+
+    sent: list = []
+
+    def submit(self, job):
+        sent.append(job)
+        job.job_id, job.state, job.queue_position = f"job-{len(sent)}", "queued", len(sent)
+
+    monkeypatch.setattr(jobs_module.Daemon, "submit", submit)
+    return sent
+
+
+def test_fake_gallery_follows_the_readme(tmp_path):
+    np = pytest.importorskip("numpy")
+    app, tl, item = one_clip(tmp_path)
+    project = app.GetProjectManager().GetCurrentProject()
+    gallery = project.GetGallery()
+    album = gallery.GetCurrentStillAlbum()
+    assert gallery.GetGalleryStillAlbums() == [album] and gallery.GetAlbumName(album) == "Stills 1"
+    tl.playhead = item.GetStart() + 1
+    assert app.GetCurrentPage() == "edit" and tl.GrabStill() is None  # the Color page only
+    assert not app.OpenPage("colour") and app.OpenPage("color") and app.GetCurrentPage() == "color"
+    still = tl.GrabStill()
+    assert album.GetStills() == [still] and album.GetLabel(still) == "1.1.1"  # count 0 -> 1
+    assert [n for n in dir(still) if not n.startswith("_")] == []  # "does not provide any API functions"
+    np.testing.assert_array_equal(still._rgb[..., 0], _decoded(tmp_path / "media-plate" / "plate.1004.png")[..., 0])
+    out = tmp_path / "export"
+    out.mkdir()
+    app.gallery_panel_open = False  # ExportStills: a bare False, nothing written
+    assert not album.ExportStills([still], str(out), "p", "png") and os.listdir(out) == []
+    app.gallery_panel_open = True
+    assert not album.ExportStills([still], str(out), "p", "exr")  # not in the documented list
+    assert not album.ExportStills([still], str(out / "missing"), "p", "png")
+    assert album.ExportStills([still], str(out), "p", "png")
+    assert sorted(os.listdir(out)) == ["p_1.1.1.drx", "p_1.1.1.png"]  # the image and its companion .drx
+    tl.playhead = item.GetEnd() + 3  # nothing under the playhead
+    assert tl.GrabStill() is None
+    app.OpenPage("fusion")
+    assert tl.GetCurrentTimecode() == ""  # "while on Cut, Edit, Color, Fairlight and Deliver pages"
+
+
+def test_the_graded_frame_at_the_playhead_is_sent_as_the_reference_of_its_source_frame(tmp_path, submitted):
+    np = pytest.importorskip("numpy")
+    app, tl, item = one_clip(tmp_path, left=2, duration=6)  # media 1001-1010, the cut 1003-1008
+    graded = _tinted(tmp_path, 1006)
+    item.grade(3, graded)  # the colorist's grade of clip offset 3 = source 1006
+    seen: dict = {}
+
+    def driver(disp):
+        tl.playhead = item.GetStart() + 3
+        disp.click("UseGraded")
+        seen["refs"] = list(disp.item("References").items)
+        seen["gallery"] = list(disp.item("GalleryStills").items)
+        seen["page"] = app.GetCurrentPage()
+        disp.click("Colorize")
+        disp.click("Preview")
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["refs"] == ["plate graded frame (source frame 1006)"]
+    assert seen["gallery"] == ["Stills 1: CoolColor plate 1006"]  # the grabbed still stays, labelled
+    assert seen["page"] == "edit"  # the Color page only for the grab
+    [colorize, preview] = submitted
+    [ref] = colorize.spec.references
+    assert ref["frame"] == 1006 and (colorize.spec.first, colorize.spec.last) == (1003, 1008)
+    folder = tmp_path / "out" / "references"
+    assert os.listdir(folder) == [os.path.basename(ref["path"])]  # the staging folder and the .drx are gone
+    np.testing.assert_allclose(_decoded(ref["path"]), graded, atol=0.5 / 255)  # the grade, as exported
+    assert (preview.spec.first, preview.spec.last, preview.spec.references) == (1006, 1006, [ref])
+    # the reference's content is the job's identity: without it, or with another grade, another job
+    clip = host.clip_source(item)
+    plain = build_spec(clip, Settings(), [])
+    assert job_key(plain) != colorize.key and plain.output_dir != colorize.spec.output_dir
+    assert colorize.key == job_key(colorize.spec)
+    with open(ref["path"], "rb") as fh:
+        original = fh.read()
+    with open(ref["path"], "wb") as fh:  # a re-grade exported to the same path
+        fh.write(original[:-1] + bytes([original[-1] ^ 1]))
+    assert job_key(colorize.spec) != colorize.key
+    assert app.thread_violations == []
+
+
+def test_a_gallery_still_is_sent_as_an_exemplar_of_every_clip(tmp_path, submitted):
+    np = pytest.importorskip("numpy")
+    app = FakeResolve()
+    tl = app.new_timeline()
+    a = h.place(tl, h.sequence_clip(app, media(tmp_path), 1001, 10, name="a"), frames=10, left=0, duration=4)
+    b = h.place(tl, h.sequence_clip(app, media(tmp_path), 1001, 10, name="b"), frames=10, left=4, duration=4)
+    tl.select(a, b)
+    gallery = app.GetProjectManager().GetCurrentProject().GetGallery()
+    other = gallery.CreateGalleryStillAlbum()
+    photo = np.dstack([np.full((20, 30), v, np.float32) for v in (0.8, 0.3, 0.1)])  # any size: an exemplar
+    gallery.add_still(photo, "location photo", other)
+    seen: dict = {}
+
+    def driver(disp):
+        seen["listed"] = list(disp.item("GalleryStills").items)
+        disp.choose("GalleryStills", "Stills 2: location photo")
+        disp.click("UseGalleryStill")
+        seen["refs"] = list(disp.item("References").items)
+        disp.click("Colorize")
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["listed"] == ["Stills 2: location photo"]
+    assert seen["refs"] == ["gallery still Stills 2: location photo (exemplar)"]
+    assert [j.clip.item_name for j in submitted] == ["a", "b"]
+    [ref_a], [ref_b] = (j.spec.references for j in submitted)
+    assert ref_a == ref_b and ref_a["frame"] is None
+    np.testing.assert_allclose(_decoded(ref_a["path"]), photo, atol=0.5 / 255)
+    assert app.GetCurrentPage() == "edit" and app.thread_violations == []
+
+
+def _refuse_grab(app, tl, item):  # "GrabStill failed" (davinci-resolve-mcp grab_and_export): None comes back
+    tl.GrabStill = lambda: None
+
+
+def _close_gallery_panel(app, tl, item):
+    app.gallery_panel_open = False
+
+
+def _playhead_off_the_clip(app, tl, item):
+    tl.playhead = item.GetEnd() + 2
+
+
+def _plate_above(app, tl, item):
+    h.place(tl, h.sequence_clip(app, media(app._tmp, name="above"), 1001, 10, name="rgb plate"), frames=10, left=2,
+            duration=6, track=2, start=item.GetStart())
+
+
+@pytest.mark.parametrize("setup,message", [
+    (_refuse_grab, "Resolve grabbed no still of plate (GrabStill needs the Color page and the clip under the "
+                   "playhead)"),
+    (_close_gallery_panel, "Resolve exported nothing for the still of plate: open the Gallery on the Color page "
+                           "(Workspace ▸ Gallery) — ExportStills writes no file while it is closed — and try again"),
+    (_playhead_off_the_clip, "the playhead is on none of the selected clips: park it on the graded frame"),
+    (_plate_above, "Resolve grabs the top video at the playhead, which is rgb plate, not plate: disable the tracks "
+                   "above it and try again"),
+])
+def test_a_reference_that_cannot_be_had_is_one_line_and_nothing_is_sent(tmp_path, submitted, setup, message):
+    pytest.importorskip("numpy")
+    app, tl, item = one_clip(tmp_path)
+    app._tmp = tmp_path
+    item.grade(1, _tinted(tmp_path, 1004))
+    tl.playhead = item.GetStart() + 1
+    setup(app, tl, item)
+    seen: dict = {}
+
+    def driver(disp):
+        disp.click("UseGraded")
+        seen["last"] = h.controller().status_lines[-1]
+        seen["refs"] = list(disp.item("References").items)
+        seen["sent"] = len(submitted)
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["last"] == message and "\n" not in seen["last"]
+    assert seen["refs"] == [] and seen["sent"] == 0 and h.controller().references == []
+    folder = tmp_path / "out" / "references"
+    assert not folder.exists() or os.listdir(folder) == []  # no staging folder or half export left
+    assert app.GetCurrentPage() == "edit" and app.thread_violations == []

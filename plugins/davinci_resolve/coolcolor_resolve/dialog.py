@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from coolcolor_protocol import abfiles
 from coolcolor_resolve import comp as comp_file
 from coolcolor_resolve import host, prefs
-from coolcolor_resolve.host import ClipSource, HostError, Keyframe
-from coolcolor_resolve.jobs import ClipJob, Daemon, Settings, build_spec, frame_path, job_key, provenance_comment
+from coolcolor_resolve.host import ClipSource, GalleryStillEntry, HostError, Keyframe
+from coolcolor_resolve.jobs import (ClipJob, Daemon, Reference, Settings, build_spec, frame_path, job_key,
+                                   provenance_comment, reference_folder)
 
 if TYPE_CHECKING:  # pragma: no cover
     from fusionscript import Resolve, Timeline, TimelineItem
@@ -43,6 +44,8 @@ class Controller:
         self.timeline: Timeline | None = None
         self.project_id = ""
         self.key_color = host.KEYFRAME_COLOR  # markers of this colour are keyframes (remembered per project)
+        self.references: list[Reference] = []  # graded frames (per clip) and exemplars (every clip) to send
+        self.gallery: list[GalleryStillEntry] = []  # the gallery's stills, as listed in the dialog
         self.win: Any = None
         self.timer: Any = None
 
@@ -75,6 +78,12 @@ class Controller:
                        ui.ComboBox({"ID": "Keyframes"}),
                        ui.Button({"ID": "AddKeyframe", "Text": "Mark keyframe at playhead"}),
                        ui.Button({"ID": "RemoveKeyframe", "Text": "Remove keyframe"})]),
+            ui.HGroup([ui.Label({"Text": "References"}), ui.ComboBox({"ID": "References"}),
+                       ui.Button({"ID": "UseGraded", "Text": "Use the graded frame at the playhead as reference"}),
+                       ui.Button({"ID": "RemoveReference", "Text": "Remove reference"})]),
+            ui.HGroup([ui.Label({"Text": "Gallery stills"}), ui.ComboBox({"ID": "GalleryStills"}),
+                       ui.Button({"ID": "UseGalleryStill", "Text": "Use this still as exemplar"}),
+                       ui.Button({"ID": "RefreshGallery", "Text": "Refresh"})]),
             ui.HGroup([ui.Label({"Text": "Range"}), ui.ComboBox({"ID": "Range"}),
                        ui.SpinBox({"ID": "Handles", "Minimum": 0, "Maximum": 1000, "Value": 8})]),
             ui.HGroup([ui.Label({"Text": "Seed"}), ui.SpinBox({"ID": "Seed", "Minimum": 0, "Maximum": 2**31 - 1,
@@ -108,7 +117,10 @@ class Controller:
         on.KeyColor.CurrentIndexChanged = self._guard(self.on_key_color)
         for button, handler in (("Colorize", self.on_colorize), ("Preview", self.on_preview),
                                 ("Cancel", self.on_cancel), ("Close", self.on_close),
-                                ("AddKeyframe", self.on_add_keyframe), ("RemoveKeyframe", self.on_remove_keyframe)):
+                                ("AddKeyframe", self.on_add_keyframe), ("RemoveKeyframe", self.on_remove_keyframe),
+                                ("UseGraded", self.on_use_graded), ("RemoveReference", self.on_remove_reference),
+                                ("UseGalleryStill", self.on_use_gallery_still),
+                                ("RefreshGallery", self.on_refresh_gallery)):
             getattr(on, button).Clicked = self._guard(handler)
         getattr(on, WINDOW_ID).Close = self._guard(self.on_close)
         self.timer = self.ui.Timer({"ID": "CoolColorPoll", "Interval": POLL_MS})
@@ -116,6 +128,8 @@ class Controller:
         self.disp.On.Timeout = tick  # how in-Resolve plugins receive it ([research] A3)
         self.disp.On.CoolColorPoll.Timeout = tick  # the per-ID form some use (R4); ticks are idempotent
         self.refresh_clips()
+        self.refresh_references()
+        self.refresh_gallery()
         return self.win
 
     def _guard(self, handler: Any) -> Any:
@@ -221,6 +235,71 @@ class Controller:
         self.refresh_clips()
         self.say(f"keyframe removed: {clip.item_name} frame {keyframe.offset} ({keyframe.describe()} deleted)")
 
+    # ------------------------------------------------------------------ references
+    def refresh_references(self) -> None:
+        box = self.win.GetItems()["References"]
+        box.Clear()
+        for ref in self.references:
+            box.AddItem(ref.describe())
+
+    def refresh_gallery(self) -> None:
+        project = self.resolve.GetProjectManager().GetCurrentProject()
+        self.gallery = host.gallery_stills(project) if project else []
+        box = self.win.GetItems()["GalleryStills"]
+        box.Clear()
+        for entry in self.gallery:
+            box.AddItem(entry.describe())
+
+    def on_refresh_gallery(self, ev: Any) -> None:
+        self.refresh_gallery()
+        self.say(f"gallery: {len(self.gallery)} still(s)")
+
+    def _add_reference(self, ref: Reference) -> None:
+        """One reference per clip frame (SPEC: one per frame), one per exemplar content; the newer replaces."""
+        def same(r: Reference) -> bool:
+            if ref.frame is None:
+                return r.frame is None and r.sha256 == ref.sha256
+            return r.item_id == ref.item_id and r.frame == ref.frame
+        self.references = [r for r in self.references if not same(r)] + [ref]
+        self.refresh_references()
+
+    def on_use_graded(self, ev: Any) -> None:
+        """The frame at the playhead, as graded on the Color page, becomes that source frame's reference."""
+        assert self.timeline is not None
+        for clip in self.clips.values():
+            item = self._item(clip)
+            offset = host.playhead_offset(self.timeline, item)
+            if not 0 <= offset < clip.duration:
+                continue
+            frame = clip.source_frame(offset)
+            project, _ = host.current_timeline(self.resolve)
+            path, sha = host.grab_graded_still(self.resolve, project, self.timeline, item, reference_folder(),
+                                               f"CoolColor {clip.item_name} {frame}")
+            self._add_reference(Reference(path, sha, frame, clip.item_id, f"{clip.item_name} graded frame"))
+            self.refresh_gallery()
+            self.say(f"reference: {clip.item_name} source frame {frame} as graded ({path})")
+            return
+        raise HostError("the playhead is on none of the selected clips: park it on the graded frame")
+
+    def on_use_gallery_still(self, ev: Any) -> None:
+        """A gallery still as an exemplar of every clip: a GalleryStill carries no clip or frame [README
+        GalleryStill], so it is never tied to a frame."""
+        index = int(self.win.GetItems()["GalleryStills"].CurrentIndex)
+        if not 0 <= index < len(self.gallery):
+            raise HostError("no gallery still chosen in the list")
+        entry = self.gallery[index]
+        path, sha = host.export_gallery_still(self.resolve, entry, reference_folder())
+        self._add_reference(Reference(path, sha, None, None, f"gallery still {entry.describe()}"))
+        self.say(f"reference: gallery still {entry.describe()} as an exemplar ({path})")
+
+    def on_remove_reference(self, ev: Any) -> None:
+        index = int(self.win.GetItems()["References"].CurrentIndex)
+        if not 0 <= index < len(self.references):
+            raise HostError("no reference chosen in the list")
+        ref = self.references.pop(index)
+        self.refresh_references()
+        self.say(f"reference removed: {ref.describe()}")
+
     # ------------------------------------------------------------------ jobs
     def _submit(self, jobs: list[ClipJob]) -> None:
         submitted = 0
@@ -246,7 +325,8 @@ class Controller:
         jobs = []
         for clip in self.clips.values():
             try:
-                spec = build_spec(clip, settings, [k.source_frame for k in clip.keyframes])
+                spec = build_spec(clip, settings, [k.source_frame for k in clip.keyframes],
+                                  references=self.references)
             except HostError as exc:
                 self.say(str(exc))
                 continue
@@ -254,15 +334,18 @@ class Controller:
         self._submit(jobs)
 
     def on_preview(self, ev: Any) -> None:
+        """Each keyframe, and each graded reference frame, alone: the quick look before the shot."""
         settings = self.settings()
         jobs = []
         for clip in self.clips.values():
-            if not clip.keyframes:
+            frames = sorted({k.source_frame for k in clip.keyframes}
+                            | {r.frame for r in self.references if r.frame is not None and r.applies_to(clip)})
+            if not frames:
                 self.say(f"{clip.item_name}: no keyframe marked — mark one to preview it")
                 continue
-            for k in clip.keyframes:
+            for frame in frames:
                 try:
-                    spec = build_spec(clip, settings, [k.source_frame], preview_frame=k.source_frame)
+                    spec = build_spec(clip, settings, [frame], preview_frame=frame, references=self.references)
                 except HostError as exc:
                     self.say(str(exc))
                     continue

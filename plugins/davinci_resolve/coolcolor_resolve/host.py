@@ -26,14 +26,19 @@ measured ledger samuelgursky/davinci-resolve-mcp docs/reference/api-limitations.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover - the stubs are for mypy only
-    from fusionscript import MediaPool, MediaPoolClipInfo, MediaPoolItem, Project, Resolve, Timeline, TimelineItem
+    from fusionscript import (GalleryStill, GalleryStillAlbum, MediaPool, MediaPoolClipInfo, MediaPoolItem, Project,
+                              Resolve, Timeline, TimelineItem)
 
 SELECTED_CLIPS_SINCE = (21, 0, 4)  # Timeline.GetSelectedClips [README 24 Jul 2026; davinci-resolve-mcp#131]
 PYTHON_STUDIO_ONLY_SINCE = (21, 1)  # "moved the ability to script in Python to the Studio version"
@@ -413,3 +418,119 @@ def place_plate(resolve: Resolve, timeline: Timeline, plate: MediaPoolItem, clip
         raise HostError(f"Resolve did not place the colorized plate on V{track} at frame {record}")
     item.SetProperty("CompositeMode", getattr(resolve, "COMPOSITE_NORMAL", 0))
     return item
+
+
+# ------------------------------------------------------------------ references: gallery stills
+# Facts (docs/hosts.md R5): ``Timeline.GrabStill()`` "Grabs still from the current video clip. Returns a
+# GalleryStill object" [README Timeline], into the current still album, on the Color page [U]; ``GalleryStillAlbum.
+# ExportStills([galleryStill], folderPath, filePrefix, format)`` writes the image and a companion .drx, under names
+# the README does not give, and returns a bare False writing nothing unless the Gallery panel is open on the Color
+# page [R-LIM "GalleryStillAlbum.ExportStills (Gallery panel must be visible)"]; a GalleryStill "does not provide
+# any API functions" [README GalleryStill]: nothing ties a gallery still to a clip or a frame but its label.
+STILL_FORMAT: Final = "png"  # of the README's list, one the daemon reads as display sRGB (SPEC §3.4 references), lossless
+REFERENCE_FOLDER = "references"
+_STAGING_PREFIX = ".export-"
+
+
+@dataclass
+class GalleryStillEntry:
+    """A still of the gallery as the dialog lists it: its album's name and its label."""
+
+    album_name: str
+    label: str
+    album: Any
+    still: Any
+
+    def describe(self) -> str:
+        return f"{self.album_name}: {self.label or '(no label)'}"
+
+
+def gallery_stills(project: Project) -> list[GalleryStillEntry]:
+    """Every still of every still album (``Gallery.GetGalleryStillAlbums``, ``GalleryStillAlbum.GetStills``,
+    ``GetLabel``, ``Gallery.GetAlbumName`` [README Gallery, GalleryStillAlbum])."""
+    gallery = project.GetGallery()
+    if not gallery:
+        return []
+    out = []
+    for album in gallery.GetGalleryStillAlbums() or []:
+        name = str(gallery.GetAlbumName(album) or "album")
+        for still in album.GetStills() or []:
+            out.append(GalleryStillEntry(name, str(album.GetLabel(still) or ""), album, still))
+    return out
+
+
+def file_sha256(path: str) -> str:
+    """The content of a reference file, as the daemon hashes it (coolcolor.references.file_sha256). OSError."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_still(album: GalleryStillAlbum, still: GalleryStill, folder: str, what: str) -> tuple[str, str]:
+    """Export one gallery still as ``STILL_FORMAT`` into ``folder``; return (path, sha256).
+
+    Resolve names the files itself (undocumented) and writes a .drx beside the image, so the export goes to a
+    fresh staging folder of ours, the one image found there is kept as ``<sha256[:16]>.png`` (the same pixels, the
+    same file: a re-grab of an unchanged grade is the same reference) and the staging folder is removed. Nothing
+    written is a HostError naming the Gallery panel, the documented cause."""
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder)
+    try:
+        ok = album.ExportStills([still], staging, "coolcolor", STILL_FORMAT)
+        images = sorted(n for n in os.listdir(staging) if n.lower().endswith("." + STILL_FORMAT))
+        if not ok or not images:
+            raise HostError(f"Resolve exported nothing for {what}: open the Gallery on the Color page (Workspace ▸ "
+                            "Gallery) — ExportStills writes no file while it is closed — and try again")
+        if len(images) > 1:
+            raise HostError(f"Resolve exported {len(images)} images for {what} ({', '.join(images)}); expected one")
+        staged = os.path.join(staging, images[0])
+        sha = file_sha256(staged)
+        path = os.path.join(folder, f"{sha[:16]}.{STILL_FORMAT}")
+        os.replace(staged, path)
+        return path, sha
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _on_color_page(resolve: Resolve) -> Iterator[None]:
+    """The Color page for the duration (stills are grabbed and exported there), then the page the colorist had."""
+    page = resolve.GetCurrentPage()
+    if page != "color" and not resolve.OpenPage("color"):
+        raise HostError("Resolve did not open the Color page, where stills are grabbed; open it and try again")
+    try:
+        yield
+    finally:
+        if page and page != "color":
+            resolve.OpenPage(page)
+
+
+def export_gallery_still(resolve: Resolve, entry: GalleryStillEntry, folder: str) -> tuple[str, str]:
+    """A still already in the gallery, exported as a reference file: (path, sha256); HostError."""
+    with _on_color_page(resolve):
+        return export_still(entry.album, entry.still, folder, f"the gallery still {entry.describe()}")
+
+
+def grab_graded_still(resolve: Resolve, project: Project, timeline: Timeline, item: TimelineItem,
+                      folder: str, label: str) -> tuple[str, str]:
+    """The frame at the playhead of ``item`` as the colorist graded it: ``GrabStill`` on the Color page (opened
+    for the grab if another page is showing, and given back after), labelled ``label`` in the gallery so it can be
+    found and picked again, exported by ``export_still``. ``item`` must be the video Resolve grabs from (the top
+    item under the playhead: a plate placed above it would be grabbed instead). Returns (path, sha256);
+    HostError otherwise."""
+    current = timeline.GetCurrentVideoItem()
+    if not current or str(current.GetUniqueId()) != str(item.GetUniqueId()):
+        top = current.GetName() if current else "nothing"
+        raise HostError(f"Resolve grabs the top video at the playhead, which is {top}, not {item.GetName()}: "
+                        "disable the tracks above it and try again")
+    with _on_color_page(resolve):
+        still = timeline.GrabStill()
+        gallery = project.GetGallery()
+        album = gallery.GetCurrentStillAlbum() if gallery else None
+        if not still or not album:
+            raise HostError(f"Resolve grabbed no still of {item.GetName()} (GrabStill needs the Color page and the "
+                            "clip under the playhead)")
+        album.SetLabel(still, label)
+        return export_still(album, still, folder, f"the still of {item.GetName()}")

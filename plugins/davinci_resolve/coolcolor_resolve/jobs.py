@@ -16,7 +16,7 @@ import coolcolor_protocol
 from coolcolor_protocol import abfiles
 from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
 from coolcolor_protocol.jobspec import JobSpec
-from coolcolor_resolve.host import ClipSource, HostError
+from coolcolor_resolve.host import ClipSource, HostError, file_sha256
 
 OUTPUT_ENV = "COOLCOLOR_RESOLVE_OUTPUT"  # where results go; default ~/CoolColor/Resolve
 REQUEST_TIMEOUT_S = 5.0
@@ -35,6 +35,30 @@ class Settings:
     steps: int = 20
     encoding: str = "srgb"
     result: str = "comp"  # "comp" (Fusion comp over the ab sidecar) or "plate" (RGB plate above)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A colour image the shot follows (issue 25; SPEC §3.4 ``references``): the graded frame ``frame`` (a source
+    frame) of the clip ``item_id``, or an exemplar still (``frame`` None) for every clip. ``sha256``: the file's
+    content, part of the job's identity; ``what``: how the dialog names it."""
+
+    path: str
+    sha256: str
+    frame: int | None = None
+    item_id: str | None = None
+    what: str = ""
+
+    def applies_to(self, clip: ClipSource) -> bool:
+        return self.item_id is None or self.item_id == clip.item_id
+
+    def describe(self) -> str:
+        return f"{self.what} (source frame {self.frame})" if self.frame is not None else f"{self.what} (exemplar)"
+
+
+def reference_folder() -> str:
+    """Where the exported stills are kept: beside the jobs that read them (content-named, shared by the clips)."""
+    return os.path.join(output_root(), "references")
 
 
 @dataclass
@@ -70,11 +94,12 @@ class ClipJob:
         return f"{name}: {self.state}"
 
 
-def build_spec(clip: ClipSource, settings: Settings, keyframes: list[int], *, preview_frame: int | None = None
-               ) -> JobSpec:
+def build_spec(clip: ClipSource, settings: Settings, keyframes: list[int], *, preview_frame: int | None = None,
+               references: list[Reference] | tuple[Reference, ...] = ()) -> JobSpec:
     """The job for ``clip``: its used range (clip or clip + handles), the marked keyframes (source frames),
+    the references that apply to the clip (a preview takes the exemplars and a graded frame of its own frame),
     the Resolve outputs (the Loader sidecar, or the RGB plate for the fallback). Keyframes outside the used range
-    are refused here, naming them."""
+    are refused here, naming them. The output folder is named by the job's content, the references' included."""
     first, last = clip.used_range(settings.handles)
     try:
         check_keyframes_in_range(keyframes, first, last)
@@ -83,6 +108,11 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: list[int], *, pr
     fields: dict[str, Any] = {"source": clip.source, "prompt": settings.prompt,
                               "negative_prompt": settings.negative_prompt, "seed": settings.seed,
                               "steps": settings.steps, "encoding": settings.encoding}
+    refs = [r for r in references if r.applies_to(clip)]
+    if preview_frame is not None:
+        refs = [r for r in refs if r.frame is None or r.frame == preview_frame]
+    if refs:
+        fields["references"] = [{"frame": r.frame, "path": r.path} for r in refs]
     if preview_frame is not None:
         fields.update(first=preview_frame, last=preview_frame, keyframes=[preview_frame], preview=True)
         kind = "preview"
@@ -91,7 +121,8 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: list[int], *, pr
                       # the plate is written in comp mode too: the fallback when the comp cannot be built
                       resolve_sidecar=settings.result == "comp", rgb_plate=True)
         kind = "colorize"
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    identity = dict(fields, reference_content=[r.sha256 for r in refs]) if refs else fields
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     fields["output_dir"] = os.path.join(output_root(), _safe(clip.item_name) + "-" + _safe(clip.item_id),
                                         f"{kind}-{digest}")
     spec = JobSpec(**fields)
@@ -104,8 +135,19 @@ def _safe(text: str) -> str:
 
 
 def job_key(spec: JobSpec) -> str:
-    """Idempotency key: the same settings give the same key, so a re-run is the daemon's cache hit."""
-    return "resolve-" + hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:40]
+    """Idempotency key: the same settings give the same key, so a re-run is the daemon's cache hit. A reference
+    counts by its content (read here), so a re-graded frame exported to the same path is another job."""
+    fields = spec.to_dict()
+    if spec.references:
+        fields["reference_content"] = [_file_sha256(str(r["path"])) for r in spec.references]
+    return "resolve-" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def _file_sha256(path: str) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise HostError(f"reference {path} cannot be read ({exc.strerror}); pick it again") from None
 
 
 class Daemon:
@@ -191,5 +233,6 @@ def provenance_comment(spec: JobSpec, model_hash: str, job_id: str | None) -> st
     return "CoolColor " + json.dumps({"prompt": spec.prompt, "negative_prompt": spec.negative_prompt,
                                       "keyframes": list(spec.keyframes), "seed": spec.seed, "steps": spec.steps,
                                       "encoding": spec.encoding, "model_hash": model_hash, "job_id": job_id,
-                                      "first": spec.first, "last": spec.last}, sort_keys=True)
+                                      "first": spec.first, "last": spec.last,
+                                      "references": [dict(r) for r in spec.references]}, sort_keys=True)
 

@@ -7,6 +7,9 @@ Sources, cited per behaviour below:
 - [R-LIM] samuelgursky/davinci-resolve-mcp:docs/reference/api-limitations.md, behaviour measured on live Resolve
   Studio 19.1-21.1, cited by entry title.
 - [RES] the host API notes in docs/hosts.md ("Host API notes"), cited by the id that heads each note (A3, R2, …).
+- Gallery stills, beyond the README: davinci-resolve-mcp's CHANGELOG (live-verified exports) and ``src/server.py``
+  ``gallery_stills(grab_and_export)``; roger-magnusson's "Grab Stills at Markers" Lua script (public, MIT). Both
+  are cited where used; what neither settles is marked [U] (docs/hosts.md R5).
 
 What a test drives: ``FakeResolve(version=..., studio=...)``; timelines of ``FakeTimelineItem`` built with
 ``add_clip``; ``ui.driver`` — a function the fake's ``RunLoop`` calls with the dispatcher, which clicks buttons
@@ -293,11 +296,28 @@ class FakeTimelineItem(_Markers, ResolveObject):
                                        "CropLeft": 0.0, "CropRight": 0.0, "CropTop": 0.0, "CropBottom": 0.0,
                                        "CompositeMode": 0, "Opacity": 100.0, **(properties or {})}
         self._comps: list[FakeFusionComp] = []
+        self._graded: dict[int, Any] = {}
         self._clip_color = ""
         self._id = app._new_id()
 
     def _marker_ok(self, frame: float, duration: float) -> bool:
         return 0 <= frame < self._duration
+
+    # test side: the colorist's grade, as the Color page's viewer shows a frame of this item
+    def grade(self, offset: int, rgb: Any) -> None:
+        self._graded[int(offset)] = rgb
+
+    def _frame_rgb(self, offset: int) -> Any:
+        """The frame at item offset ``offset`` as displayed: graded, else the media file as shot (a sequence
+        shown as ``name.[1001-1010].png``)."""
+        if int(offset) in self._graded:
+            return self._graded[int(offset)]
+        assert self._mpi is not None
+        shown = str(self._mpi.GetClipProperty("File Path"))
+        m = re.search(r"\[(\d+)-(\d+)\]", shown)
+        assert m, f"the fake reads stills of image sequences only, not {shown}"
+        number = int(m.group(1)) + self._left + int(offset)
+        return _read_rgb(shown.replace(m.group(0), f"{number:0{len(m.group(1))}d}"))
 
     def GetName(self) -> str:
         return self._name
@@ -485,7 +505,28 @@ class FakeTimeline(_Markers, ResolveObject):
         return None
 
     def GetCurrentTimecode(self) -> str:
+        """[README Timeline]: "Returns a string timecode representation for the current playhead position, while
+        on Cut, Edit, Color, Fairlight and Deliver pages" — elsewhere "" ([U]: "We can't get current timecode from
+        the Media or Fusion pages", roger-magnusson "Grab Stills at Markers")."""
+        if self._app is not None and self._app._page in ("media", "fusion"):
+            return ""
         return _timecode(self.playhead, self._fps)
+
+    def GrabStill(self) -> FakeGalleryStill | None:
+        """[README Timeline]: "Grabs still from the current video clip. Returns a GalleryStill object." The still
+        lands in the current still album ([R-LIM ExportStills]: "the still landed in the album (count 0 -> 1)").
+        None unless the Color page is open and a video item is under the playhead ([U]: davinci-resolve-mcp
+        ``grab_and_export`` "requires Color page with a clip under the playhead"; public scripts switch to the
+        Color page first, roger-magnusson "Grab Stills at Markers"). Its pixels: the frame as graded (test side:
+        ``item.grade(offset, rgb)``), else the media frame as shot; its label ``1.<n>.1`` ([U]: labels follow the
+        project's Color settings, "Automatically label gallery stills using", Resolve manual)."""
+        app = self._app
+        item = self.GetCurrentVideoItem()
+        if app is None or app._page != "color" or item is None:
+            return None
+        album = app._project._gallery.GetCurrentStillAlbum()
+        return app._project._gallery.add_still(item._frame_rgb(self.playhead - item.GetStart()),
+                                               f"1.{len(album._stills) + 1}.1", album)
 
     def SetCurrentTimecode(self, timecode: str) -> bool:
         h, m, s, f = (int(x) for x in re.split(r"[:;]", timecode))
@@ -583,19 +624,182 @@ class FakeMediaPool(ResolveObject):
         return [timeline._append(c if isinstance(c, dict) else {"mediaPoolItem": c}) for c in clips]
 
 
+STILL_EXPORT_FORMATS = ("dpx", "cin", "tif", "jpg", "png", "ppm", "bmp", "xpm", "drx")
+"""[README GalleryStillAlbum ExportStills]: "using file format 'format' (supported formats: dpx, cin, tif, jpg, png,
+ppm, bmp, xpm, drx)"."""
+PAGES = ("media", "photo", "cut", "edit", "fusion", "color", "fairlight", "deliver")
+"""[README Resolve OpenPage]: "Input can be one of ("media", "photo", "cut", "edit", "fusion", "color",
+"fairlight", "deliver")"."""
+
+
+class FakeGalleryStill(ResolveObject):
+    """[README GalleryStill]: "This class does not provide any API functions but the object type is used by
+    functions in other classes." So nothing about a still — not its source clip, frame or timecode — can be read
+    from it; its label is read through the album (``GalleryStillAlbum.GetLabel``). The pixels are the frame as it
+    looked when grabbed (test side: ``_rgb``, H×W×3 display values in [0, 1])."""
+
+    def __init__(self, app: FakeResolve, rgb: Any, label: str):
+        self._app = app
+        self._rgb = rgb
+        self._label = label
+
+
+class FakeGalleryStillAlbum(ResolveObject):
+    """[README GalleryStillAlbum]: GetStills "Returns the list of GalleryStill objects in the album"; GetLabel /
+    SetLabel; DeleteStills; ExportStills([galleryStill], folderPath, filePrefix, format) --> Bool, "Exports list
+    of GalleryStill objects '[galleryStill]' to directory 'folderPath', with filename prefix 'filePrefix', using
+    file format 'format'" (the nine formats of ``STILL_EXPORT_FORMATS``).
+
+    What an export writes, beyond the README:
+    - nothing, returning a bare False, unless the Gallery panel is open on the Color page [R-LIM
+      "GalleryStillAlbum.ExportStills (Gallery panel must be visible)"]: "Returns a bare False, writing nothing,
+      unless the Gallery panel is actually open on the Color page … Timeline.GrabStill() succeeded and the still
+      landed in the album (count 0 -> 1), yet ExportStills returned False for png, jpg, tif and dpx alike";
+      "Panel visibility is not readable or settable from the scripting API". Test side: ``app.gallery_panel_open``.
+    - per still, the image and a companion grade file: "All 9 supported formats … produce a companion `.drx` grade
+      file alongside the image" (davinci-resolve-mcp CHANGELOG v2.0.8), live: "a 257 KB JPEG and its 28 KB `.drx`"
+      (same CHANGELOG, "Live-verified … on Studio 19.1.3.7"). The file NAMES are documented nowhere: the fake writes
+      ``<prefix>_<label>.<format>`` and ``<prefix>_<label>.drx`` ([U]; an empty prefix "lets it export using the
+      labels configured in Resolve", roger-magnusson "Grab Stills at Markers" script), so a caller must not
+      depend on them. The .drx body is not modelled (a placeholder XML).
+    - into an existing folder only ([U]: public callers create it first, davinci-resolve-mcp ``grab_and_export``).
+    """
+
+    def __init__(self, app: FakeResolve, name: str):
+        self._app = app
+        self._name = name
+        self._stills: list[FakeGalleryStill] = []
+
+    def GetStills(self) -> list[FakeGalleryStill]:
+        return list(self._stills)
+
+    def GetLabel(self, galleryStill: FakeGalleryStill) -> str:
+        return galleryStill._label if galleryStill in self._stills else ""
+
+    def SetLabel(self, galleryStill: FakeGalleryStill, label: str) -> bool:
+        if galleryStill not in self._stills:
+            return False
+        galleryStill._label = str(label)
+        return True
+
+    def DeleteStills(self, galleryStills: list[FakeGalleryStill]) -> bool:
+        gone = [s for s in galleryStills if s in self._stills]
+        for s in gone:
+            self._stills.remove(s)
+        return bool(gone)
+
+    def ExportStills(self, galleryStills: list[FakeGalleryStill], folderPath: str, filePrefix: str,
+                     format: str) -> bool:
+        app = self._app
+        assert app is not None
+        if not app.gallery_panel_open or app._page != "color" or format not in STILL_EXPORT_FORMATS:
+            return False
+        if not os.path.isdir(folderPath) or not galleryStills or any(s not in self._stills for s in galleryStills):
+            return False
+        for still in galleryStills:
+            stem = os.path.join(folderPath, f"{filePrefix}_{still._label}")
+            if format != "drx":
+                _write_image(f"{stem}.{format}", still._rgb)
+            with open(f"{stem}.drx", "w", encoding="utf-8") as fh:
+                fh.write("<?xml version=\"1.0\"?>\n<!-- fake: the grade is not modelled -->\n<DRX/>\n")
+        return True
+
+
+def _write_image(path: str, rgb: Any) -> None:
+    """An 8-bit (16-bit for tif/dpx) image of ``rgb`` through OpenImageIO (test side only; imported here so the
+    fake stays importable in the host's numpy-free Python for the tests that grab no still)."""
+    import numpy as np
+    import OpenImageIO as oiio
+
+    ext = path.rsplit(".", 1)[1]
+    pixels = np.ascontiguousarray(np.clip(rgb, 0, 1), np.float32)
+    out = oiio.ImageOutput.create(path)
+    if out is None:
+        raise NotImplementedError(f"the fake cannot write .{ext} stills (OpenImageIO has no writer)")
+    depth = "uint16" if ext in ("tif", "dpx") else "uint8"
+    out.open(path, oiio.ImageSpec(pixels.shape[1], pixels.shape[0], 3, depth))
+    out.write_image(pixels)
+    out.close()
+
+
+def _read_rgb(path: str) -> Any:
+    import numpy as np
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(path)
+    spec = inp.spec()
+    px = np.asarray(inp.read_image(0, 0, 0, spec.nchannels, oiio.FLOAT), np.float32)
+    inp.close()
+    px = px.reshape(spec.height, spec.width, spec.nchannels)
+    return np.repeat(px[..., :1], 3, -1) if spec.nchannels < 3 else px[..., :3]
+
+
+class FakeGallery(ResolveObject):
+    """[README Gallery]: GetAlbumName(galleryStillAlbum), SetAlbumName, GetCurrentStillAlbum ("Returns current album
+    as a GalleryStillAlbum object"), SetCurrentStillAlbum, GetGalleryStillAlbums ("Returns the gallery Still albums
+    as a list of GalleryStillAlbum objects"), GetGalleryPowerGradeAlbums, CreateGalleryStillAlbum ("or None if not
+    successful"). A new project has one still album, "Stills 1" ([U]: Resolve's default album name)."""
+
+    def __init__(self, app: FakeResolve):
+        self._app = app
+        self._albums = [FakeGalleryStillAlbum(app, "Stills 1")]
+        self._power: list[FakeGalleryStillAlbum] = []
+        self._current = self._albums[0]
+
+    def GetAlbumName(self, galleryStillAlbum: FakeGalleryStillAlbum) -> str:
+        return galleryStillAlbum._name if isinstance(galleryStillAlbum, FakeGalleryStillAlbum) else ""
+
+    def SetAlbumName(self, galleryStillAlbum: FakeGalleryStillAlbum, albumName: str) -> bool:
+        if not isinstance(galleryStillAlbum, FakeGalleryStillAlbum):
+            return False
+        galleryStillAlbum._name = str(albumName)
+        return True
+
+    def GetCurrentStillAlbum(self) -> FakeGalleryStillAlbum:
+        return self._current
+
+    def SetCurrentStillAlbum(self, galleryStillAlbum: FakeGalleryStillAlbum) -> bool:
+        if galleryStillAlbum not in self._albums + self._power:
+            return False
+        self._current = galleryStillAlbum
+        return True
+
+    def GetGalleryStillAlbums(self) -> list[FakeGalleryStillAlbum]:
+        return list(self._albums)
+
+    def GetGalleryPowerGradeAlbums(self) -> list[FakeGalleryStillAlbum]:
+        return list(self._power)
+
+    def CreateGalleryStillAlbum(self) -> FakeGalleryStillAlbum:
+        album = FakeGalleryStillAlbum(self._app, f"Stills {len(self._albums) + 1}")
+        self._albums.append(album)
+        return album
+
+    # test side: a still already in the gallery (grabbed earlier by the colorist)
+    def add_still(self, rgb: Any, label: str, album: FakeGalleryStillAlbum | None = None) -> FakeGalleryStill:
+        still = FakeGalleryStill(self._app, rgb, label)
+        (album or self._current)._stills.append(still)
+        return still
+
+
 class FakeProject(ResolveObject):
-    """[README Project]: GetMediaPool, GetCurrentTimeline, GetName, GetUniqueId ("Returns a unique ID for the
+    """[README Project]: GetMediaPool, GetGallery, GetCurrentTimeline, GetName, GetUniqueId ("Returns a unique ID for the
     project item": unique across projects, so across fake apps too)."""
 
     def __init__(self, app: FakeResolve, name: str):
         self._app = app
         self._name = name
         self._pool = FakeMediaPool(app)
+        self._gallery = FakeGallery(app)
         self._timeline: FakeTimeline | None = None
         self._id = f"project-{uuid.uuid4()}"
 
     def GetMediaPool(self) -> FakeMediaPool:
         return self._pool
+
+    def GetGallery(self) -> FakeGallery:
+        """[README Project]: "Returns the Gallery object"."""
+        return self._gallery
 
     def GetCurrentTimeline(self) -> FakeTimeline | None:
         return self._timeline
@@ -659,6 +863,7 @@ class FakeResolve(ResolveObject):
         self._version_fields = list(version) + [0] * (4 - len(version)) + [""]
         self._studio = studio
         self._page = page
+        self.gallery_panel_open = True  # test side: ExportStills works only with it open [R-LIM]; not readable
         self._ids = 0
         self._project = FakeProject(self, "Project")
         self._pm = FakeProjectManager(self)
@@ -706,7 +911,15 @@ class FakeResolve(ResolveObject):
         return self._fusion
 
     def GetCurrentPage(self) -> str:
+        """[README Resolve]: "Returns the page currently displayed in the main window"."""
         return self._page
+
+    def OpenPage(self, pageName: str) -> bool:
+        """[README Resolve]: "Switches to indicated page in DaVinci Resolve" (``PAGES``) --> Bool."""
+        if pageName not in PAGES:
+            return False
+        self._page = pageName
+        return True
 
 
 Driver = Callable[[FakeUIDispatcher], None]
