@@ -25,7 +25,7 @@ from coolcolor.world.scene import (
     wide_object_size,
 )
 from coolcolor.world.spec import WorldSpec
-from coolcolor.world.textures import OBJECT_TEXTURES, REGION_TEXTURES, draw_texture, sky_texture
+from coolcolor.world.textures import OBJECT_TEXTURES, REGION_TEXTURES, draw_texture, sky_texture, sphere_texture
 
 
 def generate_classic_scene(seed: int, aspect: float, n_objects: int | None, motion: Motion,
@@ -78,12 +78,7 @@ def generate_classic_scene(seed: int, aspect: float, n_objects: int | None, moti
     objects: list[SceneObject] = []
     for shape in shapes:
         if shape in ("disk", "oval"):
-            tex = draw_texture(rng, "noise", world=False)
-            tex.kind = "sphere"
-            lx, ly = rng.uniform(-0.6, 0.6, 2)
-            lz = math.sqrt(max(0.0, 1 - lx * lx - ly * ly))
-            tex.light = (float(lx), float(ly), lz)
-            tex.p_amp = float(rng.uniform(0.0, 3.0))
+            tex = sphere_texture(rng)
         else:
             tex = draw_texture(rng, str(OBJECT_TEXTURES[rng.integers(len(OBJECT_TEXTURES))]), world=False)
         center = np.array([rng.uniform(-0.7, 0.7) * half_w, rng.uniform(-0.3, 0.3)])

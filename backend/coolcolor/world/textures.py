@@ -100,3 +100,13 @@ def sky_texture(rng: np.random.Generator) -> Texture:
     return tex
 
 
+
+def sphere_texture(rng: np.random.Generator) -> Texture:
+    """Painted-on sphere shading for a disk or an oval: noise drawn as for any object, a light direction and a
+    faint pattern."""
+    tex = draw_texture(rng, "noise", world=False)
+    tex.kind = "sphere"
+    lx, ly = rng.uniform(-0.6, 0.6, 2)
+    tex.light = (float(lx), float(ly), math.sqrt(max(0.0, 1 - lx * lx - ly * ly)))
+    tex.p_amp = float(rng.uniform(0.0, 3.0))
+    return tex

@@ -45,7 +45,7 @@ from coolcolor.world.scene import (
     wide_object_size,
 )
 from coolcolor.world.spec import WorldSpec
-from coolcolor.world.textures import OBJECT_TEXTURES, REGION_TEXTURES, draw_texture, sky_texture
+from coolcolor.world.textures import OBJECT_TEXTURES, REGION_TEXTURES, draw_texture, sky_texture, sphere_texture
 
 PHOTO_PROBABILITY = 0.35  # share of non-sky layers textured by a photograph
 TOUCH_PROBABILITY = 0.35  # share of objects placed against the previous one
@@ -181,11 +181,7 @@ def generate_wide_scene(seed: int, aspect: float, n_objects: int | None, motion:
     objects: list[SceneObject] = []
     for shape in shapes:
         if shape in ("disk", "oval") and rng.random() < 0.6:
-            tex = draw_texture(rng, "noise", world=False)
-            tex.kind = "sphere"
-            lx, ly = rng.uniform(-0.6, 0.6, 2)
-            tex.light = (float(lx), float(ly), math.sqrt(max(0.0, 1 - lx * lx - ly * ly)))
-            tex.p_amp = float(rng.uniform(0.0, 3.0))
+            tex = sphere_texture(rng)
             kind = "sphere"
         else:
             tex, kind = _texture_for(rng, OBJECT_TEXTURES, False, world.photos)
