@@ -13,8 +13,10 @@ import pytest
 from coolcolor.errors import InputError
 from coolcolor.world import render_clip, render_image
 from coolcolor.world.captions import make_captions
+from coolcolor.world.catalog import SHAPES
+from coolcolor.world.generator import generate_scene
 from coolcolor.world.palette import PALETTE
-from coolcolor.world.scene import SHAPES, Motion, generate_scene
+from coolcolor.world.scene import Motion
 from coolcolor.world.spec import DEFAULT_LEAVE_OUT, WorldSpec
 
 HELD_OUT = 1_000_000_000

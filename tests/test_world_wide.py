@@ -11,9 +11,11 @@ import pytest
 from coolcolor import color
 from coolcolor.errors import InputError
 from coolcolor.world import render_clip
+from coolcolor.world.catalog import LAYOUTS, SHAPES, WIDE_LAYOUTS, WIDE_SHAPES
 from coolcolor.world.clip import _render_fields
+from coolcolor.world.generator import generate_scene
 from coolcolor.world.palette import SHADE_RANGE
-from coolcolor.world.scene import LAYOUTS, SHAPES, WIDE_LAYOUTS, WIDE_SHAPES, Motion, generate_scene
+from coolcolor.world.scene import Motion
 from coolcolor.world.spec import WorldSpec
 from coolcolor.world.wide import SIZE_WORDS, _adjectives, make_wide_captions
 

@@ -68,16 +68,16 @@ def world_vocabulary() -> list[str]:
     Taken from the world's own tables (palette synonyms, shape and region nouns, caption templates) so
     that a caption never tokenizes to [UNK]; a test checks it over many rendered captions.
     """
-    from coolcolor.world.captions import _TEMPLATES
+    from coolcolor.world.captions import CAPTION_TEMPLATES
+    from coolcolor.world.catalog import LAYOUTS, SHAPES, WIDE_LAYOUTS, WIDE_SHAPES
     from coolcolor.world.palette import PALETTE
-    from coolcolor.world.scene import LAYOUTS, SHAPES, WIDE_LAYOUTS, WIDE_SHAPES
     from coolcolor.world.wide import WIDE_CAPTION_WORDS
 
     texts = [w for c in PALETTE for w in c.synonyms]
     texts += [n for nouns in (*SHAPES.values(), *WIDE_SHAPES.values()) for n in nouns]
     texts += [n for layout in (*LAYOUTS.values(), *WIDE_LAYOUTS.values()) for region in layout for n in region]
     texts += list(WIDE_CAPTION_WORDS)
-    texts += [t.replace("{objects}", " ").replace("{regions}", " ") for t in _TEMPLATES]
+    texts += [t.replace("{objects}", " ").replace("{regions}", " ") for t in CAPTION_TEMPLATES]
     texts += ["a an the in and , ; :"] + list(TINY_VOCABULARY)
     split = pre_tokenizers.Whitespace()
     words = {w.lower() for text in texts for w, _ in split.pre_tokenize_str(text)}

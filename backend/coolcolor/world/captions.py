@@ -53,7 +53,8 @@ def _join(rng: np.random.Generator, parts: list[str]) -> str:
     return ", ".join(parts)
 
 
-_TEMPLATES = (
+# The sentence forms of a caption (train.model builds the tokenizer's vocabulary from them too).
+CAPTION_TEMPLATES = (
     "{objects} in front of {regions}",
     "{objects} against {regions}",
     "a photo of {objects} with {regions}",
@@ -67,7 +68,7 @@ def _caption(rng: np.random.Generator, objects: list[Layer], regions: list[Layer
     obj = _join(rng, [_object_phrase(rng, lay, world) for lay in objects]) if objects else ""
     reg = _join(rng, [_region_phrase(rng, lay, world) for lay in regions]) if regions else ""
     if obj and reg:
-        return _pick(rng, _TEMPLATES).format(objects=obj, regions=reg)
+        return _pick(rng, CAPTION_TEMPLATES).format(objects=obj, regions=reg)
     return obj or reg
 
 

@@ -24,10 +24,13 @@ from coolcolor import color
 from coolcolor.color import lab_to_rgb
 from coolcolor.errors import InputError
 from coolcolor.world.captions import make_captions
+from coolcolor.world.catalog import MAX_OBJECTS
 from coolcolor.world.degrade import Degradations, apply_degradations, weave_offsets
+from coolcolor.world.generator import generate_scene
 from coolcolor.world.palette import palette_color
-from coolcolor.world.scene import MAX_OBJECTS, Layer, Motion, Scene, generate_scene
+from coolcolor.world.scene import Layer, Motion, Scene
 from coolcolor.world.spec import WorldSpec
+from coolcolor.world.wide import make_wide_captions
 
 FORMAT = "coolcolor-world-clip"
 FORMAT_VERSION = 1
@@ -253,8 +256,6 @@ def render_clip(
     elif world.version == 4:
         captions, named = make_captions(_named_layers(scene.layers, ids), seed, world)
     else:
-        from coolcolor.world.wide import make_wide_captions
-
         captions, named = make_wide_captions(scene, ids, seed, world)
     return Clip(seed=seed, gray=gray, gray_clean=gray_clean, rgb=rgb, masks=ids, flow=flow,
                 flow_valid=valid, layers=scene.layers, captions=captions, caption_layers=named,

@@ -32,6 +32,7 @@ from coolcolor.color import (
 from coolcolor.errors import InputError
 from coolcolor.world.clip import Clip
 from coolcolor.world.palette import nearest_palette_colors
+from coolcolor_protocol.abfiles import AB_CHANNELS
 
 # -- CIEDE2000 -----------------------------------------------------------------------------------
 
@@ -187,9 +188,7 @@ def _read_ab_exr(f: Path, ab_channels: tuple[str, str] | None) -> np.ndarray:
     if pixels is None:
         raise InputError(f"could not read pixels of {f}")
     if ab_channels is None:
-        from coolcolor.video.exr import AB_CHANNELS  # the project's ab layer contract (SPEC.md)
-
-        ab_channels = AB_CHANNELS
+        ab_channels = AB_CHANNELS  # the project's ab layer contract (protocol/SPEC.md)
     missing = [c for c in ab_channels if c not in names]
     if missing:
         raise InputError(f"{f}: channel(s) {missing} not found; the file has {names} (name them with --ab-channels)")

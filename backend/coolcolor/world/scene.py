@@ -11,6 +11,9 @@ layer and frame (pixel → screen → world by the camera, world → local by th
 Object texture and shading are painted on (they move with the object), so brightness is constant
 along the flow; only the degradations applied to the gray input afterwards break that, as in film.
 Coordinates are in units of the frame height, so one seed gives the same scene at any resolution.
+
+The scene generators (``classic`` for world versions 1 and 4, ``wide`` for 2 and 3; ``generator`` picks
+one) build on this model and on the draws below that they share.
 """
 
 from __future__ import annotations
@@ -21,21 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from coolcolor.world.palette import SHADE_RANGE, PaletteColor, lightness_groups, palette_color
+from coolcolor.world.palette import PaletteColor, lightness_groups, palette_color
 from coolcolor.world.spec import WorldSpec
+from coolcolor.world.textures import Texture
 
-# Shape family → caption nouns (canonical first). Nouns are unique across families and regions, so a
-# caption binds each color to exactly one layer.
-SHAPES: dict[str, tuple[str, ...]] = {
-    "disk": ("ball", "circle", "disc", "sphere"),
-    "square": ("square", "box", "block", "crate"),
-    "bar": ("bar", "plank", "rectangle"),
-    "triangle": ("triangle", "wedge", "pyramid"),
-    "star": ("star", "starfish"),
-    "ring": ("ring", "donut", "hoop"),
-    "oval": ("egg", "oval", "ellipse"),
-    "cross": ("cross", "plus sign"),
-}
 # Radius (local units) of a disc that contains the shape: used to cull pixels outside an object.
 _SHAPE_BOUND = {
     "disk": 1.0, "square": 0.8 * math.sqrt(2), "bar": math.hypot(1.0, 0.38), "triangle": 1.0,
@@ -45,49 +37,7 @@ _SHAPE_BOUND = {
 _STAR_INNER = 0.45
 _OVAL_RATIO = 0.62
 
-# Backdrop layouts, top to bottom; each region lists its caption nouns.
-LAYOUTS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "studio": (("backdrop", "background"),),
-    "outdoor": (("sky",), ("ground", "field", "land")),
-    "indoor": (("wall",), ("floor",)),
-    "landscape": (("sky",), ("hills", "mountains"), ("meadow", "plain")),
-    "seaside": (("sky",), ("sea", "ocean", "water"), ("beach", "shore")),
-}
-
-MAX_OBJECTS = 4
 WIDE_SIZE_RANGE = (0.05, 0.55)  # object radius (frame heights) in versions 2–4: ≈1 % … ≈95 % of a square frame
-
-
-def shapes_for(version: int) -> tuple[str, ...]:
-    """Shape families of a world version, in the order the generator draws from."""
-    return tuple(SHAPES) if version == 1 else tuple(SHAPES) + tuple(WIDE_SHAPES)
-
-
-def layouts_for(version: int) -> tuple[str, ...]:
-    """Backdrop layouts of a world version: version 4 keeps version 1's five."""
-    return tuple(LAYOUTS) if version in (1, 4) else tuple(LAYOUTS) + tuple(WIDE_LAYOUTS)
-
-
-def shape_nouns(shape: str) -> tuple[str, ...]:
-    return SHAPES[shape] if shape in SHAPES else WIDE_SHAPES[shape]
-
-
-def layout_slots(layout: str) -> tuple[tuple[str, ...], ...]:
-    return LAYOUTS[layout] if layout in LAYOUTS else WIDE_LAYOUTS[layout]
-
-
-# World version 2 adds these (nouns unique across every family and region of both versions).
-WIDE_SHAPES: dict[str, tuple[str, ...]] = {
-    "crescent": ("crescent", "moon", "sickle"),
-    "heart": ("heart", "valentine"),
-    "hexagon": ("hexagon", "tile"),
-    "diamond": ("diamond", "rhombus", "kite"),
-}
-WIDE_LAYOUTS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "street": (("sky",), ("houses", "buildings"), ("road", "street")),
-    "harbor": (("sky",), ("town",), ("harbor", "bay"), ("pier", "quay")),
-    "countryside": (("sky",), ("peaks",), ("forest", "woods"), ("farmland", "fields"), ("path", "track")),
-}
 
 
 @dataclass(frozen=True)
@@ -138,60 +88,9 @@ class Layer:
 
 
 @dataclass
-class _Texture:
-    """Lightness offset (L* units) as a smooth function of the layer's own coordinates."""
-
-    kind: str
-    freq: float
-    angle: float
-    noise_k: np.ndarray  # (3, 2) wave vectors
-    noise_phase: np.ndarray  # (3,)
-    grad: tuple[float, float]
-    bias: float
-    g_amp: float
-    p_amp: float
-    light: tuple[float, float, float] = (0.0, 0.0, 1.0)
-
-    def __call__(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        k = self.kind
-        if k == "sphere":
-            # Painted-on sphere (or ellipsoid) shading: Lambert with a fixed light.
-            nz = np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, 1.0))
-            lx, ly, lz = self.light
-            shade = np.clip(lx * u + ly * v + lz * nz, 0.0, 1.0)
-            lo, hi = SHADE_RANGE
-            out = lo + (hi - lo - self.p_amp) * shade
-            pattern = np.sin(self.noise_k[0, 0] * u + self.noise_k[0, 1] * v + self.noise_phase[0])
-            return out + self.p_amp * 0.5 * (pattern + 1.0)
-        if k == "noise":
-            p = sum(np.sin(self.noise_k[i, 0] * u + self.noise_k[i, 1] * v + self.noise_phase[i])
-                    for i in range(3)) / 3.0
-        elif k == "stripes":
-            p = np.sin(self.freq * (math.cos(self.angle) * u + math.sin(self.angle) * v) + self.noise_phase[0])
-        elif k == "checker":
-            ca, sa = math.cos(self.angle), math.sin(self.angle)
-            p = np.sin(self.freq * (ca * u + sa * v)) * np.sin(self.freq * (ca * v - sa * u))
-        elif k == "rings":
-            p = np.sin(self.freq * np.sqrt(u * u + v * v) + self.noise_phase[0])
-        elif k == "bricks":
-            # Soft mortar lines (continuous, so bilinear warping stays accurate).
-            bh = 2 * math.pi / self.freq
-            row = v / bh
-            col = u / (2 * bh) + 0.5 * (np.floor(row) % 2)
-            dist = np.minimum(np.abs(row - np.round(row)) * bh, np.abs(col - np.round(col)) * 2 * bh)
-            p = np.clip(dist / (0.18 * bh), 0.0, 1.0) * 2.0 - 1.0
-        elif k == "plain":
-            p = 0.0
-        else:  # pragma: no cover - kinds are fixed in this module
-            raise AssertionError(k)
-        g = np.clip(self.grad[0] * u + self.grad[1] * v, -1.0, 1.0)
-        return self.bias + self.g_amp * g + self.p_amp * p
-
-
-@dataclass
-class _Object:
+class SceneObject:
     shape: str
-    texture: _Texture
+    texture: Texture
     center: np.ndarray  # (2,) world position at frame 0
     amp: np.ndarray  # (M, 2) sinusoidal path components
     omega: np.ndarray  # (M, 2) rad/frame
@@ -216,7 +115,7 @@ class _Object:
 
 
 @dataclass
-class _Boundary:
+class Boundary:
     """y = y0 + slope·x + amp·sin(freq·x + phase), in world coordinates (y down)."""
 
     y0: float
@@ -235,9 +134,9 @@ class Scene:
 
     layers: list[Layer]
     layout: str
-    boundaries: list[_Boundary]
-    region_textures: list[_Texture]
-    objects: list[_Object]
+    boundaries: list[Boundary]
+    region_textures: list[Texture]
+    objects: list[SceneObject]
     motion: Motion
     camera: dict
     weave: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # per frame (dx, dy, rot)
@@ -393,38 +292,7 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise AssertionError(shape)  # pragma: no cover
 
 
-# -- generation ----------------------------------------------------------------------------------
-
-_OBJECT_TEXTURES = ("noise", "stripes", "checker", "rings", "plain")
-_REGION_TEXTURES = ("noise", "stripes", "checker", "bricks", "plain")
-
-
-def _texture(rng: np.random.Generator, kind: str, world: bool) -> _Texture:
-    # Frequencies: object-local units (radius 1) or world units (frame height 1).
-    scale = 8.0 if world else 1.0
-    lo, hi = SHADE_RANGE
-    half = (hi - lo) / 2
-    g_amp = float(rng.uniform(0.0, 0.45)) * half
-    p_amp = float(rng.uniform(0.2, 0.55)) * half
-    if kind == "plain":
-        p_amp = 0.0
-    ang = float(rng.uniform(0, 2 * math.pi))
-    grad_dir = float(rng.uniform(0, 2 * math.pi))
-    gscale = (1.5 if world else 0.8)
-    freq = {"stripes": rng.uniform(5, 11), "checker": rng.uniform(3, 6), "rings": rng.uniform(6, 12),
-            "bricks": rng.uniform(4, 7)}.get(kind, 0.0) * scale
-    noise_k = rng.normal(0, 1, (3, 2)) * rng.uniform(2.0, 4.0) * scale
-    return _Texture(kind=kind, freq=float(freq), angle=ang, noise_k=noise_k,
-                    noise_phase=rng.uniform(0, 2 * math.pi, 3),
-                    grad=(gscale * math.cos(grad_dir), gscale * math.sin(grad_dir)),
-                    bias=(lo + hi) / 2, g_amp=g_amp, p_amp=p_amp)
-
-
-def _sky_texture(rng: np.random.Generator) -> _Texture:
-    tex = _texture(rng, "noise", world=True)
-    tex.noise_k = tex.noise_k / 4.0  # clouds: low frequency
-    tex.grad = (0.0, float(rng.uniform(1.5, 3.0)))  # brighter towards the horizon
-    return tex
+# -- draws every world version makes (classic.py: versions 1 and 4, wide.py: versions 2 and 3) --------
 
 
 def pick_shapes(rng: np.random.Generator, world: WorldSpec, n_objects: int, seed: int) -> list[str]:
@@ -437,8 +305,8 @@ def pick_shapes(rng: np.random.Generator, world: WorldSpec, n_objects: int, seed
     return shapes
 
 
-def _pick_colors(rng: np.random.Generator, n_regions: int, n_objects: int,
-                 object_colors: tuple[str, ...] | None) -> list[str]:
+def pick_colors(rng: np.random.Generator, n_regions: int, n_objects: int,
+                object_colors: tuple[str, ...] | None) -> list[str]:
     """Regions next to each other, and objects against the backdrop, get different base L* when the
     palette allows, so the gray picture shows their edges; the hue inside a lightness level is free."""
     groups = lightness_groups()
@@ -461,98 +329,12 @@ def _pick_colors(rng: np.random.Generator, n_regions: int, n_objects: int,
     return colors
 
 
-def generate_scene(seed: int, aspect: float, n_objects: int | None, motion: Motion,
-                   object_colors: tuple[str, ...] | None = None, world: WorldSpec | None = None) -> Scene:
-    """Draw a scene from ``seed``. ``aspect`` = width / height places objects across the frame.
-    ``world`` picks the world version and what it leaves out (default: version 1, nothing left out,
-    which draws exactly what this generator always drew)."""
-    world = WorldSpec() if world is None else world
-    if world.version in (2, 3):
-        from coolcolor.world.wide import generate_wide_scene
-
-        return generate_wide_scene(seed, aspect, n_objects, motion, object_colors, world)
-    # Version 4 draws from its own stream (version 1's seeds keep their scenes).
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CE4E] + ([4] if world.version == 4 else [])))
-    layouts = world.allowed_layouts()
-    layout = layouts[rng.integers(len(layouts))]
-    if world.feature == "layout":
-        layout = world.exclude_layouts[int(seed) % len(world.exclude_layouts)]
-    slots = LAYOUTS[layout]
-    if n_objects is None:
-        n_objects = int(rng.integers(1, MAX_OBJECTS + 1))
-        if object_colors is not None:
-            n_objects = len(object_colors)
-    shapes = pick_shapes(rng, world, n_objects, seed)
-    colors = _pick_colors(rng, len(slots), n_objects, object_colors)
-
-    layers: list[Layer] = []
-    for i, nouns in enumerate(slots):
-        layers.append(Layer(i, "region", nouns[0], nouns, colors[i]))
-    for k, shape in enumerate(shapes):
-        lid = len(slots) + k
-        layers.append(Layer(lid, "object", shape, shape_nouns(shape), colors[lid]))
-
-    # Backdrop boundaries (world y is down, the frame spans y ∈ [−0.5, 0.5]).
-    boundaries: list[_Boundary] = []
-    if len(slots) == 2:
-        wavy = layout == "outdoor"
-        boundaries.append(_Boundary(float(rng.uniform(-0.2, 0.2)), float(rng.uniform(-0.15, 0.15)),
-                                    float(rng.uniform(0.0, 0.04)) if wavy else 0.0,
-                                    float(rng.uniform(3, 9)), float(rng.uniform(0, 2 * math.pi))))
-    elif len(slots) == 3:
-        y1 = float(rng.uniform(-0.3, -0.1))
-        slope = float(rng.uniform(-0.08, 0.08))
-        boundaries.append(_Boundary(y1, slope, float(rng.uniform(0.02, 0.06)), float(rng.uniform(4, 10)),
-                                    float(rng.uniform(0, 2 * math.pi))))
-        boundaries.append(_Boundary(y1 + float(rng.uniform(0.2, 0.3)), slope, float(rng.uniform(0.0, 0.02)),
-                                    float(rng.uniform(2, 6)), float(rng.uniform(0, 2 * math.pi))))
-    region_textures = []
-    for nouns in slots:
-        if nouns[0] == "sky":
-            region_textures.append(_sky_texture(rng))
-        else:
-            kind = _REGION_TEXTURES[rng.integers(len(_REGION_TEXTURES))]
-            region_textures.append(_texture(rng, str(kind), world=True))
-
-    half_w = 0.5 * aspect
-    objects: list[_Object] = []
-    for shape in shapes:
-        if shape in ("disk", "oval"):
-            tex = _texture(rng, "noise", world=False)
-            tex.kind = "sphere"
-            lx, ly = rng.uniform(-0.6, 0.6, 2)
-            lz = math.sqrt(max(0.0, 1 - lx * lx - ly * ly))
-            tex.light = (float(lx), float(ly), lz)
-            tex.p_amp = float(rng.uniform(0.0, 3.0))
-        else:
-            tex = _texture(rng, str(_OBJECT_TEXTURES[rng.integers(len(_OBJECT_TEXTURES))]), world=False)
-        center = np.array([rng.uniform(-0.7, 0.7) * half_w, rng.uniform(-0.3, 0.3)])
-        period = rng.uniform(40, 160, 2)
-        objects.append(_Object(
-            shape=shape, texture=tex, center=center,
-            amp=(rng.uniform(0.04, 0.25, 2) * rng.choice([-1, 1], 2))[None],
-            omega=(2 * math.pi / period)[None], phase=rng.uniform(0, 2 * math.pi, (1, 2)),
-            theta0=float(rng.uniform(0, 2 * math.pi)),
-            omega_rot=float(rng.uniform(0.01, 0.05) * rng.choice([-1, 1])),
-            sigma0=_object_size(rng, world.version), scale_amp=float(rng.uniform(0.05, 0.25)),
-            omega_scale=float(2 * math.pi / rng.uniform(30, 120)), phase_scale=float(rng.uniform(0, 2 * math.pi)),
-        ))
-    if motion.occlusion and len(objects) >= 2:
-        sweep_front_across_back(rng, objects[0], objects[-1])
-    return Scene(layers, layout, boundaries, region_textures, objects, motion, camera_motion(rng))
-
-
 def wide_object_size(rng: np.random.Generator) -> float:
     """An object radius (frame heights) of world versions 2–4: log-uniform over ``WIDE_SIZE_RANGE``."""
     return float(math.exp(rng.uniform(math.log(WIDE_SIZE_RANGE[0]), math.log(WIDE_SIZE_RANGE[1]))))
 
 
-def _object_size(rng: np.random.Generator, version: int) -> float:
-    """Object radius (frame heights): version 1's 0.08–0.18, or version 4's version-2 range."""
-    return wide_object_size(rng) if version == 4 else float(rng.uniform(0.08, 0.18))
-
-
-def sweep_front_across_back(rng: np.random.Generator, back: _Object, front: _Object) -> None:
+def sweep_front_across_back(rng: np.random.Generator, back: SceneObject, front: SceneObject) -> None:
     """Occlusion: the front object starts beside one behind it, follows its path and sweeps across it
     (through its centre after a quarter sweep period, 15–25 frames). Shared by every world version, in
     the same order of draws, so version 1 renders every seed as it always has."""

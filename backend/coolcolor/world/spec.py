@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from coolcolor.errors import InputError
+from coolcolor.world.catalog import layouts_for, shapes_for
+from coolcolor.world.palette import PALETTE, palette_color
 
 # 3: version 2's scenes with version 1's caption split (two full, two partial); 4: version 1's scenes
 # and captions with version 2's twelve shape families and object sizes (docs/training.md, E5)
@@ -42,9 +44,6 @@ class WorldSpec:
         self.validate()
 
     def validate(self, where: str = "world") -> None:
-        from coolcolor.world.palette import PALETTE
-        from coolcolor.world.scene import layouts_for, shapes_for
-
         if self.version not in WORLD_VERSIONS:
             raise InputError(f"{where}.version must be one of {', '.join(map(str, WORLD_VERSIONS))}, got {self.version!r}")
         shapes, layouts = shapes_for(self.version), layouts_for(self.version)
@@ -81,19 +80,13 @@ class WorldSpec:
         return replace(self, feature=kind)
 
     def allowed_shapes(self) -> list[str]:
-        from coolcolor.world.scene import shapes_for
-
         return [s for s in shapes_for(self.version) if s not in self.exclude_shapes]
 
     def allowed_layouts(self) -> list[str]:
-        from coolcolor.world.scene import layouts_for
-
         return [s for s in layouts_for(self.version) if s not in self.exclude_layouts]
 
     def caption_synonyms(self, color: str) -> tuple[str, ...]:
         """The words a caption may use for ``color`` (a palette name) in this world."""
-        from coolcolor.world.palette import palette_color
-
         words = palette_color(color).synonyms
         if self.feature == "synonym":
             held = tuple(w for w in words if w in self.exclude_synonyms)

@@ -30,27 +30,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from coolcolor.errors import InputError
+from coolcolor.world.catalog import MAX_OBJECTS, layout_slots, shape_nouns
 from coolcolor.world.palette import SHADE_RANGE
 from coolcolor.world.scene import (
-    _OBJECT_TEXTURES,
-    _REGION_TEXTURES,
-    MAX_OBJECTS,
+    Boundary,
     Layer,
     Motion,
     Scene,
-    _Boundary,
-    _Object,
-    _pick_colors,
-    _sky_texture,
-    _texture,
+    SceneObject,
     camera_motion,
-    layout_slots,
+    pick_colors,
     pick_shapes,
-    shape_nouns,
     sweep_front_across_back,
     wide_object_size,
 )
 from coolcolor.world.spec import WorldSpec
+from coolcolor.world.textures import OBJECT_TEXTURES, REGION_TEXTURES, draw_texture, sky_texture, sphere_texture
 
 PHOTO_PROBABILITY = 0.35  # share of non-sky layers textured by a photograph
 TOUCH_PROBABILITY = 0.35  # share of objects placed against the previous one
@@ -130,7 +125,7 @@ def _photo_texture(rng: np.random.Generator, world_units: bool) -> _PhotoTexture
 # -- the scene -------------------------------------------------------------------------------------
 
 
-def _boundaries(rng: np.random.Generator, n_regions: int) -> list[_Boundary]:
+def _boundaries(rng: np.random.Generator, n_regions: int) -> list[Boundary]:
     """n−1 non-crossing boundaries, top to bottom; the outer ones may lie beyond the frame (|y| > 0.5)."""
     if n_regions == 1:
         return []
@@ -143,8 +138,8 @@ def _boundaries(rng: np.random.Generator, n_regions: int) -> list[_Boundary]:
     out = []
     for y in cuts:
         amp = float(rng.uniform(0.0, 0.03))  # waves smaller than half the minimum gap: no crossing
-        out.append(_Boundary(top + span * float(y), slope, amp, float(rng.uniform(3, 10)),
-                             float(rng.uniform(0, 2 * math.pi))))
+        out.append(Boundary(top + span * float(y), slope, amp, float(rng.uniform(3, 10)),
+                            float(rng.uniform(0, 2 * math.pi))))
     return out
 
 
@@ -152,7 +147,7 @@ def _texture_for(rng: np.random.Generator, kinds: tuple[str, ...], world_units: 
     if photos and rng.random() < PHOTO_PROBABILITY:
         return _photo_texture(rng, world_units), "photo"
     kind = str(kinds[rng.integers(len(kinds))])
-    return _texture(rng, kind, world=world_units), kind
+    return draw_texture(rng, kind, world=world_units), kind
 
 
 def generate_wide_scene(seed: int, aspect: float, n_objects: int | None, motion: Motion,
@@ -166,7 +161,7 @@ def generate_wide_scene(seed: int, aspect: float, n_objects: int | None, motion:
     if n_objects is None:
         n_objects = len(object_colors) if object_colors is not None else int(rng.integers(1, MAX_OBJECTS + 1))
     shapes = pick_shapes(rng, world, n_objects, seed)
-    colors = _pick_colors(rng, len(slots), n_objects, object_colors)
+    colors = pick_colors(rng, len(slots), n_objects, object_colors)
     layers = [Layer(i, "region", nouns[0], nouns, colors[i]) for i, nouns in enumerate(slots)]
     layers += [Layer(len(slots) + k, "object", shape, shape_nouns(shape), colors[len(slots) + k])
                for k, shape in enumerate(shapes)]
@@ -175,25 +170,21 @@ def generate_wide_scene(seed: int, aspect: float, n_objects: int | None, motion:
     region_textures, texture_kinds = [], []
     for nouns in slots:
         if nouns[0] == "sky":
-            region_textures.append(_sky_texture(rng))
+            region_textures.append(sky_texture(rng))
             texture_kinds.append("noise")
         else:
-            tex, kind = _texture_for(rng, _REGION_TEXTURES, True, world.photos)
+            tex, kind = _texture_for(rng, REGION_TEXTURES, True, world.photos)
             region_textures.append(tex)
             texture_kinds.append(kind)
 
     half_w = 0.5 * aspect
-    objects: list[_Object] = []
+    objects: list[SceneObject] = []
     for shape in shapes:
         if shape in ("disk", "oval") and rng.random() < 0.6:
-            tex = _texture(rng, "noise", world=False)
-            tex.kind = "sphere"
-            lx, ly = rng.uniform(-0.6, 0.6, 2)
-            tex.light = (float(lx), float(ly), math.sqrt(max(0.0, 1 - lx * lx - ly * ly)))
-            tex.p_amp = float(rng.uniform(0.0, 3.0))
+            tex = sphere_texture(rng)
             kind = "sphere"
         else:
-            tex, kind = _texture_for(rng, _OBJECT_TEXTURES, False, world.photos)
+            tex, kind = _texture_for(rng, OBJECT_TEXTURES, False, world.photos)
         texture_kinds.append(kind)
         sigma0 = wide_object_size(rng)
         # Anywhere, partly or wholly beyond the frame's edges sometimes.
@@ -203,7 +194,7 @@ def generate_wide_scene(seed: int, aspect: float, n_objects: int | None, motion:
             direction = rng.uniform(0, 2 * math.pi)
             center = prev.center + (prev.sigma0 + sigma0) * 0.9 * np.array([math.cos(direction), math.sin(direction)])
         period = rng.uniform(40, 160, 2)
-        objects.append(_Object(
+        objects.append(SceneObject(
             shape=shape, texture=tex, center=center,  # type: ignore[arg-type]
             amp=(rng.uniform(0.04, 0.25, 2) * rng.choice([-1, 1], 2))[None],
             omega=(2 * math.pi / period)[None], phase=rng.uniform(0, 2 * math.pi, (1, 2)),
