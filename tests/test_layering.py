@@ -32,14 +32,9 @@ TOP = len(LAYERS) - 1
 # this list can only shrink.
 CYCLES_BEING_REMOVED: list[frozenset[str]] = [
     frozenset({"coolcolor.video.job", "coolcolor.video.manifest", "coolcolor.video.plan", "coolcolor.video.segment"}),
-    frozenset({"coolcolor.world.scene", "coolcolor.world.spec", "coolcolor.world.wide"}),
 ]
-# Private names still imported across modules (issue 23), as (importer, module, name); can only shrink.
-PRIVATE_IMPORTS_BEING_REMOVED: set[tuple[str, str, str]] = {
-    ("coolcolor.world.wide", "coolcolor.world.scene", name)
-    for name in ("_OBJECT_TEXTURES", "_REGION_TEXTURES", "_Boundary", "_Object", "_pick_colors", "_sky_texture",
-                 "_texture")
-} | {("coolcolor.train.model", "coolcolor.world.captions", "_TEMPLATES")}
+# Private names still imported across modules, as (importer, module, name); can only shrink.
+PRIVATE_IMPORTS_BEING_REMOVED: set[tuple[str, str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:
