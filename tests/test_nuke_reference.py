@@ -145,13 +145,14 @@ def test_a_reference_frame_outside_the_range_is_refused_in_one_line_and_nothing_
     g["delivered"].setValue("11-13")  # frames an earlier job delivered
     g["keyframes"].setValue("12")
     g["reference_frame"].setValue(40)
+    runner_before = node_runner(g)  # a runner of an earlier test's node of the same name, or None
     nuke.fake.press(g, button)
     status = g["status"].value()
     assert status.startswith("error: reference frame 40 outside the frame range 11-15"), status
     assert "\n" not in status and "Traceback" not in status
     assert "reference frame 40" in nuke.fake.messages[-1]
     assert nuke.fake.executed == [] and not os.path.exists(tmp_path / "cache")
-    assert g["delivered"].value() == "11-13" and node_runner(g) is None
+    assert g["delivered"].value() == "11-13" and node_runner(g) is runner_before  # nothing submitted
 
 
 def node_runner(g):
@@ -171,22 +172,38 @@ def test_the_references_content_is_part_of_the_job(nuke, plate, tmp_path):
     g["reference_frame"].setValue(13)
     first = node.plan(g, preview=False)[0][0]
     again = node.plan(g, preview=False)[0][0]
-    assert (again.key, again.spec) == (first.key, first.spec)  # the same content: the same job
+    assert (again.key, again.spec) == (first.key, first.spec)  # the same content: the same job, not rendered again
+    assert nuke.fake.executed == [("CoolColor.ReferenceWrite", 13)]
     # another upstream: a Grade on the reference
     g.setInput(1, nuke.nodes.Grade(white=0.8, inputs=[reference]))
     graded_down = node.plan(g, preview=False)[0][0]
     assert graded_down.key != first.key and graded_down.spec["output_dir"] != first.spec["output_dir"]
-    # the same Read, its file replaced on disk (no knob changed, so the upstream's hash is the same): the render
-    # is fresh and the new content makes a new job
+    # the same Read, its file re-graded on disk (no knob changed, so the fake's op hash is the same): rendered
+    # again, and the new content makes a new job
     g.setInput(1, reference)
     frame13 = graded.replace("%04d", "0013")
     write_color(frame13, 13, (0.2, 0.9, 0.4))
     stat = os.stat(frame13)
     os.utime(frame13, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     regraded = node.plan(g, preview=False)[0][0]
-    assert regraded.spec["references"][0]["path"] == first.spec["references"][0]["path"]
     assert regraded.key != first.key and regraded.spec["output_dir"] != first.spec["output_dir"]
     np.testing.assert_allclose(pixels(regraded.spec["references"][0]["path"]), pixels(frame13), **HALF)
+
+
+def test_the_key_follows_the_references_bytes_not_only_its_path(nuke, plate, tmp_path):
+    """The daemon answers a known key with that key's job: were the key made of the path alone, a render folder
+    rewritten under the node (another session sharing the cache) would bring back a result for other colours."""
+    from coolcolor_nuke import node
+
+    g = new_node(nuke, read_node(nuke, plate), read_node(nuke, color_sequence(tmp_path / "graded")))
+    g["reference_frame"].setValue(13)
+    first = node.plan(g, preview=False)[0][0]
+    path = first.spec["references"][0]["path"]
+    write_color(path, 13, (0.2, 0.9, 0.4))  # other bytes at the same path (the render's cache marker stays)
+    second = node.plan(g, preview=False)[0][0]
+    assert second.spec["references"] == first.spec["references"] and nuke.fake.executed == [
+        ("CoolColor.ReferenceWrite", 13)]
+    assert second.key != first.key and second.spec["output_dir"] != first.spec["output_dir"]
 
 
 def test_preview_with_a_graded_frame_previews_that_frame_and_with_an_exemplar_each_keyframe(nuke, plate, tmp_path):
@@ -217,3 +234,33 @@ def test_set_to_current_frame_and_a_node_made_before_the_reference_input(nuke, p
     # A node saved by the plugin before references (no Reference input, no knobs) still plans, without one.
     g.removeKnob(g["reference_frame"])
     assert node.plan(g, preview=False)[0][0].spec["references"] == []
+
+
+def test_a_daemon_that_does_not_advertise_references_is_not_sent_one(nuke, plate, tmp_path, monkeypatch):
+    """SPEC §10 (1.1, references): a client may send references only to a daemon whose hello_reply.limits has
+    max_references; an older daemon would keep the field as unknown and colorize without the reference."""
+    from coolcolor_nuke import runner as runner_module
+
+    submitted = []
+
+    class OlderDaemon:  # the client side of a 1.1 daemon from before references: its hello, nothing else used
+        def __init__(self, *args, **kwargs):
+            self.daemon_session = "s"
+
+        def hello(self, timeout=None):
+            return {"server": {"version": "0.9"}, "model": {"state": "ready", "hash": "ab" * 8},
+                    "limits": {"max_keyframes": 64}}
+
+        def submit(self, spec, key=None):
+            submitted.append(spec)
+            raise AssertionError("submitted to a daemon that cannot take references")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(runner_module, "Client", OlderDaemon)
+    g = new_node(nuke, read_node(nuke, plate), read_node(nuke, color_sequence(tmp_path / "graded")))
+    g["reference_frame"].setValue(13)
+    nuke.fake.press(g, "colorize")
+    nuke.fake.run_main_loop(lambda: g["status"].value().startswith(("error", "done")), timeout=60)
+    assert g["status"].value() == f"error: {runner_module.REFERENCES_UNSUPPORTED}" and submitted == []

@@ -6,6 +6,7 @@ Inside the Group (B = plate, A = ab):
                       ├─ Recombine (B) ─ KeepPlate (A: rgb) ─ CopyAB (B) ─ ColorizedOrPlate (1) ┘
                       └───────────────── KeepPlate (B)        │
     ReadAB (raw) ─────── Recombine (A) ────────────────────── CopyAB (A: layer ab)
+    Reference (Input 1, optional) ─ ReferenceWrite  (rendered at the reference frame when pressed; not in the output)
 
 ``Recombine`` is a MergeExpression whose knobs come from ``coolcolor_protocol.recombine.nuke_expressions`` (the one
 expression tree, docs/architecture.md#the-color-contract); it writes rgb only. ``ColorizedOrPlate.which`` is keyed per frame: 1 where the daemon
@@ -54,8 +55,7 @@ _runners: dict[str, JobRunner] = {}  # node full name -> its running press
 # "exemplar" checkbox, not one enumeration: a compositor sets the frame the way FrameHold's "first frame" is set
 # (typed, or "set to current frame" while viewing the graded frame), and the checkbox says only that this image is
 # not a frame of the plate; the frame then just picks which frame of the reference input to take.
-REFERENCE_INPUT = "Reference"
-REFERENCE_INPUT_INDEX = 1
+REFERENCE_INPUT = "Reference"  # its input number is read from the Input node's "number" knob (docs/hosts.md N8)
 REFERENCE_FRAME_TIP = ("The plate frame the Reference input shows (e.g. the frame you graded): the node renders the "
                        "Reference input at this frame and that frame's colour becomes the shot's keyframe. It must "
                        "lie in the frame range sent. Unused while the Reference input is not connected.")
@@ -341,14 +341,9 @@ def _cache_root() -> str:
     return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "coolcolor", "nuke")
 
 
-def upstream_hash(node: nuke.Node) -> str:
-    """What decides the upstream's pixels: Nuke's op hashes when available, else every upstream node's class and
-    knob text (``toScript``), recursively (also what changes when a Read's file on disk is replaced: its mtime)."""
-    try:
-        return ",".join(str(h) for h in node.opHashes())
-    except (AttributeError, RuntimeError, TypeError):
-        pass
-    parts: list[str] = []
+def _upstream_nodes(node: nuke.Node) -> list[nuke.Node]:
+    """``node`` and every node above it, each once."""
+    found: list[nuke.Node] = []
     seen: set = set()
     stack: list[nuke.Node] = [node]
     while stack:
@@ -356,6 +351,33 @@ def upstream_hash(node: nuke.Node) -> str:
         if id(n) in seen:
             continue
         seen.add(id(n))
+        found.append(n)
+        stack.extend(n.input(i) for i in range(n.inputs()) if n.input(i) is not None)  # type: ignore[misc]
+    return found
+
+
+def _read_file_stamp(read: nuke.Node, frame: int) -> str:
+    """Size and mtime of the file a Read shows at ``frame`` (held at its ends), or "" when it has none."""
+    first, last = int(read["first"].value()), int(read["last"].value())
+    with contextlib.suppress(OSError, ValueError):
+        st = os.stat(frame_file(str(read["file"].value()), min(max(frame, first), last)))
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    return ""
+
+
+def upstream_hash(node: nuke.Node, files_at: int | None = None) -> str:
+    """What decides the upstream's pixels: Nuke's op hashes when available, else every upstream node's class and
+    knob text (``toScript``), recursively (also what changes when a Read's file on disk is replaced: its mtime).
+    ``files_at``: also the size and mtime of every upstream Read's file at that frame, whichever way the rest was
+    hashed — a graded frame re-exported over its file changes no knob."""
+    stamps = "" if files_at is None else ";".join(
+        _read_file_stamp(n, files_at) for n in _upstream_nodes(node) if n.Class() == "Read")
+    try:
+        return ",".join(str(h) for h in node.opHashes()) + (f"|{stamps}" if stamps else "")
+    except (AttributeError, RuntimeError, TypeError):
+        pass
+    parts: list[str] = []
+    for n in _upstream_nodes(node):
         knobs = []
         for name, knob in sorted(n.knobs().items()):
             try:
@@ -364,24 +386,26 @@ def upstream_hash(node: nuke.Node) -> str:
                 knobs.append(f"{name}={getattr(knob, 'getText', knob.value)()}")
         parts.append(f"{n.Class()}:{';'.join(knobs)}")
         if n.Class() == "Read":
-            with contextlib.suppress(OSError, ValueError):
-                parts.append(str(os.stat(frame_file(str(n["file"].value()), int(n["first"].value()))).st_mtime_ns))
-        stack.extend(n.input(i) for i in range(n.inputs()) if n.input(i) is not None)  # type: ignore[misc]
+            parts.append(_read_file_stamp(n, int(n["first"].value())).partition(":")[2])
+    if stamps:
+        parts.append(stamps)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int, *, input_name: str = "Source",
-                     kind: str = "plate", colorspace: str = "linear", raw: bool = False, reuse: bool = True) -> str:
+                     kind: str = "plate", colorspace: str = "linear", raw: bool = False) -> str:
     """Render the group's input ``input_name`` (connected to ``source``) through an internal Write (EXR half, rgb,
-    written in ``colorspace`` or ``raw``) into a cache folder keyed by the upstream's hash; with ``reuse`` an
-    unchanged upstream is not rendered again. Returns the file pattern. The plate (linear) and the reference (the
-    plate file's own encoding, see ``_reference``) both come through here."""
-    key = hashlib.sha256(json.dumps([source.fullName(), upstream_hash(source), first, last]
+    written in ``colorspace`` or ``raw``) into a cache folder keyed by the upstream's hash; an unchanged upstream
+    is not rendered again (so its file keeps its bytes, and a reference its content hash). Returns the file
+    pattern. The plate (linear) and the reference (the plate file's own encoding, see ``_reference``) both come
+    through here."""
+    upstream = upstream_hash(source) if kind == "plate" else upstream_hash(source, files_at=first)
+    key = hashlib.sha256(json.dumps([source.fullName(), upstream, first, last]
                                     + ([] if kind == "plate" else [colorspace, raw])).encode()).hexdigest()[:20]
     folder = os.path.join(_cache_root(), f"{kind}s", key)
     pattern = os.path.join(folder, f"{kind}.%04d.exr")
     marker = os.path.join(folder, ".complete")
-    if reuse and os.path.exists(marker):
+    if os.path.exists(marker):
         return pattern
     write_name = f"{kind.capitalize()}Write"
     with cast(nuke.Group, group):
@@ -460,10 +484,10 @@ def _reference(group: nuke.Node, reference: nuke.Node, source: nuke.Node, frame:
         colorspace, raw = _read_colorspace(source), bool(source["raw"].value())
     else:
         colorspace, raw = "linear", False
-    # Rendered on every press (one frame): the upstream's hash may miss a file replaced on disk, and a stale
-    # reference would be a wrong colour sent silently; its content hash then decides the job.
+    # Rendered again only when the upstream changed (a re-render writes new header bytes, e.g. its date, so the
+    # same picture would hash as another job); the upstream's hash includes its Read files at this frame.
     pattern = _render_upstream(group, reference, frame, frame, input_name=REFERENCE_INPUT, kind="reference",
-                               colorspace=colorspace, raw=raw, reuse=False)
+                               colorspace=colorspace, raw=raw)
     path = frame_file(pattern, frame)
     try:
         sha256 = file_sha256(path)
