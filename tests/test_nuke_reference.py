@@ -155,6 +155,18 @@ def test_a_reference_frame_outside_the_range_is_refused_in_one_line_and_nothing_
     assert g["delivered"].value() == "11-13" and node_runner(g) is runner_before  # nothing submitted
 
 
+def test_a_reference_input_that_cannot_render_is_named_in_one_line(nuke, plate, tmp_path):
+    missing = read_node(nuke, str(tmp_path / "nowhere" / "graded.%04d.png"))  # on_error "error" (the default)
+    g = new_node(nuke, read_node(nuke, plate), missing)
+    g["reference_frame"].setValue(12)
+    runner_before = node_runner(g)
+    nuke.fake.press(g, "colorize")
+    status = g["status"].value()
+    assert status.startswith("error: could not render the Reference input to "), status
+    assert "No such file" in status and "\n" not in status
+    assert node_runner(g) is runner_before  # nothing submitted
+
+
 def node_runner(g):
     from coolcolor_nuke import node
 

@@ -422,7 +422,7 @@ def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int,
         os.makedirs(folder, exist_ok=True)
         nuke.execute(write, first, last, 1)
     except (RuntimeError, OSError) as exc:
-        raise NodeError(f"could not render the input to {folder}: {exc}") from None
+        raise NodeError(f"could not render the {input_name} input to {folder}: {exc}") from None
     with open(marker, "w", encoding="utf-8") as f:
         f.write(f"{first} {last}\n")
     return pattern
