@@ -253,3 +253,102 @@ def test_a_daemon_error_for_the_job_shows_its_code_and_message(nuke, tmp_path):
     text = wait_status(nuke, g, "error", "done")
     assert text.startswith("error: daemon error 400:") and "missing frames" in text, text
     assert "daemon error 400" in nuke.fake.messages[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Reference input (issue 25 §4)
+# ---------------------------------------------------------------------------------------------------------------
+def graded_sequence(plate_pattern: str, folder, count: int, tint: tuple, size: int = SIZE) -> str:
+    """The plate's frames "graded": its gray values tinted, as 8-bit sRGB PNGs (``size`` other than the plate's:
+    resized, for the wrong-size case)."""
+    import cv2
+
+    os.makedirs(folder, exist_ok=True)
+    for f in range(1, count + 1):
+        gray = cv2.imread(plate_pattern.replace("%04d", f"{f:04d}"), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+        gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA) if size != gray.shape[0] else gray
+        bgr = np.clip(np.stack([gray * tint[2], gray * tint[1], gray * tint[0]], -1), 0, 1)
+        cv2.imwrite(os.path.join(folder, f"graded.{f:04d}.png"), (bgr * 255 + 0.5).astype(np.uint8))
+    return os.path.join(str(folder), "graded.%04d.png")
+
+
+def reference_ab(path: str, encoding: str) -> np.ndarray:
+    """The a*b* the daemon reads from a reference file (its own decoder and colour conversion)."""
+    from coolcolor import color
+    from coolcolor.references import load_reference_file
+    from coolcolor.video.encoding import InputDecoder
+
+    return np.asarray(color.rgb_to_lab(load_reference_file(path, InputDecoder(encoding).to_srgb)))[..., 1:]
+
+
+def node_ab(nuke, g, f: int) -> np.ndarray:
+    """The ab the node received for frame f, through its internal raw Read."""
+    ab = nuke.fake.render(g.node("ReadAB"), f)
+    return np.stack([ab["ab.a_star"], ab["ab.b_star"]], -1)
+
+
+def test_a_graded_reference_frame_becomes_that_frames_output_and_another_grade_is_another_job(nuke, tmp_path):
+    count = 3
+    pattern = plate(tmp_path, count)
+    g, read = make_node(nuke, pattern, count, keyframes="")
+    graded = graded_sequence(pattern, tmp_path / "graded", count, (1.0, 0.55, 0.25))
+    reference = nuke.nodes.Read(file=graded.replace("%04d", "####"), first=1, last=count, origfirst=1,
+                                origlast=count)
+    g.setInput(1, reference)
+    g["reference_frame"].setValue(2)
+    nuke.fake.press(g, "colorize")
+    assert wait_status(nuke, g, "done", "error").startswith("done"), status(g)
+    spec = runner(g).jobs[0].spec
+    path = spec["references"][0]["path"]
+    assert spec["references"] == [{"frame": 2, "path": path}] and os.path.isfile(path)
+    assert sorted(runner(g).delivered) == [1, 2, 3]
+    # the graded frame's output is the reference's a*b*, to half-float precision (the ab EXR is half)
+    expected = reference_ab(path, spec["encoding"])
+    assert np.abs(expected).max() > 5  # a colour reference, not gray
+    assert np.abs(node_ab(nuke, g, 2) - expected).max() < 0.07
+    assert np.abs(node_ab(nuke, g, 1)).max() > 0.5  # the other frames are colorized too
+    first_job = g["job_id"].value()
+
+    # The same reference again: the daemon's answer, nothing computed.
+    first_key = runner(g).jobs[0].key
+    nuke.fake.press(g, "colorize")
+    text = wait_status(nuke, g, "done", "error")
+    assert runner(g).jobs[0].key == first_key and "nothing computed" in text, text
+    assert g["job_id"].value() == first_job
+
+    # The artist re-grades frame 2 (the same file, new colours): a new job, computed, whose frame 2 is the new grade.
+    regraded = graded_sequence(pattern, tmp_path / "graded", count, (0.25, 0.6, 1.0))
+    frame2 = regraded.replace("%04d", "0002")
+    st = os.stat(frame2)
+    os.utime(frame2, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    nuke.fake.press(g, "colorize")
+    text = wait_status(nuke, g, "done", "error")
+    assert text.startswith("done") and "nothing computed" not in text, text
+    assert g["job_id"].value() != first_job
+    new_expected = reference_ab(runner(g).jobs[0].spec["references"][0]["path"], spec["encoding"])
+    assert np.abs(new_expected - expected).max() > 5
+    assert np.abs(node_ab(nuke, g, 2) - new_expected).max() < 0.07
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("gray", "is gray"),
+    ("wrong size", "is 16×16, the plate is 32×32"),
+])
+def test_a_reference_the_daemon_refuses_shows_its_error_in_one_line(nuke, tmp_path, case, expected):
+    count = 2
+    pattern = plate(tmp_path, count)
+    g, read = make_node(nuke, pattern, count)
+    g["delivered"].setValue("1")  # a frame an earlier job delivered
+    if case == "gray":
+        reference = read  # the plate itself: no colour to give
+    else:
+        small = graded_sequence(pattern, tmp_path / "small", count, (1.0, 0.55, 0.25), size=16)
+        reference = nuke.nodes.Read(file=small.replace("%04d", "####"), first=1, last=count, origfirst=1,
+                                    origlast=count)
+    g.setInput(1, reference)
+    g["reference_frame"].setValue(1)
+    nuke.fake.press(g, "colorize")
+    text = wait_status(nuke, g, "error", "done")
+    assert text.startswith("error: daemon error 400: job: reference ") and expected in text, text
+    assert "\n" not in text and "Traceback" not in text
+    assert expected in nuke.fake.messages[-1]

@@ -58,16 +58,19 @@ def test_registration_adds_the_toolbar_entry_with_an_icon_and_the_daemon_status_
     assert "coolcolor serve" in nuke.fake.messages[-1]
 
 
-def test_the_node_is_a_group_with_one_source_input_the_knobs_and_the_shared_recombination(nuke, plate):
+def test_the_node_is_a_group_with_a_source_and_a_reference_input_the_knobs_and_the_shared_recombination(nuke, plate):
     from coolcolor_protocol.recombine import nuke_expressions
 
     read = plain_read(nuke, plate)
     g = new_node(nuke, read)
-    assert g.Class() == "Group" and g.input(0) is read and g.maxInputs() == 1
-    assert g.node("Source").Class() == "Input"
+    assert g.Class() == "Group" and g.input(0) is read and g.input(1) is None and g.maxInputs() == 2
+    assert g.node("Source").Class() == "Input" and g.node("Reference").Class() == "Input"
+    # the plate is input 0 (the main input, what a disabled node passes), the optional reference input 1; the
+    # Node Graph labels the pipes with the Input nodes' names
+    assert [nuke.fake.input_label(g, i) for i in range(2)] == ["Source", "Reference"]
     for name in ("prompt", "negative_prompt", "use_input_range", "first", "last", "handles", "keyframes",
-                 "add_keyframe", "remove_keyframe", "seed", "steps", "guidance", "encoding", "colorize", "preview",
-                 "cancel", "check_daemon", "status", "unknown_words", "mix", "model_hash", "frames_seed",
+                 "add_keyframe", "remove_keyframe", "reference_frame", "set_reference_frame", "reference_exemplar",
+                 "seed", "steps", "guidance", "encoding", "colorize", "preview", "cancel", "check_daemon", "status", "unknown_words", "mix", "model_hash", "frames_seed",
                  "frames_keyframes", "job_id"):
         assert g.knob(name) is not None, name
     assert g["prompt"].Class() == "Multiline_Eval_String_Knob"

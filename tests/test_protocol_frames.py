@@ -35,3 +35,9 @@ def test_keyframes_outside_the_range_are_all_named_in_one_message():
         check_keyframes_in_range([25, 9, 12, 9], 10, 20)
     assert str(exc.value) == "keyframe(s) 9, 25 outside the frame range 10-20"
     assert isinstance(exc.value, ValueError)
+
+
+def test_the_message_names_what_the_frames_are():
+    with pytest.raises(KeyframeOutsideRange) as exc:
+        check_keyframes_in_range([40], 11, 15, what="reference frame")
+    assert str(exc.value) == "reference frame 40 outside the frame range 11-15"

@@ -12,7 +12,6 @@ limits): decoding and checking a reference file, and how a frame weighs several 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 
 from coolcolor import color
 from coolcolor.errors import InputError
+from coolcolor_protocol.jobspec import file_sha256  # the one content hash (the plugins hash references with it)
 
 BLENDS = ("nearest", "inverse_distance")
 # Measured on world clips with true-colour references on the first and last frame (bench/bench_reference.py,
@@ -86,15 +86,6 @@ def reference_weights(frames: Sequence[int], references: Sequence[int | None],
         inv0, inv1 = 1.0 / abs(k0 - f), 1.0 / abs(k1 - f)
         weights[i, r0], weights[i, r1] = inv0 / (inv0 + inv1), inv1 / (inv0 + inv1)
     return weights.astype(np.float32)
-
-
-def file_sha256(path: str) -> str:
-    """The content hash recorded in provenance and the job key (a moved file keeps it)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_reference_file(path: str, encoding_to_srgb=None) -> np.ndarray:

@@ -30,9 +30,9 @@ def runs_text(frames: Iterable[int], limit: int = 8) -> str:
     return ", ".join(text) + (", …" if len(runs) > limit else "")
 
 
-def check_keyframes_in_range(keyframes: Iterable[int], first: int, last: int) -> None:
-    """Raise ``KeyframeOutsideRange`` naming every keyframe outside ``first``..``last`` (inclusive)."""
+def check_keyframes_in_range(keyframes: Iterable[int], first: int, last: int, what: str = "keyframe(s)") -> None:
+    """Raise ``KeyframeOutsideRange`` naming every keyframe outside ``first``..``last`` (inclusive). ``what``
+    names the frames in the message (a host's reference frame is checked the same way)."""
     outside = sorted({k for k in keyframes if not first <= k <= last})
     if outside:
-        raise KeyframeOutsideRange(
-            f"keyframe(s) {', '.join(map(str, outside))} outside the frame range {first}-{last}")
+        raise KeyframeOutsideRange(f"{what} {', '.join(map(str, outside))} outside the frame range {first}-{last}")

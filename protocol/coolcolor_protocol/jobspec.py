@@ -12,6 +12,7 @@ Only the standard library: this module runs inside Resolve's and Nuke's Python (
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import re
@@ -264,6 +265,16 @@ class JobSpec:
         return (self.first, self.last)
 
 
+def file_sha256(path: str) -> str:
+    """A reference file's content hash: what ``job_key``, the ab files' provenance and a host's own job key know a
+    reference by (a moved file keeps it; a re-graded one does not). Here so the plugins hash as the engine does."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # Fields whose null on the wire means "the default" rather than a value (e.g. an older client sending
 # "seed": null). first, last, ocio_config and clip_model_dir are nullable by design and keep their null.
 _NOT_NULLABLE = frozenset({"prompt", "negative_prompt", "keyframes", "references", "seed", "steps", "guidance_scale", "encoding",
@@ -282,4 +293,5 @@ __all__ = [
     "MAX_STEPS",
     "MAX_WINDOW",
     "JobSpec",
+    "file_sha256",
 ]

@@ -6,6 +6,7 @@ Inside the Group (B = plate, A = ab):
                       ├─ Recombine (B) ─ KeepPlate (A: rgb) ─ CopyAB (B) ─ ColorizedOrPlate (1) ┘
                       └───────────────── KeepPlate (B)        │
     ReadAB (raw) ─────── Recombine (A) ────────────────────── CopyAB (A: layer ab)
+    Reference (Input 1, optional) ─ ReferenceWrite  (rendered at the reference frame when pressed; not in the output)
 
 ``Recombine`` is a MergeExpression whose knobs come from ``coolcolor_protocol.recombine.nuke_expressions`` (the one
 expression tree, docs/architecture.md#the-color-contract); it writes rgb only. ``ColorizedOrPlate.which`` is keyed per frame: 1 where the daemon
@@ -39,7 +40,7 @@ from coolcolor_nuke.runner import START_DAEMON_HINT, Callbacks, JobRunner, Plann
 from coolcolor_protocol import ProtocolError
 from coolcolor_protocol.abfiles import AB_CHANNELS, AB_FILE_PATTERN, AB_LAYER, BUILTIN_ENCODINGS, frame_file
 from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
-from coolcolor_protocol.jobspec import JobSpec
+from coolcolor_protocol.jobspec import JobSpec, file_sha256
 from coolcolor_protocol.messages import TERMINAL_STATES
 from coolcolor_protocol.recombine import nuke_expressions
 
@@ -49,6 +50,18 @@ CACHE_ENV = "COOLCOLOR_NUKE_CACHE"
 CONNECTION_ENV = "COOLCOLOR_CONNECTION_FILE"
 
 _runners: dict[str, JobRunner] = {}  # node full name -> its running press
+
+# The optional second input (issue 25 §4): a colour image whose colours the shot follows. A frame number plus an
+# "exemplar" checkbox, not one enumeration: a compositor sets the frame the way FrameHold's "first frame" is set
+# (typed, or "set to current frame" while viewing the graded frame), and the checkbox says only that this image is
+# not a frame of the plate; the frame then just picks which frame of the reference input to take.
+REFERENCE_INPUT = "Reference"  # its input number is read from the Input node's "number" knob (docs/hosts.md N8)
+REFERENCE_FRAME_TIP = ("The plate frame the Reference input shows (e.g. the frame you graded): the node renders the "
+                       "Reference input at this frame and that frame's colour becomes the shot's keyframe. It must "
+                       "lie in the frame range sent. Unused while the Reference input is not connected.")
+REFERENCE_EXEMPLAR_TIP = ("The Reference input is a colour still that is not a frame of the plate (a photograph of "
+                          "the place or costume): every frame reads its colours, none copies them. It is rendered at "
+                          "'reference frame', which need not lie in the plate's range.")
 
 
 class NodeError(Exception):
@@ -63,6 +76,11 @@ def _button(name: str, label: str, handler: str, startline: bool = False) -> nuk
     if startline:
         k.setFlag(nuke.STARTLINE)
     return k
+
+
+def _tip(knob: nuke.Knob, text: str) -> nuke.Knob:
+    knob.setTooltip(text)
+    return knob
 
 
 def _hidden(knob: nuke.Knob) -> nuke.Knob:
@@ -137,6 +155,9 @@ def build_node(group: nuke.Group) -> nuke.Group:
         nuke.String_Knob("keyframes", "keyframes"),
         _button("add_keyframe", "+ current frame", "add_current_frame"),
         _button("remove_keyframe", "\u2212 current frame", "remove_current_frame"),
+        _tip(nuke.Int_Knob("reference_frame", "reference frame"), REFERENCE_FRAME_TIP),
+        _button("set_reference_frame", "set to current frame", "set_reference_frame"),
+        _tip(nuke.Boolean_Knob("reference_exemplar", "exemplar (not a frame of the plate)"), REFERENCE_EXEMPLAR_TIP),
         nuke.Int_Knob("seed", "seed"),
         nuke.Int_Knob("steps", "steps"),
         nuke.Double_Knob("guidance", "guidance"),
@@ -170,7 +191,10 @@ def build_node(group: nuke.Group) -> nuke.Group:
     if group.knob("onCreate") is not None:  # the hidden callback knob every node has (dev guide "Callbacks")
         group["onCreate"].setValue("import coolcolor_nuke.node as _cc\n_cc.on_create(nuke.thisNode())")
     with group:
+        # Created in this order: Source is input 0 (the plate, what a disabled node passes), Reference input 1 (the
+        # optional colour image); the Node Graph labels each pipe with its Input node's name (docs/hosts.md N8).
         source = nuke.nodes.Input(name="Source")
+        nuke.nodes.Input(name=REFERENCE_INPUT)
         read_ab = nuke.nodes.Read(name="ReadAB")
         read_ab["raw"].setValue(True)  # the ab values are data, never colour-converted
         read_ab["on_error"].setValue("black")  # a frame not delivered yet is no error (the Switch shows the plate)
@@ -256,6 +280,11 @@ def remove_current_frame(group: nuke.Node) -> None:
     _edit_keyframes(group, remove=int(nuke.frame()))
 
 
+def set_reference_frame(group: nuke.Node) -> None:
+    """"set to current frame": the frame the artist is looking at (where the graded frame usually is)."""
+    group["reference_frame"].setValue(int(nuke.frame()))
+
+
 def _edit_keyframes(group: nuke.Node, add: int | None = None, remove: int | None = None) -> None:
     try:
         frames = set(_keyframes(group))
@@ -273,17 +302,22 @@ def _edit_keyframes(group: nuke.Node, add: int | None = None, remove: int | None
 # ---------------------------------------------------------------------------------------------------------------
 # From the node's knobs to jobs
 # ---------------------------------------------------------------------------------------------------------------
-def _read_encoding(read: nuke.Node) -> tuple[str, str | None]:
-    """A Read's colorspace knob → (job encoding, OCIO config). ``default (sRGB)`` style values name the space."""
-    value = str(read["colorspace"].value())
-    name = value
+def _read_colorspace(read: nuke.Node) -> str:
+    """The colorspace a Read converts its file from, by name: ``default (sRGB)`` style values name the space."""
+    name = str(read["colorspace"].value())
     if name.startswith("default"):
         inner = re.search(r"\((.*)\)", name)
         if inner:
-            name = inner.group(1)
-        else:
-            path = str(read["file"].value()).lower()
-            name = "linear" if path.endswith((".exr", ".hdr", ".dpx.float")) else "sRGB"
+            return inner.group(1)
+        path = str(read["file"].value()).lower()
+        return "linear" if path.endswith((".exr", ".hdr", ".dpx.float")) else "sRGB"
+    return name
+
+
+def _read_encoding(read: nuke.Node) -> tuple[str, str | None]:
+    """A Read's colorspace knob → (job encoding, OCIO config)."""
+    value = str(read["colorspace"].value())
+    name = _read_colorspace(read)
     builtin = {"srgb": "srgb", "linear": "linear", "rec709": "rec709", "rec.709": "rec709"}.get(name.lower())
     if builtin is not None:
         return builtin, None
@@ -307,14 +341,9 @@ def _cache_root() -> str:
     return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "coolcolor", "nuke")
 
 
-def upstream_hash(node: nuke.Node) -> str:
-    """What decides the upstream's pixels: Nuke's op hashes when available, else every upstream node's class and
-    knob text (``toScript``), recursively (also what changes when a Read's file on disk is replaced: its mtime)."""
-    try:
-        return ",".join(str(h) for h in node.opHashes())
-    except (AttributeError, RuntimeError, TypeError):
-        pass
-    parts: list[str] = []
+def _upstream_nodes(node: nuke.Node) -> list[nuke.Node]:
+    """``node`` and every node above it, each once."""
+    found: list[nuke.Node] = []
     seen: set = set()
     stack: list[nuke.Node] = [node]
     while stack:
@@ -322,6 +351,33 @@ def upstream_hash(node: nuke.Node) -> str:
         if id(n) in seen:
             continue
         seen.add(id(n))
+        found.append(n)
+        stack.extend(n.input(i) for i in range(n.inputs()) if n.input(i) is not None)  # type: ignore[misc]
+    return found
+
+
+def _read_file_stamp(read: nuke.Node, frame: int) -> str:
+    """Size and mtime of the file a Read shows at ``frame`` (held at its ends), or "" when it has none."""
+    first, last = int(read["first"].value()), int(read["last"].value())
+    with contextlib.suppress(OSError, ValueError):
+        st = os.stat(frame_file(str(read["file"].value()), min(max(frame, first), last)))
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    return ""
+
+
+def upstream_hash(node: nuke.Node, files_at: int | None = None) -> str:
+    """What decides the upstream's pixels: Nuke's op hashes when available, else every upstream node's class and
+    knob text (``toScript``), recursively (also what changes when a Read's file on disk is replaced: its mtime).
+    ``files_at``: also the size and mtime of every upstream Read's file at that frame, whichever way the rest was
+    hashed — a graded frame re-exported over its file changes no knob."""
+    stamps = "" if files_at is None else ";".join(
+        _read_file_stamp(n, files_at) for n in _upstream_nodes(node) if n.Class() == "Read")
+    try:
+        return ",".join(str(h) for h in node.opHashes()) + (f"|{stamps}" if stamps else "")
+    except (AttributeError, RuntimeError, TypeError):
+        pass
+    parts: list[str] = []
+    for n in _upstream_nodes(node):
         knobs = []
         for name, knob in sorted(n.knobs().items()):
             try:
@@ -330,35 +386,43 @@ def upstream_hash(node: nuke.Node) -> str:
                 knobs.append(f"{name}={getattr(knob, 'getText', knob.value)()}")
         parts.append(f"{n.Class()}:{';'.join(knobs)}")
         if n.Class() == "Read":
-            with contextlib.suppress(OSError, ValueError):
-                parts.append(str(os.stat(frame_file(str(n["file"].value()), int(n["first"].value()))).st_mtime_ns))
-        stack.extend(n.input(i) for i in range(n.inputs()) if n.input(i) is not None)  # type: ignore[misc]
+            parts.append(_read_file_stamp(n, int(n["first"].value())).partition(":")[2])
+    if stamps:
+        parts.append(stamps)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int) -> str:
-    """Render the input through an internal Write (EXR half, linear) into a cache folder keyed by the upstream's
-    hash; an unchanged upstream is not rendered again. Returns the file pattern."""
-    key = hashlib.sha256(json.dumps([source.fullName(), upstream_hash(source), first, last]).encode()).hexdigest()[:20]
-    folder = os.path.join(_cache_root(), "plates", key)
-    pattern = os.path.join(folder, "plate.%04d.exr")
+def _render_upstream(group: nuke.Node, source: nuke.Node, first: int, last: int, *, input_name: str = "Source",
+                     kind: str = "plate", colorspace: str = "linear", raw: bool = False) -> str:
+    """Render the group's input ``input_name`` (connected to ``source``) through an internal Write (EXR half, rgb,
+    written in ``colorspace`` or ``raw``) into a cache folder keyed by the upstream's hash; an unchanged upstream
+    is not rendered again (so its file keeps its bytes, and a reference its content hash). Returns the file
+    pattern. The plate (linear) and the reference (the plate file's own encoding, see ``_reference``) both come
+    through here."""
+    upstream = upstream_hash(source) if kind == "plate" else upstream_hash(source, files_at=first)
+    key = hashlib.sha256(json.dumps([source.fullName(), upstream, first, last]
+                                    + ([] if kind == "plate" else [colorspace, raw])).encode()).hexdigest()[:20]
+    folder = os.path.join(_cache_root(), f"{kind}s", key)
+    pattern = os.path.join(folder, f"{kind}.%04d.exr")
     marker = os.path.join(folder, ".complete")
     if os.path.exists(marker):
         return pattern
+    write_name = f"{kind.capitalize()}Write"
     with cast(nuke.Group, group):
-        write = cast(nuke.Group, group).node("PlateWrite") or nuke.nodes.Write(name="PlateWrite")
-        write.setInput(0, _inner(group, "Source"))
+        write = cast(nuke.Group, group).node(write_name) or nuke.nodes.Write(name=write_name)
+        write.setInput(0, _inner(group, input_name))
         write["file"].setValue(pattern)
         write["file_type"].setValue("exr")
         write["datatype"].setValue("16 bit half")
         write["channels"].setValue("rgb")
-        write["colorspace"].setValue("linear")
+        write["colorspace"].setValue(colorspace)
+        write["raw"].setValue(raw)
         write["create_directories"].setValue(True)
     try:
         os.makedirs(folder, exist_ok=True)
         nuke.execute(write, first, last, 1)
     except (RuntimeError, OSError) as exc:
-        raise NodeError(f"could not render the input to {folder}: {exc}") from None
+        raise NodeError(f"could not render the {input_name} input to {folder}: {exc}") from None
     with open(marker, "w", encoding="utf-8") as f:
         f.write(f"{first} {last}\n")
     return pattern
@@ -402,6 +466,36 @@ def _digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
+def _reference_node(group: nuke.Node) -> nuke.Node | None:
+    """What the Reference input is connected to; None when it is not (or the node predates the input)."""
+    inner = cast(nuke.Group, group).node(REFERENCE_INPUT)
+    if inner is None or group.knob("reference_frame") is None:
+        return None
+    return group.input(int(inner["number"].value()))
+
+
+def _reference(group: nuke.Node, reference: nuke.Node, source: nuke.Node, frame: int,
+               exemplar: bool) -> tuple[dict[str, Any], str]:
+    """Render the Reference input at ``frame`` (the plate's renderer) and return the job's reference and its
+    content hash. The EXR is written in the plate file's own encoding (a plain Read's colorspace, or raw like it;
+    linear when the plate itself is rendered), so the daemon decodes reference and plate alike (float references
+    are in the job's encoding, SPEC §3.4)."""
+    if _is_plain_read(source):
+        colorspace, raw = _read_colorspace(source), bool(source["raw"].value())
+    else:
+        colorspace, raw = "linear", False
+    # Rendered again only when the upstream changed (a re-render writes new header bytes, e.g. its date, so the
+    # same picture would hash as another job); the upstream's hash includes its Read files at this frame.
+    pattern = _render_upstream(group, reference, frame, frame, input_name=REFERENCE_INPUT, kind="reference",
+                               colorspace=colorspace, raw=raw)
+    path = frame_file(pattern, frame)
+    try:
+        sha256 = file_sha256(path)
+    except OSError as exc:
+        raise NodeError(f"the Reference input's render {path} cannot be read: {exc.strerror or exc}") from None
+    return {"frame": None if exemplar else frame, "path": path}, sha256
+
+
 def plan(group: nuke.Node, preview: bool) -> tuple[list[PlannedJob], str]:
     """Read the knobs (main thread) into jobs. Raises NodeError naming the problem."""
     source = group.input(0)
@@ -418,7 +512,17 @@ def plan(group: nuke.Node, preview: bool) -> tuple[list[PlannedJob], str]:
         check_keyframes_in_range(keyframes, first, last)
     except KeyframeOutsideRange as exc:
         raise NodeError(str(exc)) from None
-    if preview and not keyframes:
+    reference = _reference_node(group)
+    reference_frame = int(group["reference_frame"].value()) if reference is not None else 0
+    exemplar = reference is not None and bool(group["reference_exemplar"].value())
+    graded = reference is not None and not exemplar  # a frame of the plate: checked before anything is rendered
+    if graded:
+        try:
+            check_keyframes_in_range([reference_frame], first, last, what="reference frame")
+        except KeyframeOutsideRange as exc:
+            raise NodeError(f"{exc}: set 'reference frame' to the plate frame the Reference input shows, "
+                            "or tick 'exemplar'") from None
+    if preview and not keyframes and not graded:
         raise NodeError("Preview keyframe needs a keyframe: press '+ current frame' first")
     choice = str(group["encoding"].value())
     ocio_config: str | None = None
@@ -440,14 +544,30 @@ def plan(group: nuke.Node, preview: bool) -> tuple[list[PlannedJob], str]:
                 steps=int(group["steps"].value()), guidance_scale=float(group["guidance"].value()),
                 encoding=encoding, ocio_config=ocio_config, preview=True,
                 window=max(1, int(group["window"].value())))
+    # The reference's content is part of the job's identity (the node's key and folder below; the daemon's cache
+    # key has it by job_key): another grade of the same frame is another job, never an earlier result.
+    references: list[dict[str, Any]] = []
+    identity: dict[str, Any] = {}
+    if reference is not None:
+        ref, sha256 = _reference(group, reference, source, reference_frame, exemplar)
+        references, identity = [ref], {"reference_sha256": sha256}
     # Preview keyframe: one one-frame job per keyframe (any daemon honours that; a keyframe's pixels do not depend
-    # on the rest of the shot), all writing into one folder so the node's Read sees every previewed frame.
-    ranges = [(k, k, [k]) for k in keyframes] if preview else [(first, last, keyframes)]
-    folder_key = _digest(dict(base, first=first, last=last, keyframes=keyframes, kind="preview" if preview else "full"))
+    # on the rest of the shot), all writing into one folder so the node's Read sees every previewed frame. With a
+    # graded frame the shot's keyframe is that frame (SPEC §5.2, keyframes_only), so the preview is that frame.
+    if preview and graded:
+        ranges = [(reference_frame, reference_frame, [reference_frame])]
+    elif preview:
+        ranges = [(k, k, [k]) for k in keyframes]
+    else:
+        ranges = [(first, last, keyframes)]
+    folder_key = _digest(dict(base, first=first, last=last, keyframes=keyframes, kind="preview" if preview else "full",
+                              **identity))
     jobs: list[PlannedJob] = []
     for job_first, job_last, job_keys in ranges:
         fields: dict[str, Any] = dict(base, first=job_first, last=job_last, keyframes=job_keys)
-        settings_key = _digest(fields)
+        if references:
+            fields["references"] = references
+        settings_key = _digest(dict(fields, **identity))
         fields["output_dir"] = _output_dir(group, folder_key)
         try:
             spec = JobSpec.from_dict(fields)

@@ -23,6 +23,8 @@ from coolcolor_protocol import Client, DaemonUnavailable, ProtocolError
 from coolcolor_protocol.messages import TERMINAL_STATES
 
 START_DAEMON_HINT = "the CoolColor daemon is not running: start it with `coolcolor serve` and press Check daemon"
+REFERENCES_UNSUPPORTED = ("this CoolColor daemon does not take reference images: update CoolColor and restart "
+                          "`coolcolor serve`, or disconnect the Reference input")
 STATUS_EVERY_S = 2.0
 EVENT_GRACE_S = 20.0  # after status says "ended", how long the events may take before the frames are re-fetched
 RECONNECT_GIVE_UP_S = 600.0  # a daemon that stays away this long ends the wait (the job itself stays journaled)
@@ -87,6 +89,13 @@ class JobRunner(threading.Thread):
                 client.close()
                 self._post(self.cb.failed, self.node_name,
                            f"the daemon's model failed to load: {model.get('error', 'unknown error')}", None)
+                return
+            if any(job.spec.get("references") for job in self.jobs) and "max_references" not in (
+                    hello.get("limits") or {}):
+                # SPEC §10 (1.1, references): references go only to a daemon that advertises them; an older one
+                # would keep the field as an unknown one and colorize without it.
+                client.close()
+                self._post(self.cb.failed, self.node_name, REFERENCES_UNSUPPORTED, None)
                 return
             try:
                 for index, job in enumerate(self.jobs):

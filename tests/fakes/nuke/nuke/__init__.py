@@ -425,8 +425,8 @@ def _node_knobs(cls: str) -> list[Knob]:
         w = Double_Knob("white")
         w._value = 1.0
         ks.append(w)
-    elif cls == "Input":  # Input: knob number = input index ([U] ComfyUI-for-Nuke .nk; SCAN Input.json)
-        ks.append(Int_Knob("number"))
+    elif cls == "Input":  # Input: knob number = input index ([U] ComfyUI-for-Nuke .nk; SCAN Input.json); set by
+        ks.append(Int_Knob("number"))  # _create in creation order (see _number_input)
     elif cls == "Root":  # PYREF 11.1 nuke.Root; SCAN Root.json
         ks += [Int_Knob("first_frame"), Int_Knob("last_frame"), Double_Knob("fps"),
                Enumeration_Knob("colorManagement", "color management", ["Nuke", "OCIO"]),
@@ -776,6 +776,18 @@ class _this:
         _STATE.this.pop()
 
 
+def _number_input(node: Node, group: Group) -> None:
+    """A Group's inputs are its Input nodes. Foundry Reference Guide "Input" (https://learn.foundry.com/nuke/content/
+    reference_guide/other_nodes/input.html): "Adds an input arrow to a Group node. This allows you to add multiple
+    inputs to your Group or gizmo (for example a main input and a mask input). By default, the inputs are numbered,
+    but if you want to name them, you can do so by renaming the Input nodes. Note that you should always connect the
+    main input first and any optional inputs after." Which number each gets is not on Foundry's page: the hidden
+    ``number`` knob "is assigned chronologically. The first Input node that you create gets the hidden number 0. The
+    second gets the hidden number 1" (keheka.com "The Hidden Number In Nuke"; the same in Nukepedia "Working with
+    Pipe Numbers") [inference: third-party pages]; input 0 is the one a disabled Group passes through."""
+    node._knobs["number"]._value = len([n for n in group.nodes() if n.Class() == "Input"])
+
+
 def _create(cls: str, knobs: dict[str, Any], inputs: Sequence[Node | None] = ()) -> Node:
     _require_main_thread(f"creating a {cls} node")
     group = _STATE.context[-1]
@@ -783,6 +795,8 @@ def _create(cls: str, knobs: dict[str, Any], inputs: Sequence[Node | None] = ())
     n = _STATE.counters.get(cls, 0) + 1
     _STATE.counters[cls] = n
     node._knobs["name"]._value = f"{cls}{n}"
+    if cls == "Input":
+        _number_input(node, group)
     group._children.append(node)
     for i, inp in enumerate(inputs):
         node.setInput(i, inp)
@@ -1423,6 +1437,18 @@ class _Fake:
     def render(self, node: Node, f: int) -> dict[str, Any]:
         """The node's whole image at frame f: channel name → H×W float32 array, row 0 = the TOP row."""
         return _render(node, f)
+
+    def input_label(self, group: Group, i: int) -> str:
+        """The label the Node Graph draws on the Group's input pipe ``i``: its Input node's name (Foundry Reference
+        Guide "Input": "if you want to name them, you can do so by renaming the Input nodes"), less a leading
+        "Input" ("Anything after 'Input' in the node name is what gets shown as the pipe label", keheka.com "The
+        Hidden Number In Nuke"; "Input name = pipe name", Nukepedia "Working with Pipe Numbers") [inference:
+        third-party pages for the prefix rule]. Not part of Nuke's Python API: Nuke only draws it."""
+        for n in group.nodes():
+            if n.Class() == "Input" and int(n["number"].value()) == i:
+                name = n.name()
+                return name[len("Input"):] if name.startswith("Input") else name
+        raise IndexError(f"{group.name()} has no input {i}")
 
     def press(self, node: Node, knob: str) -> None:
         """The user clicks a PyScript_Knob button in the node's panel."""
