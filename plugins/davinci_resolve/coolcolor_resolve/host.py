@@ -27,7 +27,6 @@ measured ledger samuelgursky/davinci-resolve-mcp docs/reference/api-limitations.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Iterator
+
+from coolcolor_protocol.jobspec import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover - the stubs are for mypy only
     from fusionscript import (GalleryStill, GalleryStillAlbum, MediaPool, MediaPoolClipInfo, MediaPoolItem, Project,
@@ -457,15 +458,6 @@ def gallery_stills(project: Project) -> list[GalleryStillEntry]:
         for still in album.GetStills() or []:
             out.append(GalleryStillEntry(name, str(album.GetLabel(still) or ""), album, still))
     return out
-
-
-def file_sha256(path: str) -> str:
-    """The content of a reference file, as the daemon hashes it (coolcolor.references.file_sha256). OSError."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_still(album: GalleryStillAlbum, still: GalleryStill, folder: str, what: str) -> tuple[str, str]:

@@ -15,8 +15,8 @@ from typing import Any
 import coolcolor_protocol
 from coolcolor_protocol import abfiles
 from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
-from coolcolor_protocol.jobspec import JobSpec
-from coolcolor_resolve.host import ClipSource, HostError, file_sha256
+from coolcolor_protocol.jobspec import JobSpec, file_sha256
+from coolcolor_resolve.host import ClipSource, HostError
 
 OUTPUT_ENV = "COOLCOLOR_RESOLVE_OUTPUT"  # where results go; default ~/CoolColor/Resolve
 REQUEST_TIMEOUT_S = 5.0
