@@ -28,7 +28,8 @@ the reference's a*, b* carried by chained DIS flow on the gray frames, L* from t
 pixels where the flow chain fails its forward–backward check (occlusions) and the rest; and the time per
 frame with and without the reference in the same run.
 
-    python bench/bench_reference.py --real [vtest tree] [--real-frames 96] [--bins 1-8 9-32 33-96] [--json F]
+    python bench/bench_reference.py --real [vtest tree] [--real-frames 96] [--bins 1-8 9-32 33-96]
+        [--json F] [--pictures DIR]
 """
 
 from __future__ import annotations
@@ -139,8 +140,8 @@ def world(pipe, args: argparse.Namespace) -> None:
             ms = 1000 * seconds / count
             text_ms = ms if mode == "text" else text_ms
             ratio = f"{ms / text_ms:.2f}" if text_ms else "—"
-            print(f"| {n_frames} | {labels[mode]} | {np.mean(des):.2f} | {correct / max(named, 1):.1%} ({correct}/{named}) "
-                  f"| {ms:.1f} | {ratio} | {passes / count:.1f} | {own_text} |", flush=True)
+            print(f"| {n_frames} | {labels[mode]} | {np.mean(des):.2f} "
+                  f"| {correct / max(named, 1):.1%} ({correct}/{named}) | {ms:.1f} | {ratio} | {passes / count:.1f} | {own_text} |", flush=True)
 
 
 def parse_bins(texts: list[str]) -> list[tuple[int, int]]:
@@ -158,7 +159,7 @@ def real_footage(pipe, args: argparse.Namespace) -> None:
     """The real-footage table: the true colour of frame 0 as the reference; ΔE2000 by distance from it for
     left gray, text only, reference + text and the optical-flow baseline; occlusions; cost."""
     from coolcolor import color
-    from coolcolor.real.bench import DEFAULT_SIZE, VIDEO_START, load_clip, write_json
+    from coolcolor.real.bench import DEFAULT_SIZE, VIDEO_START, load_clip, write_json, write_panels
     from coolcolor.real.catalog import load_catalog
     from coolcolor.real.flow_baseline import propagate_ab
     from coolcolor.train.evaluate import vae_round_trip
@@ -167,7 +168,7 @@ def real_footage(pipe, args: argparse.Namespace) -> None:
     items = [catalog.item(i) for i in args.real] if args.real else catalog.select("eval", "video")
     bins = parse_bins(args.bins)
     methods = {"gray": "left gray", "text": "text only", "reference": "reference + text", "flow": "optical flow",
-               "vae": "VAE ceiling (each frame's truth through the VAE)"}
+               "vae": "VAE round trip of the truth"}
     colorize(pipe, np.zeros((2, 24, 32), np.float32), np.zeros((2, 24, 32, 3), np.float32), "", "text", 2, 2)  # warm-up
     report: dict = {"settings": {"model": args.model, "device": args.device, "steps": args.steps,
                                  "window": args.window, "size": list(DEFAULT_SIZE), "seed": 0}, "clips": []}
@@ -181,12 +182,18 @@ def real_footage(pipe, args: argparse.Namespace) -> None:
         t = time.perf_counter()
         flow_ab, unreliable = propagate_ab(reference_ab, clip.gray)
         flow_s = time.perf_counter() - t
-        text_ab, text_s, text_passes = colorize(pipe, clip.gray, clip.rgb, clip.caption, "text", args.steps, args.window)
+        text_ab, text_s, text_passes = colorize(pipe, clip.gray, clip.rgb, clip.caption, "text", args.steps,
+                                                args.window)
         ref_ab, ref_s, ref_passes = colorize(pipe, clip.gray, clip.rgb, clip.caption, "reference", args.steps,
                                              args.window)
         ab = {"gray": np.zeros_like(flow_ab), "text": text_ab, "reference": ref_ab, "flow": flow_ab,
               "vae": vae_round_trip(pipe, clip.rgb, clip.gray)[0]}
         de = {m: np.stack([delta_e_map(ab[m][f], true_lab[f]) for f in range(n)]).astype(np.float32) for m in methods}
+        if args.pictures:
+            Path(args.pictures).mkdir(parents=True, exist_ok=True)
+            last = [np.clip(color.lab_to_rgb(color.replace_luminance(ab[m][-1], clip.gray[-1])), 0, 1)
+                    for m in ("text", "reference", "flow")]
+            write_panels(Path(args.pictures) / f"reference-{item.id}.jpg", [clip.rgb[0], clip.rgb[-1], *last])
         own = float(np.abs(ref_ab[0].astype(np.float16).astype(np.float32) - reference_ab).max())
         row: dict = {"id": item.id, "frames": n, "source": clip.source, "caption": clip.caption,
                      "reference_frame_max_abs_dab": own, "bins": []}
@@ -227,7 +234,8 @@ def real_footage(pipe, args: argparse.Namespace) -> None:
           f"(model size {pipe.model_size(h, w)[1]}×{pipe.model_size(h, w)[0]}), reference = the true colour of frame "
           f"0, {args.steps} steps, windows of {args.window}, model {args.model} on {args.device}, 1 thread")
     print("ΔE2000 at the truth's L* (mean over pixels and frames), by distance from the reference frame; "
-          "best of the four methods in bold; the VAE ceiling bounds what any output decoded by this model's VAE can reach")
+          "best of the four methods in bold; VAE round trip: each frame's true colours through this model's VAE at "
+          "its working size and the pipeline's finishing, what its decoder makes of the truth itself")
     print()
     print("| clip | distance (frames) | " + " | ".join(methods.values()) + " |")
     print("|---|---|" + "---|" * len(methods))
@@ -260,11 +268,14 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["text", "reference", "exemplar", "two:nearest",
                                                        "two:inverse_distance"])
     parser.add_argument("--real", nargs="*", metavar="ID", default=None,
-                        help="real footage instead of world clips: these catalog videos (default: every held-out video)")
+                        help="real footage instead of world clips: these catalog videos (default: every held-out "
+                             "video)")
     parser.add_argument("--real-frames", type=int, default=96, help="--real: frames per clip (at most the shot's)")
     parser.add_argument("--bins", nargs="+", default=["1-8", "9-32", "33-96"],
                         help="--real: distances from the reference frame to report apart")
     parser.add_argument("--json", help="--real: also write every number to this JSON file")
+    parser.add_argument("--pictures", help="--real: write per clip the reference | the last frame's truth | text "
+                                           "only | reference + text | optical flow into this folder")
     args = parser.parse_args()
 
     import torch

@@ -152,8 +152,8 @@ def _carries_featured(layer, clip, world: WorldSpec) -> bool:
 def vae_round_trip(pipe, rgb: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """True colours (N×H×W×3 sRGB) after the pipeline's VAE and finishing: shrunk to the model's size, encoded
     (posterior mode), decoded, and finished like a colorization (a*, b* upsampled onto ``gray``'s L*, gamut
-    fit). Returns the a*, b* (N×H×W×2) and the sRGB frames. No diffusion model can decode to better colours
-    than its VAE does, so this bounds what the UNet can reach."""
+    fit). Returns the a*, b* (N×H×W×2) and the sRGB frames. What the decoder makes of the truth itself: the
+    reference point for what the UNet can reach (not a strict floor on ΔE: a duller guess can score lower)."""
     import torch
 
     from coolcolor.chroma import resize
