@@ -300,7 +300,14 @@ def run_bench(pipe, clips: Sequence[BenchClip], settings: BenchSettings | None =
 
 def write_strip(path: Path, gray: np.ndarray, truth: np.ndarray, result: np.ndarray) -> Path:
     """One PNG: gray | truth | result, side by side (frame 0 of a clip), for the docs."""
-    strip = np.concatenate([np.repeat(np.asarray(gray)[..., None], 3, -1), truth, result], axis=1)
+    return write_panels(path, [gray, truth, result])
+
+
+def write_panels(path: Path, panels: Sequence[np.ndarray]) -> Path:
+    """One image (its format from ``path``'s extension) of same-size panels side by side: H×W×3 sRGB or H×W
+    gray, in [0, 1]."""
+    strip = np.concatenate([np.repeat(np.asarray(p)[..., None], 3, -1) if np.ndim(p) == 2 else p for p in panels],
+                           axis=1)
     u8 = np.round(np.clip(strip, 0, 1) * 255).astype(np.uint8)
     if not cv2.imwrite(str(path), cv2.cvtColor(u8, cv2.COLOR_RGB2BGR)):
         raise InputError(f"could not write {path} (is the disk full?)")

@@ -149,29 +149,33 @@ def _carries_featured(layer, clip, world: WorldSpec) -> bool:
     return any(w in world.exclude_synonyms for w in layer.palette.synonyms)
 
 
-def evaluate_vae_ceiling(pipe, clips: list) -> dict:
-    """Adherence and ΔE2000 of the *true* colors after a VAE round trip and the pipeline's finishing.
-
-    Each clip's ground-truth frames are shrunk to the model's size, encoded (posterior mode), decoded, and
-    finished like a colorization (a*, b* upsampled onto the input's L*, gamut fit). No diffusion model can
-    decode to better colors than its VAE does, so this bounds what the UNet can reach: a row to read the
-    model's own numbers against.
-    """
+def vae_round_trip(pipe, rgb: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True colours (N×H×W×3 sRGB) after the pipeline's VAE and finishing: shrunk to the model's size, encoded
+    (posterior mode), decoded, and finished like a colorization (a*, b* upsampled onto ``gray``'s L*, gamut
+    fit). Returns the a*, b* (N×H×W×2) and the sRGB frames. What the decoder makes of the truth itself: the
+    reference point for what the UNet can reach (not a strict floor on ΔE: a duller guess can score lower)."""
     import torch
 
     from coolcolor.chroma import resize
 
+    n, height, width = gray.shape
+    frames = torch.from_numpy(np.ascontiguousarray(rgb, np.float32)).permute(0, 3, 1, 2)
+    small = resize(frames, pipe.model_size(height, width)).clamp(0, 1).to(pipe.device, pipe.vae.dtype)
+    with torch.no_grad():
+        z = pipe.vae.encode(small * 2 - 1).latent_dist.mode() * pipe.vae.config.scaling_factor
+    ab = np.empty((n, height, width, 2), np.float32)
+    finished = np.empty((n, height, width, 3), np.float32)
+    pipe.finish_latents(z, torch.from_numpy(np.ascontiguousarray(gray, np.float32)), ab, finished)
+    return ab, finished
+
+
+def evaluate_vae_ceiling(pipe, clips: list) -> dict:
+    """Adherence and ΔE2000 of the *true* colors after a VAE round trip and the pipeline's finishing
+    (``vae_round_trip``): a row to read the model's own numbers against."""
     correct = named = 0
     delta_e = []
     for clip in clips:
-        n, height, width = clip.gray.shape
-        rgb = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float()
-        small = resize(rgb, pipe.model_size(height, width)).clamp(0, 1).to(pipe.device, pipe.vae.dtype)
-        with torch.no_grad():
-            z = pipe.vae.encode(small * 2 - 1).latent_dist.mode() * pipe.vae.config.scaling_factor
-        ab = np.empty((n, height, width, 2), np.float32)
-        finished = np.empty((n, height, width, 3), np.float32)
-        pipe.finish_latents(z, torch.from_numpy(clip.gray), ab, finished)
+        _, finished = vae_round_trip(pipe, clip.rgb, clip.gray)
         scores = evaluate(Prediction(rgb=finished, ab=None, source="vae round trip"), clip, caption=0)
         rows = _named_layer_results(scores)
         correct, named = correct + sum(rows), named + len(rows)
