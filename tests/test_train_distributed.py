@@ -7,6 +7,8 @@ gloo. A crash is a kill -9 at an event (the ``train_step`` fault point), never a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -122,6 +124,32 @@ def test_a_killed_two_process_run_resumes_on_the_same_curve(tmp_path, two_proces
     resumed = launch(tmp_path, "run", loader_workers=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert curve(run) == curve(two_process_run)
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step_with_a_checkpoint(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(settings(tmp_path / "run", checkpoint_every=100)), encoding="utf-8")
+    resume = tmp_path / "go"
+    env = child_env({faults.ENV: faults.spec("train_step", 2, "pause"), faults.RESUME_ENV: str(resume)})
+    proc = subprocess.Popen(launch_command(2, ["--config", str(config), "--no-progress"]), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    paused: list[int] = []
+    for line in proc.stderr:  # each process says so when it pauses after its step 2: an event, not a delay
+        if "coolcolor fault: pause at train_step #2" in line:
+            paused.append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")))
+            if len(paused) == 2:
+                break
+    assert len(paused) == 2
+    # one process gets the signal (the handler runs before it can see the resume file); the other learns
+    # of it at the next step, so both stop after step 2 instead of waiting on each other for ever
+    os.kill(paused[0], signal.SIGTERM)
+    resume.touch()
+    proc.communicate(timeout=600)
+    assert proc.returncode != 0  # stopped, not finished
+    run = tmp_path / "run"
+    assert [p.name for p in sorted((run / "checkpoints").glob("step-*"))] == ["step-0000002"]
+    assert [h["step"] for h in curve(run)] == [1, 2] and not (run / "final").exists()
 
 
 def test_two_processes_resume_a_one_process_run_with_the_same_global_batch(tmp_path, two_process_run):
