@@ -19,6 +19,7 @@ from coolcolor import faults
 from coolcolor.cli import main as coolcolor_main
 from coolcolor.daemon.testing import child_env
 from coolcolor.errors import InputError
+from coolcolor.model.checkpoint import load_components
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.data import WorldSource
 from coolcolor.train.distributed import Shard, launch_command
@@ -107,7 +108,8 @@ def test_two_processes_follow_the_loss_curve_of_one_with_the_same_global_batch(t
     assert [h["step"] for h in two] == list(range(1, STEPS + 1))
     assert all(h["ef"] > 0 for h in two)  # L_EF is on: its shards (2 samples and 1) are summed right
     assert terms(two) == pytest.approx(terms(one.history), rel=TOLERANCE)
-    assert (two_process_run / "final" / "coolcolor.json").is_file()
+    recipe = load_components(two_process_run / "final").config.recipe  # the model card's record of the run
+    assert (recipe["processes"], recipe["batch_size"], recipe["global_batch"]) == (2, PER_PROCESS, 2 * PER_PROCESS)
     state = torch.load(two_process_run / "checkpoints" / f"step-{STEPS:07d}" / "trainer_state.pt",
                        weights_only=False)
     assert state["processes"] == 2 and state["global_batch"] == 2 * PER_PROCESS

@@ -252,6 +252,7 @@ class Trainer:
             "lambda": {"schedule": c.lambda_schedule, "max": c.lambda_max, "ef_t_max": c.ef_t_max,
                        "ef_fraction": c.ef_fraction},
             "text_dropout": c.text_dropout, "init_from": c.init_from, "vae_from": c.vae_from,
+            "processes": self.dist.processes, "global_batch": c.batch_size * self.dist.processes,
             "ema_decay": c.ema_decay,
             "train_config": c.to_dict(), "init_recipe": self.base_recipe,
         }
