@@ -34,6 +34,7 @@ POINTS: dict[str, str] = {
     "mid_write": "inside an atomic file write, after the temporary file is fsynced and before the rename",
     "journal_commit": "inside a journal write transaction, before COMMIT",
     "frame_written": "after a frame's file is written and frame_done has been called (journaled by the daemon)",
+    "train_step": "after an optimizer step of coolcolor train, before the step is logged or checkpointed",
 }
 ACTIONS = ("kill", "pause")
 

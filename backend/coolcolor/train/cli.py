@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--output", help="run folder")
     train.add_argument("--steps", type=int, help="total optimizer steps of the run (overrides the config's steps)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    train.add_argument("--gpus", type=int_in(1), default=None, metavar="N",
+                       help="data parallel on N CUDA GPUs of this machine: runs `accelerate launch --multi_gpu "
+                       "--num_processes N -m coolcolor.train.cli train …` with the other arguments; batch_size is "
+                       "per GPU (global batch = batch_size × N). See docs/production-training.md")
     train.set_defaults(func=_train)
 
     data = subparsers.add_parser("data", help="prepare a folder of color images for training (see data prepare)")
@@ -117,10 +121,61 @@ def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if os.path.exists(config.output) and not os.path.isdir(config.output):
         raise InputError(f"run folder {config.output} is a file, not a folder (--output)")
+    if args.gpus is not None and args.gpus > 1:
+        return _launch(args.gpus, config, _train_args(args))
+    if args.gpus == 1:
+        from coolcolor.train.distributed import check_gpus
+
+        check_gpus(1)  # one GPU: this process trains on it
     command = "coolcolor " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0] else ""
     final = Trainer(config, command=command).run(progress=not args.no_progress)
     print(f"trained model written to {final}")
     return 0
+
+
+def _launch(gpus: int, config, train_args: list[str]) -> int:
+    """``--gpus N``: check there are N GPUs (before anything is written), then run the same training under
+    ``accelerate launch`` in N processes, each started with this command's arguments less ``--gpus``.
+
+    Why a child ``accelerate launch`` rather than forking workers here (``notebook_launcher``) or
+    ``torch.multiprocessing.spawn``: it is the very command a diffusers user would type, so ``--gpus N``
+    and ``accelerate launch`` cannot drift apart; its torchrun agent sets up each rank's environment and
+    stops all ranks when one fails; and this process never initialises CUDA before the workers start."""
+    import subprocess
+
+    from coolcolor.errors import InputError
+    from coolcolor.train.distributed import check_gpus, launch_command, launched_processes
+
+    if launched_processes() > 1:
+        raise InputError("--gpus starts the processes itself; under accelerate launch / torchrun leave it out")
+    check_gpus(gpus)
+    if config.stage != "unet":
+        raise InputError(f"--gpus {gpus}: data parallel training trains the unet stage; run the {config.stage} "
+                         "stage on one GPU")
+    if config.device not in ("auto", "cuda"):
+        raise InputError(f"--gpus {gpus}: the config's device is {config.device!r}; each process gets its GPU from "
+                         "the launcher, so set device = auto or cuda")
+    command = launch_command(gpus, train_args)
+    logging.getLogger(__name__).info("running %s", shlex.join(command))
+    done = subprocess.run(command)
+    if done.returncode != 0:
+        raise InputError(f"training on {gpus} GPUs stopped with exit status {done.returncode} (its messages "
+                         "are above; the same command resumes from the last checkpoint)")
+    return 0
+
+
+def _train_args(args: argparse.Namespace) -> list[str]:
+    """The ``train`` arguments that reproduce ``args`` (less ``--gpus``), for the launched processes."""
+    out = ["--config", args.config] if args.config else []
+    for item in args.set:
+        out += ["--set", item]
+    if args.output:
+        out += ["--output", args.output]
+    if args.steps is not None:
+        out += ["--steps", str(args.steps)]
+    if args.no_progress:
+        out.append("--no-progress")
+    return out
 
 
 def _data_prepare(args: argparse.Namespace) -> int:

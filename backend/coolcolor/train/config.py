@@ -77,6 +77,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     threads: int = 0  # CPU threads for torch (0: leave torch's default)
+    # DataLoader worker processes that decode and augment (per training process); -1 = auto: 0 on CPU (batches
+    # made in the training process), on CUDA the CPUs per process, at most 8. Batches do not depend on it
+    loader_workers: int = -1
     notes: dict[str, Any] = field(default_factory=dict)  # free-form, copied into coolcolor.json
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +143,8 @@ class TrainConfig:
         for key in ("warmup_steps", "threads", "seed"):
             if getattr(self, key) < 0:
                 raise bad(key, "must be ≥ 0")
+        if self.loader_workers < -1:
+            raise bad("loader_workers", "must be ≥ 0, or -1 (auto)")
         if not (0 < self.lr < 1):
             raise bad("lr", "must be in (0, 1)")
         for key in ("text_dropout", "ef_fraction", "clean_fraction", "world_v1_share", "real_share", "cutout_share"):

@@ -65,10 +65,13 @@ def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -
     return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
 
 
-def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference over the masked pixels (all channels); 0 when nothing is in frame."""
+def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, mask_sum: float | None = None) -> torch.Tensor:
+    """Mean squared difference over the masked pixels (all channels); 0 when nothing is in frame.
+
+    ``mask_sum`` divides instead of this mask's sum: a data-parallel shard's part of a mean over more
+    samples than it holds."""
     m = mask.expand_as(a)
-    return ((a - b) ** 2 * m).sum() / m.sum().clamp(min=1.0)
+    return ((a - b) ** 2 * m).sum() / (m.sum().clamp(min=1.0) if mask_sum is None else max(mask_sum, 1e-12))
 
 
 def lambda_at(step: int, total_steps: int, schedule: str, lambda_max: float) -> float:
@@ -85,7 +88,8 @@ def lambda_at(step: int, total_steps: int, schedule: str, lambda_max: float) -> 
 
 def ef_loss(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scheduler, z0: torch.Tensor,
             z_gray: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, theta: torch.Tensor,
-            eps: torch.Tensor | None = None, z_t: torch.Tensor | None = None) -> torch.Tensor:
+            eps: torch.Tensor | None = None, z_t: torch.Tensor | None = None,
+            mask_sum: float | None = None) -> torch.Tensor:
     """L_EF = ‖G(F(x), t) − F(G(x, t))‖² over the in-frame pixels (Eq. 7).
 
     ``eps_fn(x_t, z_gray)`` is the model's ε̂; ``eps``/``z_t`` of the untransformed sample may be passed
@@ -100,4 +104,4 @@ def ef_loss(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
     z_t_warped = scheduler.add_noise(warp(z0, theta), warp(noise, theta, "nearest"), t)
     g_fx = x0_from_eps(z_t_warped, eps_fn(z_t_warped, warp(z_gray, theta)), alpha_bar)
     mask = in_frame_mask(theta.cpu(), tuple(z0.shape[-2:])).to(z0.device)
-    return masked_mse(g_fx, warp(g_x, theta), mask)
+    return masked_mse(g_fx, warp(g_x, theta), mask, mask_sum)

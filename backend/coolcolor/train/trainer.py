@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from coolcolor import color
+from coolcolor import color, faults
 from coolcolor.errors import CheckpointError, InputError
 from coolcolor.model.checkpoint import Components, encode_gray_latents, load_components, save_components
 from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, check_guide_fits, decode, new_decoder_guide
@@ -45,7 +45,9 @@ from coolcolor.model.unet import merge_gray
 from coolcolor.train.config import TrainConfig
 from coolcolor.real.source import RealSource
 from coolcolor.train.data import FolderSource, MixedSource, WorldSource, blip_captioner
-from coolcolor.train.equivariance import ef_loss, lambda_at, random_affine
+from coolcolor.train.distributed import Shard, processes_for
+from coolcolor.train.equivariance import ef_loss, in_frame_mask, lambda_at, random_affine
+from coolcolor.train.loader import resolve_workers, step_batches
 from coolcolor.train.model import architecture, architecture_signature, grow_vocabulary, new_components, new_vae
 from coolcolor.world.spec import WorldSpec
 
@@ -54,12 +56,18 @@ logger = logging.getLogger(__name__)
 STATE_NAME = "trainer_state.pt"
 # Settings a resumed run may change: they do not alter what was trained so far.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "log_every", "threads", "device",
-                               "notes"})
+                               "notes", "loader_workers"})
 
 
-def color_latents(vae: AutoencoderKL, rgb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """z0 for n×3×h×w sRGB in [0, 1]: a draw from the VAE posterior, times the scaling factor."""
-    return vae.encode((rgb * 2 - 1).to(vae.dtype)).latent_dist.sample(generator) * vae.config.scaling_factor
+def color_latents(vae: AutoencoderKL, rgb: torch.Tensor, generator: torch.Generator,
+                  shard: Shard = Shard()) -> torch.Tensor:
+    """z0 for n×3×h×w sRGB in [0, 1]: a draw from the VAE posterior, times the scaling factor.
+
+    The posterior noise is ``shard``'s rows of the global batch's draw (diffusers' ``sample`` draws the
+    same numbers for one process: ``randn`` of the mean's shape, then mean + std·noise)."""
+    dist = vae.encode((rgb * 2 - 1).to(vae.dtype)).latent_dist
+    noise = shard.randn(rgb.shape[0], dist.mean.shape[1:], generator, dist.mean.dtype).to(dist.mean.device)
+    return (dist.mean + dist.std * noise) * vae.config.scaling_factor
 
 
 def _min_snr_mse(eps: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -91,10 +99,9 @@ class Trainer:
         self.command = command or " ".join(sys.argv)
         self.out = Path(config.output)
         self.ckpt_dir = self.out / "checkpoints"
-        if config.device == "auto":
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            self.device = torch.device(config.device)
+        # this process alone, or one of several started by accelerate launch (coolcolor.train.distributed)
+        self.dist = processes_for(config.device, config.stage)
+        self.device = self.dist.device
         cuda = self.device.type == "cuda"
         mp = config.mixed_precision
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
@@ -176,6 +183,8 @@ class Trainer:
             self.components.text_encoder.gradient_checkpointing_enable()
         params = [p for m in self.trainable for p in m.parameters()]
         self.optimizer = torch.optim.AdamW(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+        # what the forward passes call: DDP wrappers with several processes, the modules themselves in one
+        self.forward_modules, self.optimizer = self.dist.prepare(self.trainable, self.optimizer)
         # EMA of the UNet's weights (fp32, beside them on the device); the final model is the average
         self.ema: dict[str, torch.Tensor] | None = None
         if c.ema_decay and self.components is not None:
@@ -195,8 +204,16 @@ class Trainer:
         return sorted(p for p in self.ckpt_dir.glob("step-*") if (p / STATE_NAME).is_file())
 
     def save_checkpoint(self) -> Path:
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        """Written by the main process (the weights are the same in all); every process returns when it is
+        in place."""
         final = self.ckpt_dir / f"step-{self.step:07d}"
+        if self.dist.is_main:
+            self._write_checkpoint(final)
+        self.dist.wait()
+        return final
+
+    def _write_checkpoint(self, final: Path) -> None:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.ckpt_dir / f".tmp-step-{self.step:07d}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         self._save_model(tmp, final=False)
@@ -207,6 +224,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "config": self.config.to_dict(), "signature": self.signature(),
             "ema": self._ema_state(),
+            "processes": self.dist.processes, "global_batch": self.config.batch_size * self.dist.processes,
         }
         torch.save(state, tmp / STATE_NAME)
         if final.exists():
@@ -214,7 +232,6 @@ class Trainer:
         os.replace(tmp, final)
         for old in self.checkpoints()[: -self.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
-        return final
 
     def _save_model(self, folder: Path, final: bool) -> None:
         if self.components is None:
@@ -235,6 +252,7 @@ class Trainer:
             "lambda": {"schedule": c.lambda_schedule, "max": c.lambda_max, "ef_t_max": c.ef_t_max,
                        "ef_fraction": c.ef_fraction},
             "text_dropout": c.text_dropout, "init_from": c.init_from, "vae_from": c.vae_from,
+            "processes": self.dist.processes, "global_batch": c.batch_size * self.dist.processes,
             "ema_decay": c.ema_decay,
             "train_config": c.to_dict(), "init_recipe": self.base_recipe,
         }
@@ -253,10 +271,20 @@ class Trainer:
                 f"{latest}: checkpoint of another architecture (saved {state.get('signature')}, this run builds "
                 f"{self.signature()}); use a new output folder or the matching config")
         saved = TrainConfig.from_dict(state["config"]).to_dict()
-        changed = sorted(k for k, v in self.config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
+        # batch_size is per process: it may change with the process count when the global batch stays
+        changed = sorted(k for k, v in self.config.to_dict().items()
+                         if saved.get(k) != v and k not in RESUMABLE_CHANGES | {"batch_size"})
         if changed:
             raise InputError(f"{latest}: cannot resume with changed setting(s) {', '.join(changed)} "
                              f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change); use a new output folder")
+        saved_processes = int(state.get("processes", 1))
+        saved_global = int(state.get("global_batch", saved["batch_size"]))
+        if saved_global != self.config.batch_size * self.dist.processes:
+            per_process = (f"; batch_size {saved_global // self.dist.processes} keeps it"
+                           if saved_global % self.dist.processes == 0 else "")
+            raise InputError(f"{latest}: trained with a global batch of {saved_global} ({saved_processes} "
+                             f"process(es) × batch_size {saved_global // saved_processes}); this run has "
+                             f"{self.dist.processes} × {self.config.batch_size}{per_process}")
         self._load_weights(latest)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -273,7 +301,8 @@ class Trainer:
             for name, tensor in saved_ema.items():
                 self.ema[name].copy_(tensor)
         self.step = int(state["step"])
-        self._truncate_log()
+        if self.dist.is_main:
+            self._truncate_log()
         logger.info("resumed from %s at step %d", latest, self.step)
 
     def _load_weights(self, folder: Path) -> None:
@@ -322,46 +351,62 @@ class Trainer:
         if self.components is None:
             return self._vae_losses(batch)
         c, comp, g = self.config, self.components, self.generator
-        dev = self.device
-        rgb, gray = batch["rgb"].to(dev), batch["gray"].to(dev)
+        dev, shard = self.device, self.dist.shard
+        rgb, gray = batch["rgb"].to(dev, non_blocking=True), batch["gray"].to(dev, non_blocking=True)
+        # Every draw is made for the global batch (n × processes samples) and this process keeps its rows:
+        # one process training the global batch draws the same numbers (coolcolor.train.distributed).
         n = rgb.shape[0]
+        total, rows = n * shard.processes, shard.rows(n)
         with torch.no_grad():
-            z0 = color_latents(self.vae, rgb, g).float()
+            z0 = color_latents(self.vae, rgb, g, shard).float()
             zg = encode_gray_latents(self.vae, gray).float()
-        drop = torch.rand(n, generator=g) < c.text_dropout
+        drop = (torch.rand(total, generator=g) < c.text_dropout)[rows]
         captions = ["" if d else cap for d, cap in zip(drop.tolist(), batch["captions"], strict=True)]
         ids = comp.tokenizer(captions, padding="max_length", max_length=comp.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids.to(dev)
         # The first k samples are the L_EF samples, with t < ef_t_max. They are drawn the same way whatever
         # the λ schedule, so runs that differ only in λ see the same data, noise and timesteps.
-        k = round(c.ef_fraction * n)
-        t = torch.randint(0, comp.scheduler.config.num_train_timesteps, (n,), generator=g)
-        t[:k] = torch.randint(0, c.ef_t_max, (k,), generator=g)
-        noise = torch.randn(z0.shape, generator=g).to(dev)
-        theta = random_affine(max(k, 1), g)
-        t = t.to(dev)
+        k_total = round(c.ef_fraction * total)
+        t = torch.randint(0, comp.scheduler.config.num_train_timesteps, (total,), generator=g)
+        t[:k_total] = torch.randint(0, c.ef_t_max, (k_total,), generator=g)
+        noise = shard.randn(n, z0.shape[1:], g).to(dev)
+        theta_all = random_affine(max(k_total, 1), g)
+        k = shard.first_rows(k_total, n)  # this shard's L_EF samples: its first k
+        theta = theta_all[rows][:k] if k else theta_all[:1]
+        t = t[rows].to(dev)
         z_t = comp.scheduler.add_noise(z0, noise, t)
         lam = lambda_at(step, c.steps, c.lambda_schedule, c.lambda_max)
+        unet, text_encoder = self._forward(comp.unet), self._forward(comp.text_encoder)
         with self._autocast():
-            text = comp.text_encoder(ids)[0]
-            eps = comp.unet(merge_gray(z_t, zg), t, encoder_hidden_states=text).sample.float()
+            text = text_encoder(ids)[0]
+            eps = unet(merge_gray(z_t, zg), t, encoder_hidden_states=text).sample.float()
             recon = F.mse_loss(eps, noise) if not c.snr_gamma else _min_snr_mse(eps, noise, self.alphas_cumprod[t],
                                                                                  c.snr_gamma)
             out = {"recon": recon, "lambda": torch.tensor(lam)}
             if lam > 0 and k > 0:
-                unet = comp.unet
 
                 def eps_fn(x_t: torch.Tensor, z_gray: torch.Tensor) -> torch.Tensor:
                     return unet(merge_gray(x_t, z_gray), t[:k], encoder_hidden_states=text[:k]).sample.float()
 
-                ef = ef_loss(eps_fn, comp.scheduler, z0[:k], zg[:k], noise[:k], t[:k], theta[:k].to(dev),
-                             eps=eps[:k], z_t=z_t[:k])
+                # L_EF is one masked mean over all the global batch's L_EF samples: a shard divides its
+                # sum by the whole batch's mask (known from θ), times the processes DDP averages over
+                mask_sum = None if shard.processes == 1 else float(
+                    in_frame_mask(theta_all[:k_total], tuple(z0.shape[-2:])).sum() * z0.shape[1] / shard.processes)
+                ef = ef_loss(eps_fn, comp.scheduler, z0[:k], zg[:k], noise[:k], t[:k], theta.to(dev),
+                             eps=eps[:k], z_t=z_t[:k], mask_sum=mask_sum)
                 out["ef"] = ef
                 out["loss"] = recon + lam * ef
             else:
                 out["ef"] = torch.tensor(0.0)
                 out["loss"] = recon
         return out
+
+    def _forward(self, module: torch.nn.Module) -> torch.nn.Module:
+        """What a forward pass of ``module`` calls: its DDP wrapper when it is trained by several processes."""
+        for trained, forward in zip(self.trainable, self.forward_modules, strict=True):
+            if trained is module:
+                return forward
+        return module
 
     def _vae_losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """Reconstruction of color frames and of gray frames (the VAE encodes both at sampling time).
@@ -394,10 +439,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.scaler:
-            self.scaler.scale(out["loss"]).backward()
+            self.dist.backward(self.scaler.scale(out["loss"]))
             self.scaler.unscale_(self.optimizer)
         else:
-            out["loss"].backward()
+            self.dist.backward(out["loss"])
+        out = self.dist.mean(out)  # with several processes: the global batch's losses, the same in each
         if not torch.isfinite(out["loss"]):
             raise CheckpointError(f"loss is {float(out['loss'])} at step {self.step}; stopping before saving it "
                                   f"(the last checkpoint in {self.ckpt_dir} is intact)")
@@ -411,6 +457,7 @@ class Trainer:
         if self.ema is not None:
             self._update_ema()
         self.step += 1
+        faults.hit("train_step")
         return {k: float(v.detach()) for k, v in out.items()}
 
     @torch.no_grad()
@@ -447,21 +494,31 @@ class Trainer:
         self._build()
         self._resume()
         source = self._source()
-        config_file = self.out / "config.json"
-        _atomic_json(config_file, c.to_dict())
-        (self.out / "command.txt").write_text(self.command + "\n", encoding="utf-8")
+        main = self.dist.is_main  # with several processes, one writes the run folder
+        if main:
+            _atomic_json(self.out / "config.json", c.to_dict())
+            (self.out / "command.txt").write_text(self.command + "\n", encoding="utf-8")
+        workers = resolve_workers(c.loader_workers, self.device, self.dist.processes)
+        batches = iter(step_batches(source, c.batch_size, self.step, c.steps, workers, self.device,
+                                    first=self.dist.shard.rank * c.batch_size))
         from tqdm import tqdm
 
-        bar = tqdm(total=c.steps, initial=self.step, disable=not progress, dynamic_ncols=True, desc=f"train {c.stage}")
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,)}
+        bar = tqdm(total=c.steps, initial=self.step, disable=not (progress and main), dynamic_ncols=True,
+                   desc=f"train {c.stage}")
+        # Several processes stop on a flag, at a step they agree on (a KeyboardInterrupt would strike each
+        # at another point); one process keeps Ctrl-C as an immediate KeyboardInterrupt.
+        stop_signals = (signal.SIGTERM,) if self.dist.processes == 1 else (signal.SIGTERM, signal.SIGINT)
+        previous = {sig: signal.getsignal(sig) for sig in stop_signals}
         with contextlib.suppress(ValueError):  # not the main thread: no signal handling
-            signal.signal(signal.SIGTERM, self._on_term)
-        start, log = time.time(), (self.out / "log.jsonl").open("a", encoding="utf-8")
+            for sig in stop_signals:
+                signal.signal(sig, self._on_term)
+        log_path = self.out / "log.jsonl" if main else Path(os.devnull)
+        start, log = time.time(), log_path.open("a", encoding="utf-8")
         try:
             while self.step < c.steps:
-                if self._stop:
+                if self.dist.any(self._stop):
                     raise KeyboardInterrupt
-                values = self.train_step(source.batch(self.step, c.batch_size))
+                values = self.train_step(next(batches))
                 values["step"] = self.step
                 self.history.append(values)
                 bar.update(1)
@@ -485,7 +542,9 @@ class Trainer:
                     signal.signal(sig, handler)
         bar.close()
         self.save_checkpoint()
-        return self.finish()
+        final = self.finish() if main else self.out / "final"
+        self.dist.wait()
+        return final
 
     def _on_term(self, signum, frame) -> None:
         self._stop = True
