@@ -20,6 +20,7 @@ DEPENDENCIES = [
     "diffusers>=0.30",
     "accelerate>=0.30",  # lets diffusers load large checkpoints without a second copy in memory
     "transformers>=4.44",
+    "peft>=0.17",  # LoRA training (lora_rank): diffusers' add_adapter injects PEFT's LoRA layers
     "safetensors>=0.4",
     "pyzmq>=25",
     "numpy>=1.24",

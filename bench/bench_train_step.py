@@ -6,8 +6,8 @@
 
 ``--preset``: the model ``preset:NAME`` (random weights: a step costs the same whatever the values),
 trained by ``Trainer.train_step`` itself on the world's stills at ``--size``, with L_EF on (λ constant),
-for each memory option the trainer has: gradient checkpointing off/on, and bf16 autocast off/on (bf16
-by default only on a GPU). Each option runs in a fresh process, so its peak memory is its own: on the
+for each memory option the trainer has: gradient checkpointing off/on, bf16 autocast off/on, and with
+both on, 8-bit AdamW and LoRA rank 16 (by default all on a GPU, the two fp32 ones on the CPU). Each option runs in a fresh process, so its peak memory is its own: on the
 CPU the process's peak resident memory (``ru_maxrss``, weights included), on a GPU
 ``torch.cuda.max_memory_allocated``. A full step (weights, gradients and AdamW's two moments, all fp32:
 16 bytes per trained parameter + 4 per frozen one, before activations) that does not fit ``--max-gb`` is
@@ -37,12 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
 
 import torch
 
-# label → (mixed_precision, gradient_checkpointing)
-OPTIONS = {
-    "fp32": ("no", "no"),
-    "fp32 + gradient checkpointing": ("no", "yes"),
-    "bf16 autocast": ("bf16", "no"),
-    "bf16 autocast + gradient checkpointing": ("bf16", "yes"),
+# label → the trainer's settings for it (docs/production-training.md#memory-options)
+BF16_CKPT = {"mixed_precision": "bf16", "gradient_checkpointing": "yes"}
+OPTIONS: dict[str, dict] = {
+    "fp32": {"mixed_precision": "no", "gradient_checkpointing": "no"},
+    "fp32 + gradient checkpointing": {"mixed_precision": "no", "gradient_checkpointing": "yes"},
+    "bf16 autocast": {"mixed_precision": "bf16", "gradient_checkpointing": "no"},
+    "bf16 autocast + gradient checkpointing": BF16_CKPT,
+    "bf16 + gradient checkpointing + 8-bit AdamW": {**BF16_CKPT, "optimizer": "adamw8bit"},
+    "bf16 + gradient checkpointing + LoRA rank 16": {**BF16_CKPT, "lora_rank": 16},
 }
 GB = 1e9
 
@@ -60,6 +63,22 @@ def parameter_counts(preset: str) -> tuple[int, int]:
     return total, trained
 
 
+def step_gb(preset: str, label: str, total: int, trained: int) -> float:
+    """Weights (4 bytes each) + per trained parameter its gradient (4) and AdamW's moments (8; 2 in 8-bit),
+    before activations: what decides whether ``label``'s full step is run."""
+    settings = OPTIONS[label]
+    if settings.get("lora_rank"):
+        import contextlib
+
+        from coolcolor.model.presets import preset_components
+        from coolcolor.train.lora import add_lora
+
+        with torch.device("meta") if preset == "sd15" else contextlib.nullcontext():
+            trained = sum(p.numel() for p in add_lora(preset_components(preset).unet, settings["lora_rank"]))
+    moments = 2 if settings.get("optimizer") == "adamw8bit" else 8
+    return (4 * total + (4 + moments) * trained) / GB
+
+
 def available_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory / GB
@@ -73,11 +92,10 @@ def measure_option(args: argparse.Namespace, label: str, mode: str) -> dict:
     from coolcolor.train.config import TrainConfig
     from coolcolor.train.trainer import Trainer
 
-    mixed, ckpt = OPTIONS[label]
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(output=tmp, init_from=f"preset:{args.preset}", resolution=args.size,
-                             batch_size=args.batch, lambda_schedule="constant", mixed_precision=mixed,
-                             gradient_checkpointing=ckpt, device=args.device, steps=10**6, seed=0)
+                             batch_size=args.batch, lambda_schedule="constant", device=args.device, steps=10**6,
+                             seed=0, **OPTIONS[label])
         trainer = Trainer(config)
         trainer._build()
         source = trainer._source()
@@ -121,15 +139,19 @@ def run_presets(args: argparse.Namespace) -> list[dict]:
     total, trained = parameter_counts(args.preset)
     full_gb = (4 * total + 12 * trained) / GB
     budget = args.max_gb if args.max_gb else available_gb(device) * 0.9
-    mode = "full" if full_gb <= budget else "forward"
     print(f"preset:{args.preset}: {total / 1e6:.1f} M parameters ({trained / 1e6:.1f} M trained: UNet + text "
           f"encoder), batch {args.batch} at {args.size} px, device {device}, load average {os.getloadavg()[0]:.1f}")
     print(f"  a full fp32 AdamW step needs ≈ {full_gb:.2f} GB before activations (weights, gradients, two "
           f"moments); budget {budget:.1f} GB → "
-          + ("full steps measured" if mode == "full" else
+          + ("full steps measured" if full_gb <= budget else
              "NOT RUN here: the loss alone (forward, no gradients) is measured instead"))
     rows = []
     for label in labels:
+        option_gb = step_gb(args.preset, label, total, trained)
+        mode = "full" if option_gb <= budget else "forward"
+        if option_gb != full_gb:
+            print(f"  {label}: ≈ {option_gb:.2f} GB before activations → "
+                  + ("full steps measured" if mode == "full" else "the loss alone is measured"))
         cmd = [sys.executable, __file__, "--preset", args.preset, "--size", str(args.size), "--batch",
                str(args.batch), "--steps", str(args.steps), "--device", str(device), "--threads", str(args.threads),
                "--_child", label, "--_mode", mode]
@@ -157,7 +179,7 @@ def run_presets(args: argparse.Namespace) -> list[dict]:
         best = min(full, key=lambda r: r["seconds_per_step"])
         hours = best["seconds_per_step"] * (32 / args.batch) * 8000 / 3600
         print(f"PROJECTION (not measured): the paper's recipe, 8000 steps × batch 32 at 512 px, at the fastest "
-              f"option's {best['seconds_per_step']:.3f} s per batch-{args.batch} step, assuming time ∝ batch: "
+              f"option's ({best['option']}) {best['seconds_per_step']:.3f} s per batch-{args.batch} step, assuming time ∝ batch: "
               f"≈ {hours:.1f} h on one {device} device, ≈ {hours / 8:.1f} h on eight if data parallel scaled "
               "perfectly")
     if args.json:

@@ -44,6 +44,12 @@ def test_json_and_toml_configs_load_with_overrides(tmp_path):
         ({"output": "o", "stage": "vae", "vae_train": "decoder"}, "give vae_from"),
         ({"output": "o", "vae_train": "encoder"}, "vae_train must be all or decoder"),
         ({"output": "o", "decoder_guide": "yes"}, "decoder_guide must be true or false"),
+        ({"output": "o", "optimizer": "sgd"}, "optimizer must be one of adamw, adamw8bit"),
+        ({"output": "o", "lora_rank": -4}, "lora_rank must be ≥ 0"),
+        ({"output": "o", "stage": "vae", "lora_rank": 4}, "lora_rank is a UNet-stage setting"),
+        ({"output": "o", "stage": "vae", "validation_every": 5}, "validation_every is a UNet-stage setting"),
+        ({"output": "o", "lora_rank": 4, "real_share": 0.5}, "lora_rank freezes the text encoder"),
+        ({"output": "o", "validation_steps": 0}, "validation_steps must be in"),
     ],
 )
 def test_bad_settings_are_named(data, message):

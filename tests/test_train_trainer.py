@@ -365,3 +365,60 @@ def test_ema_of_the_unet_weights_is_the_final_model_and_resumes_exactly(tmp_path
     assert CoolColorPipeline.from_pretrained(tmp_path / "a" / "final").config.recipe["ema_decay"] == 0.9
     with pytest.raises(InputError, match="ema_decay must be in"):
         unet_config(tmp_path / "c", vae_dir, ema_decay=1.0).validate()
+
+
+def _train_cli(config: TrainConfig, tmp_path: Path, *flags: str) -> int:
+    from coolcolor.cli import main as cli_main
+
+    path = tmp_path / f"{Path(config.output).name}.json"
+    path.write_text(json.dumps(config.to_dict()))
+    return cli_main(["train", "--config", str(path), "--no-progress", *flags])
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_checkpoint(tmp_path, vae_dir, monkeypatch,
+                                                                                   capsys):
+    import errno
+    import os
+
+    out = tmp_path / "run"
+    assert _train_cli(unet_config(out, vae_dir, steps=1), tmp_path) == 0
+    last = out / "checkpoints" / "step-0000001"
+    before = {p.name: p.read_bytes() for p in last.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    def full_disk(obj, f, *args, **kwargs):  # the trainer state is the last file of a checkpoint
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    assert _train_cli(unet_config(out, vae_dir, steps=1), tmp_path, "--steps", "2") == 1
+    err = _one_line(capsys)
+    assert "cannot write the checkpoint" in err and "No space left on device" in err, err
+    assert f"the last checkpoint, {last}, is intact" in err
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-0000001"]  # nothing half-written
+    assert {p.name: p.read_bytes() for p in last.rglob("*") if p.is_file()} == before
+    assert load_components(last).config.recipe["steps"] == 1
+    monkeypatch.undo()  # space again: the run resumes from the intact checkpoint
+    resumed = Trainer(unet_config(out, vae_dir, steps=2))
+    resumed.run(progress=False)
+    assert [h["step"] for h in resumed.history] == [2]
+
+
+def test_init_from_a_stable_diffusion_folder_is_named_before_the_run_folder_exists(tmp_path, sd15_folder, capsys):
+    out = tmp_path / "run"
+    config = TrainConfig(output=str(out), init_from=str(sd15_folder), steps=1, batch_size=2, threads=1)
+    assert _train_cli(config, tmp_path) == 1
+    err = _one_line(capsys)
+    assert (f"init_from {sd15_folder} is a Stable Diffusion 1.5 folder, not a CoolColor checkpoint; convert it "
+            f"first with `coolcolor init --from-sd15 {sd15_folder} OUT`") in err, err
+    unet_json = sd15_folder / "unet" / "config.json"
+    unet_json.write_text(json.dumps({**json.loads(unet_json.read_text()), "in_channels": 9}))
+    assert _train_cli(config, tmp_path) == 1
+    err = _one_line(capsys)
+    assert "is neither a CoolColor checkpoint nor a Stable Diffusion 1.5 folder" in err and "SD-1.5 has 4/4" in err
+    assert not out.exists()

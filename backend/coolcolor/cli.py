@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from coolcolor import __version__
 from coolcolor.cli_types import one_line
-from coolcolor.errors import CoolColorError
+from coolcolor.errors import CoolColorError, describe_os_error
 
 COMMAND_MODULES = (
     "coolcolor.model.cli",
@@ -126,16 +126,6 @@ def report_error(exc: BaseException, where: str, debug: bool) -> int:
         file=sys.stderr,
     )
     return EXIT_INTERNAL
-
-
-def describe_os_error(exc: OSError) -> str:
-    """``No space left on device: /out/ab.0003.exr`` rather than ``[Errno 28] No space … '/out/ab.0003.exr'``."""
-    if exc.strerror and exc.filename is not None:
-        target = os.fsdecode(exc.filename)
-        if exc.filename2 is not None:
-            target += f" -> {os.fsdecode(exc.filename2)}"
-        return f"{exc.strerror}: {target}"
-    return str(exc) or type(exc).__name__
 
 
 def main(

@@ -19,6 +19,7 @@ from coolcolor.errors import InputError
 
 STAGES = ("vae", "unet")
 LAMBDA_SCHEDULES = ("progressive", "constant", "zero")
+OPTIMIZERS = ("adamw", "adamw8bit")
 
 
 @dataclass
@@ -50,6 +51,18 @@ class TrainConfig:
     # unet stage: keep an exponential moving average of the UNet's weights, decay min(ema_decay, (1+k)/(10+k))
     # at the k-th update (diffusers' EMAModel warm-up); the final model gets the average. 0 = off
     ema_decay: float = 0.0
+    # unet stage: memory options (docs/production-training.md#memory-options). lora_rank > 0 trains LoRA
+    # adapters (rank r, alpha r) on the UNet's attention projections plus F_in's conv_in, with the rest of the
+    # UNet and the text encoder frozen (train.lora); 0 = full fine-tuning. "adamw8bit": bitsandbytes' 8-bit
+    # AdamW (train.optim), optimizer state in 1 byte per value instead of 8
+    lora_rank: int = 0
+    optimizer: str = "adamw"
+    # unet stage: every validation_every steps (0 = never) colorize a fixed set of gray inputs — that many
+    # held-out world frames and held-out real photographs (those installed) — into OUTPUT/validation/step-N/
+    validation_every: int = 0
+    validation_world: int = 4
+    validation_real: int = 2
+    validation_steps: int = 20
     seed: int = 0
     text_dropout: float = 0.1
     snr_gamma: float = 0.0  # unet stage: Min-SNR-γ loss weights min(SNR_t, γ)/SNR_t (Hang et al. 2023); 0 = off
@@ -140,7 +153,8 @@ class TrainConfig:
         for key in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be ≥ 1")
-        for key in ("warmup_steps", "threads", "seed"):
+        for key in ("warmup_steps", "threads", "seed", "lora_rank", "validation_every", "validation_world",
+                    "validation_real"):
             if getattr(self, key) < 0:
                 raise bad(key, "must be ≥ 0")
         if self.loader_workers < -1:
@@ -158,6 +172,16 @@ class TrainConfig:
             raise bad("ema_decay", "must be in [0, 1) (0: no EMA)")
         if self.ema_decay and self.stage != "unet":
             raise InputError(f"{where}: ema_decay averages the UNet's weights; it needs stage = unet")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        if not 1 <= self.validation_steps <= 1000:
+            raise bad("validation_steps", "must be in 1…1000")
+        for key in ("lora_rank", "validation_every"):
+            if getattr(self, key) and self.stage != "unet":
+                raise InputError(f"{where}: {key} is a UNet-stage setting; it needs stage = unet")
+        if self.lora_rank and self.real_share:
+            raise InputError(f"{where}: lora_rank freezes the text encoder, but real_share adds words whose "
+                             "embeddings must train; use full fine-tuning (lora_rank = 0) with real_share")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
             raise bad("betas", "must be two numbers in [0, 1)")
         if not 1 <= self.ef_t_max <= 1000:

@@ -20,6 +20,7 @@ distribution's mode), so training and sampling feed F_in the same thing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -36,12 +37,14 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from coolcolor import color, faults
-from coolcolor.errors import CheckpointError, InputError
-from coolcolor.model.checkpoint import Components, encode_gray_latents, load_components, save_components
+from coolcolor.errors import CheckpointError, InputError, describe_os_error
+from coolcolor.model.checkpoint import (CONFIG_NAME, Components, check_sd15_layout, encode_gray_latents,
+                                        load_components, save_components, weights_hash)
 from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, check_guide_fits, decode, new_decoder_guide
 from coolcolor.model.presets import preset_components
 from coolcolor.model.resolve import PRESET_PREFIX, resolve_model_source
 from coolcolor.model.unet import merge_gray
+from coolcolor.train import lora, validation
 from coolcolor.train.config import TrainConfig
 from coolcolor.real.source import RealSource
 from coolcolor.train.data import FolderSource, MixedSource, WorldSource, blip_captioner
@@ -49,6 +52,7 @@ from coolcolor.train.distributed import Shard, processes_for
 from coolcolor.train.equivariance import ef_loss, in_frame_mask, lambda_at, random_affine
 from coolcolor.train.loader import resolve_workers, step_batches
 from coolcolor.train.model import architecture, architecture_signature, grow_vocabulary, new_components, new_vae
+from coolcolor.train.optim import build_optimizer, check_optimizer
 from coolcolor.world.spec import WorldSpec
 
 logger = logging.getLogger(__name__)
@@ -56,7 +60,8 @@ logger = logging.getLogger(__name__)
 STATE_NAME = "trainer_state.pt"
 # Settings a resumed run may change: they do not alter what was trained so far.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "log_every", "threads", "device",
-                               "notes", "loader_workers"})
+                               "notes", "loader_workers", "validation_every", "validation_world",
+                               "validation_real", "validation_steps"})
 
 
 def color_latents(vae: AutoencoderKL, rgb: torch.Tensor, generator: torch.Generator,
@@ -95,6 +100,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, command: str = "") -> None:
         config.validate()
+        check_optimizer(config)  # before anything is written: a missing bitsandbytes is one line
         self.config = config
         self.command = command or " ".join(sys.argv)
         self.out = Path(config.output)
@@ -154,7 +160,7 @@ class Trainer:
                 self.components = preset_components(c.init_from.removeprefix(PRESET_PREFIX))
                 self.base_recipe = self.components.config.recipe
             elif c.init_from:
-                self.components = load_components(c.init_from)
+                self.components = _load_init(Path(c.init_from))
                 self.base_recipe = self.components.config.recipe
             else:
                 if not c.vae_from:
@@ -171,24 +177,34 @@ class Trainer:
                 logger.info("vocabulary: %d word(s) added for the real captions", len(new))
             self.vae = comp.vae
             self.vae.eval().requires_grad_(False)
-            self.trainable = [comp.unet, comp.text_encoder]
+            # LoRA trains adapters in the UNet only (train.lora); the text encoder stays as it is.
+            self.trainable = [comp.unet] if c.lora_rank else [comp.unet, comp.text_encoder]
+            if c.lora_rank:
+                comp.text_encoder.eval().requires_grad_(False).to(self.device)
             self.alphas_cumprod = comp.scheduler.alphas_cumprod.to(self.device)
         for m in self.trainable:
             m.train().requires_grad_(True)
         self.vae.to(self.device)
         for m in self.trainable:
             m.to(self.device)
+        # The base UNet a LoRA run's adapters sit on: a resume checks it is still the same weights.
+        self.lora_base: str | None = None
+        if c.lora_rank and self.components is not None:
+            self.lora_base = weights_hash(self.components.unet)
+            lora.add_lora(self.components.unet, c.lora_rank)
         if self.grad_ckpt and self.components is not None:
             self.components.unet.enable_gradient_checkpointing()
-            self.components.text_encoder.gradient_checkpointing_enable()
-        params = [p for m in self.trainable for p in m.parameters()]
-        self.optimizer = torch.optim.AdamW(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+            if self.components.text_encoder in self.trainable:
+                self.components.text_encoder.gradient_checkpointing_enable()
+        params = [p for m in self.trainable for p in m.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(params, c)
         # what the forward passes call: DDP wrappers with several processes, the modules themselves in one
         self.forward_modules, self.optimizer = self.dist.prepare(self.trainable, self.optimizer)
-        # EMA of the UNet's weights (fp32, beside them on the device); the final model is the average
+        # EMA of the UNet's trained weights (fp32, beside them on the device); the final model is the average
         self.ema: dict[str, torch.Tensor] | None = None
         if c.ema_decay and self.components is not None:
-            self.ema = {n: p.detach().clone() for n, p in self.components.unet.named_parameters()}
+            self.ema = {n: p.detach().clone() for n, p in self.components.unet.named_parameters() if p.requires_grad}
+        self._validation_items: list[validation.ValidationItem] | None = None
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
 
     def signature(self) -> dict[str, Any]:
@@ -208,14 +224,24 @@ class Trainer:
         in place."""
         final = self.ckpt_dir / f"step-{self.step:07d}"
         if self.dist.is_main:
-            self._write_checkpoint(final)
+            self._replace_checkpoint(final)
         self.dist.wait()
         return final
 
-    def _write_checkpoint(self, final: Path) -> None:
+    def _replace_checkpoint(self, final: Path) -> None:
+        """The checkpoint written whole into a temporary folder, then renamed into place; old ones pruned."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.ckpt_dir / f".tmp-step-{self.step:07d}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        with _whole_or_nothing(tmp, f"checkpoint {final}", self.checkpoints()):
+            self._write_checkpoint(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in self.checkpoints()[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _write_checkpoint(self, tmp: Path) -> None:
         self._save_model(tmp, final=False)
         state = {
             "step": self.step, "optimizer": self.optimizer.state_dict(),
@@ -225,13 +251,10 @@ class Trainer:
             "config": self.config.to_dict(), "signature": self.signature(),
             "ema": self._ema_state(),
             "processes": self.dist.processes, "global_batch": self.config.batch_size * self.dist.processes,
+            "lora": lora.trainable_state(self.components.unet) if self.lora_base else None,
+            "lora_base": self.lora_base,
         }
         torch.save(state, tmp / STATE_NAME)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in self.checkpoints()[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
 
     def _save_model(self, folder: Path, final: bool) -> None:
         if self.components is None:
@@ -241,7 +264,10 @@ class Trainer:
                 self.guide.save_pretrained(folder / GUIDE_PART)
             return
         self.components.config.recipe = self.recipe(final)
-        save_components(self.components, folder)
+        if self.lora_base:  # adapters merged into a plain UNet: the checkpoint loads like any other
+            save_components(dataclasses.replace(self.components, unet=lora.plain_unet(self.components.unet)), folder)
+        else:
+            save_components(self.components, folder)
 
     def recipe(self, final: bool) -> dict[str, Any]:
         c = self.config
@@ -286,6 +312,11 @@ class Trainer:
                              f"process(es) × batch_size {saved_global // saved_processes}); this run has "
                              f"{self.dist.processes} × {self.config.batch_size}{per_process}")
         self._load_weights(latest)
+        if self.lora_base:
+            if state.get("lora_base") != self.lora_base:
+                raise CheckpointError(f"{latest}: its LoRA adapters were trained on other base UNet weights than "
+                                      f"{self.config.init_from or 'this run'}'s; use a new output folder")
+            lora.load_trainable_state(self.components.unet, state.get("lora"), str(latest))
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -310,6 +341,8 @@ class Trainer:
 
         parts: dict[str, torch.nn.Module] = {"vae": self.vae} if self.components is None else {
             "unet": self.components.unet, "text_encoder": self.components.text_encoder}
+        if self.lora_base:  # unet/ holds the merged weights; the adapters come from trainer_state.pt
+            del parts["unet"]
         if self.guide is not None:
             parts[GUIDE_PART] = self.guide
         for name, module in parts.items():
@@ -490,8 +523,8 @@ class Trainer:
 
     def _run(self, progress: bool) -> Path:
         c = self.config
+        self._build()  # bad input (a wrong init_from, a missing VAE) fails before the run folder exists
         self.out.mkdir(parents=True, exist_ok=True)
-        self._build()
         self._resume()
         source = self._source()
         main = self.dist.is_main  # with several processes, one writes the run folder
@@ -529,6 +562,8 @@ class Trainer:
                     log.flush()
                 if self.step % c.checkpoint_every == 0 and self.step < c.steps:
                     self.save_checkpoint()
+                if c.validation_every and self.step % c.validation_every == 0 and main:  # one writer
+                    self.write_validation()
         except KeyboardInterrupt:
             log.flush()
             path = self.save_checkpoint()
@@ -546,6 +581,16 @@ class Trainer:
         self.dist.wait()
         return final
 
+    def write_validation(self) -> Path:
+        """Colorize the run's validation set with the weights the final model would get now (see
+        ``train.validation``); training's RNG streams and modules are left as they were."""
+        assert self.components is not None
+        if self._validation_items is None:
+            self._validation_items = validation.validation_set(self.config)
+        unet = lora.plain_unet(self.components.unet, self.ema)
+        return validation.write_validation(self.out, self.step, self.components, unet, self._validation_items,
+                                           self.config.validation_steps, self.ema is not None, self.device)
+
     def _on_term(self, signum, frame) -> None:
         self._stop = True
 
@@ -559,13 +604,30 @@ class Trainer:
             m.eval().requires_grad_(False)
         if self.ema is not None and self.components is not None:  # the final model is the average
             with torch.no_grad():
-                for name, param in self.components.unet.named_parameters():
-                    param.copy_(self.ema[name])
-        self._save_model(tmp, final=True)
+                params = dict(self.components.unet.named_parameters())
+                for name, average in self.ema.items():
+                    params[name].copy_(average)
+        with _whole_or_nothing(tmp, f"final model {final}", self.checkpoints()):
+            self._save_model(tmp, final=True)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
         return final
+
+
+@contextlib.contextmanager
+def _whole_or_nothing(tmp: Path, what: str, kept: list[Path]):
+    """Writing ``tmp`` (renamed into place afterwards): on any failure it is removed, and a failed write (a
+    full disk) becomes one line that says what could not be written and which checkpoint is intact."""
+    try:
+        yield
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            last = f"the last checkpoint, {kept[-1]}, is intact" if kept else "no earlier checkpoint exists"
+            raise CheckpointError(f"cannot write the {what} ({describe_os_error(exc)}); nothing of it was kept and "
+                                  f"{last}") from exc
+        raise
 
 
 def set_scaling_factor(vae: AutoencoderKL, source, resolution: int, device: torch.device, batches: int = 4) -> float:
@@ -609,6 +671,22 @@ def _load_guide(path: Path, vae: AutoencoderKL) -> DecoderGuide | None:
         raise CheckpointError(f"decoder guide {folder}: cannot load ({exc})") from exc
     check_guide_fits(guide, vae, str(folder))
     return guide
+
+
+def _load_init(folder: Path) -> Components:
+    """The checkpoint a fine-tune starts from. A Stable Diffusion folder is named as one, with the command
+    that converts it (or, for another architecture, what makes it not SD-1.5), rather than as a checkpoint
+    that lacks coolcolor.json."""
+    if folder.is_dir() and not (folder / CONFIG_NAME).is_file() and (folder / "model_index.json").is_file():
+        try:
+            check_sd15_layout(folder)
+        except CheckpointError as exc:
+            raise CheckpointError(f"init_from {folder} is neither a CoolColor checkpoint nor a Stable Diffusion 1.5 "
+                                  f"folder to convert: {exc}") from exc
+        raise CheckpointError(f"init_from {folder} is a Stable Diffusion 1.5 folder, not a CoolColor checkpoint; "
+                              f"convert it first with `coolcolor init --from-sd15 {folder} OUT` and train with "
+                              "init_from=OUT")
+    return load_components(folder)
 
 
 def load_trained(path: str | Path) -> Components:
