@@ -6,7 +6,6 @@ few seconds' timeout), so nothing ever touches Resolve or prints from elsewhere.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 import coolcolor_protocol
 from coolcolor_protocol import abfiles
 from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
+from coolcolor_protocol.identity import idempotency_key, settings_digest
 from coolcolor_protocol.jobspec import JobSpec
 from coolcolor_resolve.host import ClipSource, HostError
 
@@ -91,7 +91,7 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: list[int], *, pr
                       # the plate is written in comp mode too: the fallback when the comp cannot be built
                       resolve_sidecar=settings.result == "comp", rgb_plate=True)
         kind = "colorize"
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    digest = settings_digest(fields)[:16]  # the folder is named by the settings: others never share it
     fields["output_dir"] = os.path.join(output_root(), _safe(clip.item_name) + "-" + _safe(clip.item_id),
                                         f"{kind}-{digest}")
     spec = JobSpec(**fields)
@@ -104,8 +104,9 @@ def _safe(text: str) -> str:
 
 
 def job_key(spec: JobSpec) -> str:
-    """Idempotency key: the same settings give the same key, so a re-run is the daemon's cache hit."""
-    return "resolve-" + hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:40]
+    """Idempotency key of the whole request (``coolcolor_protocol.identity``): an unchanged clip and settings
+    give the same key (the daemon answers with the existing job), any change a new one."""
+    return idempotency_key("resolve", spec.to_dict())
 
 
 class Daemon:
