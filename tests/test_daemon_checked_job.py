@@ -29,10 +29,15 @@ class GatedLocalExecutor(LocalExecutor):
     def __init__(self, gate: threading.Event) -> None:
         super().__init__(TINY_PRESET, device="cpu")
         self.gate = gate
+        self.asked_unknown_words: list[str] = []
 
     def load(self):
         assert self.gate.wait(WAIT)
         return super().load()
+
+    def unknown_words(self, prompt):
+        self.asked_unknown_words.append(prompt)
+        return super().unknown_words(prompt)
 
 
 @pytest.fixture
@@ -56,11 +61,12 @@ def test_a_daemon_job_opens_its_source_once_to_check_it_and_once_to_run(tmp_path
         gate.set()
     sink = RecordingSink()
     board = JobBoard(Journal(str(tmp_path / "journal.sqlite3")), sink)
-    board.start(GatedLocalExecutor(gate))
+    executor = GatedLocalExecutor(gate)
+    board.start(executor)
     try:
         if submitted == "model ready":
             assert board.loaded.wait(WAIT)
-        job = {"source": source, "output_dir": str(tmp_path / "out"), "steps": 2, "prompt": "a red ball"}
+        job = {"source": source, "output_dir": str(tmp_path / "out"), "steps": 2, "prompt": "a red astronaut ball"}
         job_id = board.submit("k", job)["job_id"]
         gate.set()
         assert sink.wait_state(job_id, "done")["frames_done"] == 3
@@ -68,6 +74,9 @@ def test_a_daemon_job_opens_its_source_once_to_check_it_and_once_to_run(tmp_path
         assert rec.cache_key is not None  # computed from the checked job, even when the model was loading
         print(f"source opens for one daemon job ({submitted}): {len(count_opens)}")
         assert len(count_opens) == OPENS_PER_JOB, count_opens
+        for _ in range(3):  # status: the unknown words come from the checked job, asked of the model once
+            assert board.summary(board.job(job_id))["unknown_words"] == ["astronaut"]
+        assert executor.asked_unknown_words == [job["prompt"]]
         # an identical job to another folder is copied from the cache: one open (its check), no run
         copy_id = board.submit("k2", dict(job, output_dir=str(tmp_path / "copy")))["job_id"]
         assert sink.wait_state(copy_id, "done")["cached"] is True

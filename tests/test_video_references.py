@@ -171,5 +171,14 @@ def test_the_daemon_refuses_a_bad_reference_before_journaling(tmp_path):
     checked = check_job(dict(job, references=[{"frame": 2, "path": ref}]), [])
     assert checked.spec["references"] == [{"frame": 2, "path": ref}]
     before = checked.with_model("m", []).cache_key()
+    # the checked job keeps each reference's content hash, in the job's (normalized) order: its job key is the
+    # one the engine makes by hashing the files (an exemplar given first is sorted after the frame reference)
+    from coolcolor.video.job import ColorizeJob, job_key
+
+    still = _write(tmp_path / "still.png", _graded(3, (0.8, 0.3, 0.2)))
+    both = check_job(dict(job, references=[{"frame": None, "path": still}, {"frame": 2, "path": ref}]), [])
+    assert [r["path"] for r in both.spec["references"]] == [ref, still]
+    assert both.with_model("m", []).job_key() == job_key(ColorizeJob.from_dict(both.spec), 1, 3, "m",
+                                                         both.source_identity)
     _write(ref, _graded(2, (0.2, 0.9, 0.4)))
     assert check_job(dict(job, references=[{"frame": 2, "path": ref}]), []).with_model("m", []).cache_key() != before

@@ -41,6 +41,7 @@ class CheckedJob:
     last: int
     source_identity: dict[str, Any]  # the engine's ``source_identity``: the "source" of its ``job_key``
     input_files: list[list[Any]]  # [path, size, mtime_ns] of every input file the job reads (the cache's exactness)
+    reference_sha256: list[str] = field(default_factory=list)  # the content of each of spec["references"]
     model_hash: str | None = None
     unknown_words: list[str] = field(default_factory=list)  # the prompt's words the served model ignores
 
@@ -62,7 +63,8 @@ class CheckedJob:
 
         if self.model_hash is None:
             raise ValueError("job_key before the model's facts (with_model)")
-        return job_key(self.job(), self.first, self.last, self.model_hash, self.source_identity)
+        return job_key(self.job(), self.first, self.last, self.model_hash, self.source_identity,
+                       self.reference_sha256 or None)
 
     def cache_key(self) -> str:
         """Equal keys mean equal outputs, so finished frames can be reused (``coolcolor_protocol.identity``)."""
@@ -71,7 +73,8 @@ class CheckedJob:
     def facts(self) -> dict[str, Any]:
         """What the journal keeps beside the spec (JSON)."""
         return {"first": self.first, "last": self.last, "source_identity": self.source_identity,
-                "input_files": self.input_files, "model_hash": self.model_hash, "unknown_words": self.unknown_words}
+                "input_files": self.input_files, "reference_sha256": self.reference_sha256,
+                "model_hash": self.model_hash, "unknown_words": self.unknown_words}
 
     @classmethod
     def from_facts(cls, spec: dict[str, Any], facts: dict[str, Any]) -> CheckedJob:
@@ -135,6 +138,7 @@ def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
     for name in ("ocio_config", "clip_model_dir"):
         if job.get(name):
             job[name] = _check_path(f"job.{name}", job[name], roots)
+    reference_sha256: list[str] = []
     job["references"] = [dict(r, path=_check_path(f"job.references[{i}]", r["path"], roots))
                          for i, r in enumerate(job.get("references") or [])]
     try:
@@ -162,8 +166,9 @@ def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
             from coolcolor.video.encoding import InputDecoder
             from coolcolor.video.job import check_references
 
-            check_references(ColorizeJob.from_dict(dict(job, first=info.first, last=info.last)), info,
-                             InputDecoder(job.get("encoding", "srgb"), job.get("ocio_config")))
+            references = check_references(ColorizeJob.from_dict(dict(job, first=info.first, last=info.last)), info,
+                                          InputDecoder(job.get("encoding", "srgb"), job.get("ocio_config")))
+            reference_sha256 = [r.sha256 for r in references]  # in the order of the job's (normalized) references
             input_files += [_stat_identity(r["path"]) for r in job["references"]]
         # the range the job covers, resolved (null = the source's bound): replies and status name real frames
         job["first"], job["last"] = info.first, info.last
@@ -173,4 +178,4 @@ def check_job(job: dict[str, Any], roots: list[str]) -> CheckedJob:
     except (CoolColorError, ValueError, TypeError, OSError) as exc:
         raise ProtocolError(BAD_REQUEST, f"job: {exc}") from None
     return CheckedJob(spec=spec, first=info.first, last=info.last, source_identity=footage,
-                      input_files=input_files)
+                      input_files=input_files, reference_sha256=reference_sha256)

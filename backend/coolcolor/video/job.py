@@ -191,10 +191,11 @@ def source_identity(source: FrameSource) -> dict[str, Any]:
 
 
 def job_key(job: ColorizeJob, first: int, last: int, model_hash: str,
-            identity: dict[str, Any] | None = None) -> str:
+            identity: dict[str, Any] | None = None, reference_sha256: list[str] | None = None) -> str:
     """Identifies everything that decides the pixels of the output (not window, not preview, not where
     the files are mounted): the ``settings_digest`` of those settings (protocol/SPEC.md, "Job identities").
-    ``identity`` is ``source_identity`` of the opened source (computed here by opening it when not given)."""
+    ``identity`` is ``source_identity`` of the opened source (computed here by opening it when not given);
+    ``reference_sha256`` the content hashes of ``job.references`` as checked (hashed here when not given)."""
     if identity is None:
         with open_source(job.source, first, last) as source:
             identity = source_identity(source)
@@ -215,7 +216,8 @@ def job_key(job: ColorizeJob, first: int, last: int, model_hash: str,
         "key_version": KEY_VERSION,
     }
     if job.references:  # by content, not path (a moved file is the same job); absent otherwise: old keys hold
-        settings["references"] = [{"frame": r["frame"], "sha256": file_sha256(r["path"])} for r in job.references]
+        hashes = reference_sha256 or [file_sha256(r["path"]) for r in job.references]
+        settings["references"] = [{"frame": r["frame"], "sha256": h} for r, h in zip(job.references, hashes)]
     return settings_digest(settings)
 
 
@@ -239,7 +241,8 @@ class OpenedJob:
         return self._identity
 
     def key(self, model_hash: str) -> str:
-        return job_key(self.job, self.info.first, self.info.last, model_hash, self.identity)
+        return job_key(self.job, self.info.first, self.info.last, model_hash, self.identity,
+                       [r.sha256 for r in self.references] or None)  # hashed by open_job, when it checked them
 
     def read_gray(self, frame: int) -> np.ndarray:
         return self.decoder.to_gray(self.source.read(frame))
