@@ -170,6 +170,23 @@ def test_no_private_name_is_imported_from_another_module() -> None:
     assert not gone, f"remove from PRIVATE_IMPORTS_BEING_REMOVED: {sorted(gone)}"
 
 
+def test_every_imported_coolcolor_module_exists() -> None:
+    """A lazy import of a moved module fails only when its function runs; this finds it at once."""
+    modules = _modules()
+    missing = []
+    for name, path in sorted(modules.items()):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("coolcolor."):
+                target = node.module or ""
+            elif isinstance(node, ast.Import):
+                target = next((a.name for a in node.names if a.name.startswith("coolcolor.")), "")
+            else:
+                continue
+            if target and target not in modules:
+                missing.append(f"{name} imports {target}")
+    assert not missing, "\n".join(missing)
+
+
 def test_the_layer_check_sees_an_upward_import() -> None:
     """The check itself: a model module importing the daemon would be caught."""
     graph = {"coolcolor.model.unet": {"coolcolor.daemon.board"}}

@@ -154,6 +154,26 @@ def test_a_plain_read_sends_its_pattern_range_and_colorspace(nuke, plate):
         (12, 12, [12])]
 
 
+def test_the_idempotency_key_names_the_whole_request_so_a_changed_output_folder_is_a_new_job(nuke, plate):
+    """The daemon answers a reused key with a different job by 409 (SPEC §5.2): two nodes with the same settings
+    write to different folders, so they must not share a key; an unchanged node keeps its key (a duplicate)."""
+    from coolcolor_nuke import node
+
+    from coolcolor_protocol.identity import request_hash
+
+    read = plain_read(nuke, plate)
+    first, second = new_node(nuke, read), new_node(nuke, read)
+    one, two = node.plan(first, preview=False)[0][0], node.plan(second, preview=False)[0][0]
+    assert {k: v for k, v in one.spec.items() if k != "output_dir"} == {k: v for k, v in two.spec.items()
+                                                                         if k != "output_dir"}
+    assert one.spec["output_dir"] != two.spec["output_dir"] and one.key != two.key
+    assert node.plan(first, preview=False)[0][0].key == one.key
+    first["output_dir"].setValue(os.path.join(os.path.dirname(plate), "elsewhere"))
+    moved = node.plan(first, preview=False)[0][0]
+    assert moved.spec["output_dir"] != one.spec["output_dir"] and moved.key != one.key
+    assert moved.key == "nuke-" + request_hash(moved.spec)[:40]  # the request as the daemon hashes it
+
+
 def test_a_modified_input_is_rendered_once_through_an_internal_write_keyed_by_the_upstream(nuke, plate, tmp_path):
     from coolcolor_nuke import node
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from coolcolor.pipeline import CoolColorPipeline
+from coolcolor.model.pipeline import CoolColorPipeline
 from coolcolor.train.config import TrainConfig
 from coolcolor.train.data import HELD_OUT_SEED_BASE
 from coolcolor.train.trainer import Trainer

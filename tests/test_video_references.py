@@ -157,7 +157,7 @@ def test_reference_flags_are_shared_by_colorize_and_submit(tmp_path, monkeypatch
 
 
 def test_the_daemon_refuses_a_bad_reference_before_journaling(tmp_path):
-    from coolcolor.daemon.validation import cache_key, check_job
+    from coolcolor.daemon.validation import check_job
     from coolcolor_protocol import ProtocolError
 
     source = _sequence(tmp_path / "src", range(1, 4))
@@ -170,6 +170,15 @@ def test_the_daemon_refuses_a_bad_reference_before_journaling(tmp_path):
     ref = _write(tmp_path / "ref.png", _graded(2))
     checked = check_job(dict(job, references=[{"frame": 2, "path": ref}]), [])
     assert checked.spec["references"] == [{"frame": 2, "path": ref}]
-    before = cache_key(checked, "m")
+    before = checked.with_model("m", []).cache_key()
+    # the checked job keeps each reference's content hash, in the job's (normalized) order: its job key is the
+    # one the engine makes by hashing the files (an exemplar given first is sorted after the frame reference)
+    from coolcolor.video.job import ColorizeJob, job_key
+
+    still = _write(tmp_path / "still.png", _graded(3, (0.8, 0.3, 0.2)))
+    both = check_job(dict(job, references=[{"frame": None, "path": still}, {"frame": 2, "path": ref}]), [])
+    assert [r["path"] for r in both.spec["references"]] == [ref, still]
+    assert both.with_model("m", []).job_key() == job_key(ColorizeJob.from_dict(both.spec), 1, 3, "m",
+                                                         both.source_identity)
     _write(ref, _graded(2, (0.2, 0.9, 0.4)))
-    assert cache_key(check_job(dict(job, references=[{"frame": 2, "path": ref}]), []), "m") != before
+    assert check_job(dict(job, references=[{"frame": 2, "path": ref}]), []).with_model("m", []).cache_key() != before

@@ -5,6 +5,10 @@ It owns the journal (written before any reply), the queue, state changes, cancel
 and event posting. It knows nothing of sockets: what clients should hear goes to an ``EventSink``
 (the transport), and the work goes to an ``Executor`` (``executor.py``) through ``run(job, events)``.
 
+A job is checked once, on arrival (``validation.check_job`` → ``CheckedJob``: the source's identity, the
+resolved range, the input files, then the model's hash and the prompt's unknown words): the journal keeps it,
+and the cache key, the cache copy and status are made from it; only the run opens the source again, to read it.
+
 Dispatch: after the executor has loaded its model, the board runs ``executor.capacity`` dispatcher
 threads; each claims the oldest queued job that is not running, prepares it (copies the frames of
 an identical finished job — the cache), calls ``executor.run`` and records the outcome. A local
@@ -27,7 +31,7 @@ import traceback
 from typing import TYPE_CHECKING, Any, Protocol
 
 from coolcolor.daemon.journal import JobRecord, Journal
-from coolcolor.daemon.validation import cache_key, canonical_hash, check_job
+from coolcolor.daemon.validation import CheckedJob, check_job
 from coolcolor.errors import InputError
 from coolcolor_protocol import (
     BAD_REQUEST,
@@ -40,6 +44,7 @@ from coolcolor_protocol import (
 )
 from coolcolor_protocol.abfiles import job_output
 from coolcolor_protocol.frames import frame_runs
+from coolcolor_protocol.identity import request_hash
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.daemon.executor import Executor
@@ -158,7 +163,7 @@ class JobBoard:
         self._last_progress: dict[str, dict[str, Any]] = {}  # latest progress per running job, for status
         self._progress_lock = threading.Lock()
         self._executor: Executor | None = None
-        self._unknown_words: dict[str, list[str]] = {}  # prompt → the words the served model ignores
+        self._model_facts_lock = threading.Lock()  # a job's model facts are added once
         self._threads: list[threading.Thread] = []
 
     # ============================================================================ life cycle
@@ -252,7 +257,7 @@ class JobBoard:
             "frames_total": rec.frames_total, "frames_done": self.journal.frame_count(rec.job_id),
             "cached": rec.cached, "created": rec.created, "started": rec.started, "finished": rec.finished,
             "error": {"code": rec.error_code, "message": rec.error_message} if rec.error_code else None,
-            "unknown_words": self.unknown_words(rec.spec.get("prompt") or ""),
+            "unknown_words": self._unknown_words(rec),
         }
         if rec.state == "queued":
             queued = self.journal.queued()
@@ -270,18 +275,32 @@ class JobBoard:
             out["frames_failed"] = [{"frame": f, "message": m} for f, m in failed.items()]
         return out
 
-    def unknown_words(self, prompt: str) -> list[str]:
-        """What the served model will not read of ``prompt`` (issue 16): in submit replies and status, so the
-        plugins can show it beside the prompt. Asked of the executor once per prompt; [] until it has loaded."""
-        if not prompt or self._executor is None or not self.loaded.is_set():
-            return []
-        with self._progress_lock:
-            known = self._unknown_words.get(prompt)
-        if known is None:
-            known = list(self._executor.unknown_words(prompt))
-            with self._progress_lock:
-                self._unknown_words[prompt] = known
-        return list(known)
+    def _unknown_words(self, rec: JobRecord) -> list[str]:
+        """What the served model will not read of the job's prompt (issue 16): in submit replies and status,
+        so the plugins can show it beside the prompt. [] until the model has loaded."""
+        checked = self._with_model_facts(rec)
+        return list(checked.unknown_words) if checked is not None and checked.model_hash is not None else []
+
+    def _model_facts(self, checked: CheckedJob) -> CheckedJob:
+        """The checked job with the loaded model's facts: its hash, and the prompt's words it ignores."""
+        from coolcolor.model.prompt_words import unknown_words_of
+
+        prompt = checked.spec.get("prompt") or ""
+        return checked.with_model(self.model_info["hash"], unknown_words_of(self._executor, prompt) if prompt else [])
+
+    def _with_model_facts(self, rec: JobRecord) -> CheckedJob | None:
+        """A job submitted while the model loaded gets the model's facts (and so its cache key) the first time
+        they are needed after it has loaded — once: they are journaled. None for a job journaled by a daemon
+        that did not keep its checked facts."""
+        if rec.checked is None or rec.checked.model_hash is not None or self.model_info.get("state") != "ready":
+            return rec.checked
+        with self._model_facts_lock:
+            checked = self.job(rec.job_id).checked
+            assert checked is not None
+            if checked.model_hash is None:
+                checked = self._model_facts(checked)
+                self.journal.set_checked(rec.job_id, checked, checked.cache_key())
+            return checked
 
     # ============================================================================ requests
     def submit(self, key: str, job: dict[str, Any], on_journaled: Any = None) -> dict[str, Any]:
@@ -291,10 +310,10 @@ class JobBoard:
         subscriber registered there hears every event. Returns the job's summary with ``duplicate``
         and ``requeued``; raises ``ProtocolError`` (400, 409, 413, 503) naming the problem.
         """
-        request_hash = canonical_hash(job)
+        request = request_hash(job)
         existing = self.journal.by_key(key)
         if existing is not None:
-            if existing.request_hash != request_hash:
+            if existing.request_hash != request:
                 raise ProtocolError(CONFLICT, f"idempotency key {key!r} was already used for a different job "
                                     f"({existing.job_id}); use a new key for a new job")
             if on_journaled is not None:
@@ -313,7 +332,10 @@ class JobBoard:
         if self.queued_count() >= self.max_queued_jobs:
             raise ProtocolError(UNAVAILABLE, f"the queue is full ({self.max_queued_jobs} jobs); retry later")
         checked = check_job(job, self.roots)
-        ckey = cache_key(checked, self.model_info["hash"]) if self.model_info.get("state") == "ready" else None
+        ckey = None
+        if self.model_info.get("state") == "ready":
+            checked = self._model_facts(checked)
+            ckey = checked.cache_key()
         state, cache_from, frames = "queued", None, None
         if ckey is not None:
             for done in self.journal.done_by_cache_key(ckey):
@@ -325,9 +347,8 @@ class JobBoard:
                 else:
                     cache_from = done.job_id
                 break
-        rec = self.journal.add_job(key, request_hash, checked.spec, state=state, cache_key=ckey,
-                                   cache_from=cache_from, cached=state == "done",
-                                   frames_total=len(checked.frames), frames=frames)
+        rec = self.journal.add_job(key, request, checked, state=state, cache_key=ckey, cache_from=cache_from,
+                                   cached=state == "done", frames=frames)
         if on_journaled is not None:
             on_journaled(rec.job_id)
         if state == "queued":
@@ -376,16 +397,20 @@ class JobBoard:
 
     def run_job(self, job_id: str) -> None:
         """Prepare a claimed job, run it on the executor, and record how it ended."""
-        from coolcolor.video.job import ColorizeJob, JobCancelled, ab_frame_path
+        from coolcolor.video.job import JobCancelled, ab_frame_path
 
         assert self._executor is not None
         rec = self.job(job_id)
         events = BoardJobEvents(self, job_id, int(rec.spec.get("window") or 8))
         try:
             output_dir = rec.spec["output_dir"]
+            checked = self._with_model_facts(rec)
+            if checked is None:  # journaled by an older daemon: checked here, once
+                checked = self._model_facts(check_job(rec.spec, self.roots))
+                self.journal.set_checked(job_id, checked, checked.cache_key())
             if rec.cache_from:
-                self._copy_from_cache(job_id, rec.cache_from, output_dir)
-            job = ColorizeJob.from_dict(rec.spec)
+                self._copy_from_cache(job_id, rec.cache_from, checked)
+            job = checked.job()
             self.journal.clear_failed_frames(job_id)
             result = self._executor.run(job, events)
             for frame in list(result.frames_written) + list(result.frames_skipped):
@@ -397,8 +422,6 @@ class JobBoard:
                             f"{result.frames_failed[failed[0]]}); the other frames are kept — submit "
                             "again with the same key to retry the missing ones")
             else:
-                if rec.cache_key is None:
-                    self._set_cache_key(job_id, rec.spec)
                 self.finish(job_id, "done", cached=bool(rec.cache_from))
         except JobCancelled:
             if self.cancel_requested(job_id):
@@ -462,26 +485,18 @@ class JobBoard:
         self.sink.progress(job_id, content)
 
     # ============================================================================ cache
-    def _set_cache_key(self, job_id: str, spec: dict[str, Any]) -> None:
-        """A job submitted while the model loaded gets its cache key when it is done."""
-        try:
-            self.journal.set_cache_key(job_id, cache_key(check_job(spec, self.roots), self.model_info["hash"]))
-        except (ProtocolError, KeyError):
-            pass
-
-    def _copy_from_cache(self, job_id: str, source_job: str, output_dir: str) -> None:
+    def _copy_from_cache(self, job_id: str, source_job: str, checked: CheckedJob) -> None:
         """Copy a finished identical job's frames; the engine then finds them done (same job key) and
         only writes this job's manifest — one code path whether frames were computed or copied."""
-        from coolcolor.video.job import ColorizeJob, JobCancelled, ab_frame_path, open_job
+        from coolcolor.video.job import JobCancelled, ab_frame_path
         from coolcolor.video.ownership import FolderOwnership, describe_job
 
         src = self.journal.get(source_job)
         if src is None or src.state != "done":
             return
-        job = ColorizeJob.from_dict(self.job(job_id).spec)
-        with open_job(job) as opened:  # the key the engine's run will hold the folder with
-            key = opened.key(self.model_info["hash"])
-        ownership = FolderOwnership(output_dir, key, describe_job(job))
+        output_dir = checked.spec["output_dir"]
+        # the key the engine's run will hold the folder with, from the checked facts
+        ownership = FolderOwnership(output_dir, checked.job_key(), describe_job(checked.job()))
 
         def check() -> None:
             if self.cancel_requested(job_id) or self.stopping:

@@ -40,7 +40,9 @@ class Executor(Protocol):
 
     def unknown_words(self, prompt: str) -> list[str]:
         """The prompt's words the loaded model ignores (unknown, or past its token limit), in prompt order,
-        so a client can show them beside its prompt field before any frame exists. [] if it cannot tell."""
+        so a client can show them beside its prompt field before any frame exists. [] if it cannot tell.
+        The board asks once per job (``coolcolor.model.prompt_words.unknown_words_of``) and journals the
+        answer with the job's checked facts."""
 
 
 class LocalExecutor:

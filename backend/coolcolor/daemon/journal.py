@@ -4,6 +4,11 @@ kill -9 of the daemon (the Titanic rule: journal first, reply second).
 The files on disk are the truth about which frames exist; the journal records which frames were
 announced and is reconciled with the disk when a job (re)starts. One connection is shared by the
 socket thread and the worker behind a lock; every statement is short.
+
+Each job row keeps its ``CheckedJob`` facts (column ``checked``, JSON) beside the spec: what the daemon
+learnt when it checked the job on arrival, so nothing checks it again (issue 23 §2). The column was added
+without a schema change: a journal written before it gains it when opened (its old rows hold NULL), and
+an older daemon, which names its columns, still reads the file.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coolcolor import faults
+from coolcolor.daemon.validation import CheckedJob
 
 SCHEMA_VERSION = 1
 
@@ -39,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_message TEXT,
     created REAL NOT NULL,
     started REAL,
-    finished REAL
+    finished REAL,
+    checked TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_cache ON jobs(cache_key, state);
@@ -75,6 +82,7 @@ class JobRecord:
     created: float
     started: float | None
     finished: float | None
+    checked: CheckedJob | None  # None: journaled by a daemon that did not keep it
 
 
 class Journal:
@@ -86,6 +94,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "checked" not in columns:  # a journal from before the checked facts were kept
+                self._db.execute("ALTER TABLE jobs ADD COLUMN checked TEXT")
             row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta(name, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),))
@@ -114,23 +125,25 @@ class Journal:
         values = list(row)
         values[4] = json.loads(values[4])
         values[8] = bool(values[8])
+        values[15] = CheckedJob.from_facts(values[4], json.loads(values[15])) if values[15] else None
         return JobRecord(*values)
 
     _COLUMNS = ("order_no, job_id, idem_key, request_hash, spec, state, cache_key, cache_from, cached, "
-                "frames_total, error_code, error_message, created, started, finished")
+                "frames_total, error_code, error_message, created, started, finished, checked")
 
-    def add_job(self, idem_key: str, request_hash: str, spec: dict[str, Any], *, state: str = "queued",
+    def add_job(self, idem_key: str, request_hash: str, checked: CheckedJob, *, state: str = "queued",
                 cache_key: str | None = None, cache_from: str | None = None, cached: bool = False,
-                frames_total: int | None = None, frames: dict[int, str] | None = None) -> JobRecord:
-        """Insert a job (and, for a cache hit answered at once, its frames) in one transaction."""
+                frames: dict[int, str] | None = None) -> JobRecord:
+        """Insert a checked job (and, for a cache hit answered at once, its frames) in one transaction."""
         job_id = uuid.uuid4().hex
         now = time.time()
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs(job_id, idem_key, request_hash, spec, state, cache_key, cache_from, cached, "
-                "frames_total, created, finished) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                (job_id, idem_key, request_hash, json.dumps(spec, sort_keys=True), state, cache_key,
-                 cache_from, int(cached), frames_total, now, now if state == "done" else None),
+                "frames_total, created, finished, checked) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                (job_id, idem_key, request_hash, json.dumps(checked.spec, sort_keys=True), state, cache_key,
+                 cache_from, int(cached), len(checked.frames), now, now if state == "done" else None,
+                 json.dumps(checked.facts(), sort_keys=True)),
             )
             db.executemany("INSERT INTO frames(job_id, frame, path) VALUES(?,?,?)",
                            [(job_id, f, p) for f, p in sorted((frames or {}).items())])
@@ -185,13 +198,11 @@ class Journal:
                 (state, error_code, error_message, int(cached), state, now, state, now, job_id),
             )
 
-    def set_cache_key(self, job_id: str, cache_key: str) -> None:
+    def set_checked(self, job_id: str, checked: CheckedJob, cache_key: str | None) -> None:
+        """A job's checked facts completed (the model's, once it loaded) and the cache key made from them."""
         with self._lock:
-            self._db.execute("UPDATE jobs SET cache_key=? WHERE job_id=?", (cache_key, job_id))
-
-    def set_frames_total(self, job_id: str, total: int) -> None:
-        with self._lock:
-            self._db.execute("UPDATE jobs SET frames_total=? WHERE job_id=?", (total, job_id))
+            self._db.execute("UPDATE jobs SET checked=?, cache_key=? WHERE job_id=?",
+                             (json.dumps(checked.facts(), sort_keys=True), cache_key, job_id))
 
     def requeue_interrupted(self) -> list[str]:
         """Jobs left ``running`` by a crash go back to the queue (they resume from the frames on disk)."""

@@ -108,7 +108,7 @@ def write_validation(run: Path, step: int, components: Components, unet: torch.n
                      items: list[ValidationItem], steps: int, ema: bool, device: torch.device) -> Path:
     """Colorize ``items`` with ``components`` and ``unet`` (a plain UNet, see ``lora.plain_unet``) into
     ``run/validation/step-NNNNNNN``; returns that folder."""
-    from coolcolor.pipeline import CoolColorPipeline
+    from coolcolor.model.pipeline import CoolColorPipeline
 
     root = run / FOLDER
     inputs = root / "inputs"

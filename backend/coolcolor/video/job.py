@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -71,6 +69,7 @@ from coolcolor_protocol.abfiles import (
 )
 from coolcolor_protocol.errors import ProtocolError
 from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range, runs_text
+from coolcolor_protocol.identity import settings_digest
 from coolcolor_protocol.jobspec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,8 +174,8 @@ def source_identity(source: FrameSource) -> dict[str, Any]:
     geometry (width, height, channels, pixel format). Not the folder, not mtimes and not the bytes:
     the same files copied or mounted elsewhere keep their identity, and so does a sequence in which a
     damaged frame was re-rendered (the finished frames are kept, only the missing ones are redone).
-    The daemon's result cache is stricter (``daemon.validation.cache_key`` adds every file's size and
-    mtime), because a cache hit must be exact while a resume only has to be the same job.
+    The daemon's result cache is stricter (``coolcolor_protocol.identity.cache_key`` adds every file's
+    size and mtime), because a cache hit must be exact while a resume only has to be the same job.
     """
     info = source.info
     return {
@@ -192,10 +191,11 @@ def source_identity(source: FrameSource) -> dict[str, Any]:
 
 
 def job_key(job: ColorizeJob, first: int, last: int, model_hash: str,
-            identity: dict[str, Any] | None = None) -> str:
+            identity: dict[str, Any] | None = None, reference_sha256: list[str] | None = None) -> str:
     """Identifies everything that decides the pixels of the output (not window, not preview, not where
-    the files are mounted). ``identity`` is ``source_identity`` of the opened source (computed here
-    by opening it when not given)."""
+    the files are mounted): the ``settings_digest`` of those settings (protocol/SPEC.md, "Job identities").
+    ``identity`` is ``source_identity`` of the opened source (computed here by opening it when not given);
+    ``reference_sha256`` the content hashes of ``job.references`` as checked (hashed here when not given)."""
     if identity is None:
         with open_source(job.source, first, last) as source:
             identity = source_identity(source)
@@ -216,8 +216,9 @@ def job_key(job: ColorizeJob, first: int, last: int, model_hash: str,
         "key_version": KEY_VERSION,
     }
     if job.references:  # by content, not path (a moved file is the same job); absent otherwise: old keys hold
-        settings["references"] = [{"frame": r["frame"], "sha256": file_sha256(r["path"])} for r in job.references]
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        hashes = reference_sha256 or [file_sha256(r["path"]) for r in job.references]
+        settings["references"] = [{"frame": r["frame"], "sha256": h} for r, h in zip(job.references, hashes)]
+    return settings_digest(settings)
 
 
 # ----------------------------------------------------------------------------- checked input
@@ -240,7 +241,8 @@ class OpenedJob:
         return self._identity
 
     def key(self, model_hash: str) -> str:
-        return job_key(self.job, self.info.first, self.info.last, model_hash, self.identity)
+        return job_key(self.job, self.info.first, self.info.last, model_hash, self.identity,
+                       [r.sha256 for r in self.references] or None)  # hashed by open_job, when it checked them
 
     def read_gray(self, frame: int) -> np.ndarray:
         return self.decoder.to_gray(self.source.read(frame))

@@ -6,7 +6,6 @@ few seconds' timeout), so nothing ever touches Resolve or prints from elsewhere.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,7 +14,8 @@ from typing import Any
 import coolcolor_protocol
 from coolcolor_protocol import abfiles
 from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
-from coolcolor_protocol.jobspec import JobSpec, file_sha256
+from coolcolor_protocol.identity import idempotency_key, settings_digest
+from coolcolor_protocol.jobspec import JobSpec
 from coolcolor_resolve.host import ClipSource, HostError
 
 OUTPUT_ENV = "COOLCOLOR_RESOLVE_OUTPUT"  # where results go; default ~/CoolColor/Resolve
@@ -121,8 +121,9 @@ def build_spec(clip: ClipSource, settings: Settings, keyframes: list[int], *, pr
                       # the plate is written in comp mode too: the fallback when the comp cannot be built
                       resolve_sidecar=settings.result == "comp", rgb_plate=True)
         kind = "colorize"
+    # the folder is named by the settings and the references' content: others never share it
     identity = dict(fields, reference_content=[r.sha256 for r in refs]) if refs else fields
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    digest = settings_digest(identity)[:16]
     fields["output_dir"] = os.path.join(output_root(), _safe(clip.item_name) + "-" + _safe(clip.item_id),
                                         f"{kind}-{digest}")
     spec = JobSpec(**fields)
@@ -135,19 +136,9 @@ def _safe(text: str) -> str:
 
 
 def job_key(spec: JobSpec) -> str:
-    """Idempotency key: the same settings give the same key, so a re-run is the daemon's cache hit. A reference
-    counts by its content (read here), so a re-graded frame exported to the same path is another job."""
-    fields = spec.to_dict()
-    if spec.references:
-        fields["reference_content"] = [_file_sha256(str(r["path"])) for r in spec.references]
-    return "resolve-" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:40]
-
-
-def _file_sha256(path: str) -> str:
-    try:
-        return file_sha256(path)
-    except OSError as exc:
-        raise HostError(f"reference {path} cannot be read ({exc.strerror}); pick it again") from None
+    """Idempotency key of the whole request (``coolcolor_protocol.identity``): an unchanged clip and settings
+    give the same key (the daemon answers with the existing job), any change a new one."""
+    return idempotency_key("resolve", spec.to_dict())
 
 
 class Daemon:

@@ -40,6 +40,7 @@ from coolcolor_nuke.runner import START_DAEMON_HINT, Callbacks, JobRunner, Plann
 from coolcolor_protocol import ProtocolError
 from coolcolor_protocol.abfiles import AB_CHANNELS, AB_FILE_PATTERN, AB_LAYER, BUILTIN_ENCODINGS, frame_file
 from coolcolor_protocol.frames import KeyframeOutsideRange, check_keyframes_in_range
+from coolcolor_protocol.identity import idempotency_key, settings_digest
 from coolcolor_protocol.jobspec import JobSpec, file_sha256
 from coolcolor_protocol.messages import TERMINAL_STATES
 from coolcolor_protocol.recombine import nuke_expressions
@@ -462,10 +463,6 @@ def _check_writable(folder: str) -> None:
         raise NodeError(f"the output folder {folder} cannot be written (no write permission on {probe})")
 
 
-def _digest(fields: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-
 def _reference_node(group: nuke.Node) -> nuke.Node | None:
     """What the Reference input is connected to; None when it is not (or the node predates the input)."""
     inner = cast(nuke.Group, group).node(REFERENCE_INPUT)
@@ -560,14 +557,15 @@ def plan(group: nuke.Node, preview: bool) -> tuple[list[PlannedJob], str]:
         ranges = [(k, k, [k]) for k in keyframes]
     else:
         ranges = [(first, last, keyframes)]
-    folder_key = _digest(dict(base, first=first, last=last, keyframes=keyframes, kind="preview" if preview else "full",
-                              **identity))
+    # the folder is named by the settings and the reference's content (coolcolor_protocol.identity), so other
+    # settings or another grade never share it, and the request (output folder included) changes with them
+    folder_key = settings_digest(dict(base, first=first, last=last, keyframes=keyframes,
+                                      kind="preview" if preview else "full", **identity))
     jobs: list[PlannedJob] = []
     for job_first, job_last, job_keys in ranges:
         fields: dict[str, Any] = dict(base, first=job_first, last=job_last, keyframes=job_keys)
         if references:
             fields["references"] = references
-        settings_key = _digest(dict(fields, **identity))
         fields["output_dir"] = _output_dir(group, folder_key)
         try:
             spec = JobSpec.from_dict(fields)
@@ -575,7 +573,8 @@ def plan(group: nuke.Node, preview: bool) -> tuple[list[PlannedJob], str]:
         except ProtocolError as exc:
             raise NodeError(exc.message) from None
         _check_writable(spec.output_dir)
-        jobs.append(PlannedJob(spec=spec.to_dict(), key=f"nuke-{settings_key[:40]}"))
+        request = spec.to_dict()  # keyed as a whole, output folder included: another folder is another job
+        jobs.append(PlannedJob(spec=request, key=idempotency_key("nuke", request)))
     set_recombination(_inner(group, "Recombine"), plate_encoding)
     return jobs, ("preview" if preview else "full")
 
