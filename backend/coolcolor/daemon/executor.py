@@ -7,8 +7,11 @@ The job board (``board.py``) decides what runs when, journals it and tells clien
 
 * ``LocalExecutor``: the model in this process, one job at a time (``capacity`` 1) through
   ``run_colorize_job`` — the same code path as ``coolcolor colorize``.
-* Another executor (a Ray actor pool, say) implements the same three methods and a ``capacity``
-  above 1; the board then runs that many jobs at once.
+* ``coolcolor.daemon.ray_executor.RayJobExecutor``: each job's windows on a Ray actor pool, one job at a
+  time. Another executor implements the same methods and may have a ``capacity`` above 1; the board then
+  runs that many jobs at once.
+
+An executor runs *jobs*; what runs a job's *segments* is a ``coolcolor.video.run.SegmentRunner``.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class LocalExecutor:
                     known_words=known_word_count(self.pipeline.tokenizer))
 
     def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
-        from coolcolor.video.job import run_colorize_job
+        from coolcolor.video.run import run_colorize_job
 
         if self.pipeline is None:
             raise RuntimeError("LocalExecutor.run before load()")
