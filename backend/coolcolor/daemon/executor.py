@@ -75,9 +75,12 @@ class LocalExecutor:
             return run_colorize_job(job, self.pipeline, events)
 
     def unknown_words(self, prompt: str) -> list[str]:
-        from coolcolor.model.prompt_words import unknown_words_of
+        """For the board's submit reply, before the job runs: found as the job's driver finds them
+        (``coolcolor.video.run.unknown_words``)."""
+        from coolcolor.model.prompt_words import prompt_reader
+        from coolcolor.video.run import unknown_words
 
-        return unknown_words_of(self.pipeline, prompt) if self.pipeline is not None else []
+        return unknown_words(prompt_reader(self.pipeline), prompt) if self.pipeline is not None else []
 
     def close(self) -> None:
         self.pipeline = None

@@ -94,13 +94,6 @@ def _unique(words: list[str]) -> list[str]:
     return [w for w in words if not (w in seen or seen.add(w))]  # type: ignore[func-returns-value]
 
 
-def unknown_words_of(model: Any, prompt: str) -> list[str]:
-    """``model.unknown_words(prompt)`` for a pipeline that can tell; [] for one that cannot (a stand-in
-    pipeline without a tokenizer): the job engine records whatever the model reports."""
-    find = getattr(model, "unknown_words", None)
-    return list(find(prompt)) if callable(find) else []
-
-
 def _count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0
 
