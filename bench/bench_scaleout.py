@@ -1,4 +1,4 @@
-"""Scale-out bench (not a test): frames/s of one job on the local executor, 1 and 2 Ray workers.
+"""Scale-out bench (not a test): frames/s of one job run locally (LocalSegmentRunner), on 1 and 2 Ray workers (RaySegmentRunner).
 
     python bench/bench_scaleout.py [--frames 32] [--window 4] [--steps 4] [--model DIR]
 
@@ -34,8 +34,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from coolcolor.model.pipeline import CoolColorPipeline
-    from coolcolor.video.job import ColorizeJob, run_colorize_job, run_job
-    from coolcolor.scaleout.ray_cluster import RayExecutor, start_local_ray
+    from coolcolor.video.job import ColorizeJob
+    from coolcolor.video.run import run_colorize_job, run_job
+    from coolcolor.scaleout.ray_cluster import RaySegmentRunner, start_local_ray
     from test_video_job import one_shot_sequence
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
@@ -63,7 +64,7 @@ def main() -> None:
     start_local_ray(num_cpus=2)
     for workers in (1, 2):
         t = time.perf_counter()
-        pool = RayExecutor(model, workers=workers)
+        pool = RaySegmentRunner(model, workers=workers)
         startup = time.perf_counter() - t
         run_job(job(f"warm{workers}"), pool)
         t = time.perf_counter()

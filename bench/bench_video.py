@@ -82,7 +82,8 @@ def moving_disc(frames: int, width: int, height: int) -> np.ndarray:
 
 
 def run_job(source: str, out: str, pipe, steps: int, keyframes: list[int] | None = None, window: int = 8):
-    from coolcolor.video.job import ColorizeJob, run_colorize_job
+    from coolcolor.video.job import ColorizeJob
+    from coolcolor.video.run import run_colorize_job
 
     job = ColorizeJob(source=source, output_dir=out, prompt="a red car on a sunny street", steps=steps,
                       keyframes=keyframes or [], window=window)

@@ -15,7 +15,7 @@ import pytest
 
 from coolcolor import cli
 from coolcolor.video.exr import read_ab_exr
-from test_video_job import two_shot_sequence
+from test_video_job import graded_reference, two_shot_sequence
 
 openjd_model = pytest.importorskip("openjd.model")
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,47 @@ def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, mod
     for frame in local:
         np.testing.assert_array_equal(farm[frame], local[frame])
     assert not [p for p in (tmp_path / "farm_out").iterdir() if ".tmp" in p.name]
+
+
+def test_farm_tasks_follow_a_reference_keyframe_as_a_local_run_does(tmp_path, model_dir, capsys):
+    """Issue 25 on the farm: the plan carries the driver's shot bounds, checked references and ignored words,
+    so each task colorizes its window as ``coolcolor colorize`` does — the graded frame 2 guides its own shot
+    only (the tasks used to take the whole job for one shot) — and stamps the same provenance."""
+    import torch
+
+    source = two_shot_sequence(tmp_path / "src", per_shot=8)
+    reference = graded_reference(tmp_path / "graded.0002.exr", 1)
+    common = [source, "--keyframe", "12", "--reference", f"2={reference}", "--steps", "2", "--window", "4",
+              "--seed", "5", "--prompt", "a red astronaut ball", "--model", model_dir]
+    template = tmp_path / "farm" / "job.yaml"
+    template.parent.mkdir()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a farm task's process (OMP_NUM_THREADS=1)
+    try:
+        assert cli.main(["farm", "export-openjd", *common, "-o", str(tmp_path / "farm_out"),
+                         "--template", str(template)]) == 0
+        import yaml
+
+        plan = str(template.with_suffix(".plan.json"))
+        windows = [w for step in yaml.safe_load(template.read_text())["steps"][:-1]
+                   for w in step["parameterSpace"]["taskParameterDefinitions"][0]["range"]]
+        assert windows == ["2:1-4", "2:5-8", "12:9-12", "12:13-16"]
+        for window in windows:  # what each farm task runs, here in this process
+            assert cli.main(["farm", "run-window", plan, "--window", window]) == 0
+        assert cli.main(["farm", "finish", plan]) == 0
+        assert cli.main(["colorize", *common, "-o", str(tmp_path / "local")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    farm, local = _ab(tmp_path / "farm_out"), _ab(tmp_path / "local")
+    assert sorted(farm) == sorted(local) == list(range(1, 17))
+    for frame in local:
+        np.testing.assert_array_equal(farm[frame], local[frame], err_msg=f"frame {frame}")
+    for frame in (1, 13):
+        farm_header = read_ab_exr(str(tmp_path / "farm_out" / f"ab.{frame:04d}.exr"))[1]
+        local_header = read_ab_exr(str(tmp_path / "local" / f"ab.{frame:04d}.exr"))[1]
+        for name in ("references", "unknown_words", "keyframe", "job_key"):
+            assert farm_header[name] == local_header[name], name
+    assert json.loads(local_header["unknown_words"]) == ["astronaut"]
 
 
 def test_run_window_names_a_bad_plan_or_window(tmp_path, capsys):

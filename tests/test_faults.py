@@ -85,3 +85,33 @@ def test_the_daemon_reports_a_bad_fault_spec_in_one_line(tmp_path):
     assert "Traceback" not in done.stderr, done.stderr
     assert "COOLCOLOR_FAULT: count 'zero' of mid_write must be a whole number >= 1" in done.stderr
     assert os.path.exists(tmp_path / "c.json") is False
+
+
+ARMED_BY_VALUE = (
+    "import sys\n"
+    "from coolcolor import faults\n"
+    "def hits(value, n):\n"
+    "    faults.arm(value)\n"
+    "    for i in range(1, n + 1):\n"
+    "        print(value or '-', i, flush=True)\n"
+    "        faults.hit('window_first_written')\n"
+    "hits('', 3)\n"  # disarmed: nothing fires
+    "hits('window_first_written:4', 2)\n"
+    "hits('window_first_written:4', 1)\n"  # the same value again: its count goes on (3 so far)
+    "hits('window_first_written:2', 1)\n"  # another value: counted afresh, 1 of 2
+    "hits('window_first_written:2', 2)\n"  # hits 2 and 3: killed at 2
+    "print('end', flush=True)\n"
+)
+
+
+def test_a_worker_armed_by_value_counts_its_hits_as_from_the_environment():
+    """``faults.arm``: how a Ray worker takes the driver's COOLCOLOR_FAULT, which it did not start with."""
+    done = subprocess.run([sys.executable, "-c", ARMED_BY_VALUE], env=child_env({}), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert done.stdout.splitlines()[-1] == "window_first_written:2 1"  # the 2nd hit of the 2nd value never returned
+    assert done.stdout.count("window_first_written:4") == 3  # hit 4 of that value was never reached
+    assert "coolcolor fault: kill at window_first_written #2" in done.stderr
+    with pytest.raises(CoolColorError, match="unknown point 'nowhere'"):
+        faults.arm("nowhere:1")
+    assert faults.current() == os.environ.get(faults.ENV, "")

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from coolcolor.video.job import ColorizeJob, run_colorize_job
+from coolcolor.video.job import ColorizeJob
+from coolcolor.video.run import run_colorize_job
 from coolcolor_protocol.connection import write_connection_file
 from test_video_job import one_shot_sequence
 

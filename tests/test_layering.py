@@ -28,15 +28,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 TOP = len(LAYERS) - 1
 
-# Cycles still being taken apart (issue 23). An entry that no longer is a cycle fails the test too, so
-# this list can only shrink.
-CYCLES_BEING_REMOVED: list[frozenset[str]] = [
-    frozenset({"coolcolor.video.job", "coolcolor.video.manifest", "coolcolor.video.plan", "coolcolor.video.segment"}),
-]
-# Private names still imported across modules, as (importer, module, name); can only shrink.
-PRIVATE_IMPORTS_BEING_REMOVED: set[tuple[str, str, str]] = set()
-
-
 def _modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE_ROOT.rglob("*.py"):
@@ -146,11 +137,8 @@ def test_every_module_is_in_a_layer_and_the_layers_are_the_documented_ones() -> 
 
 
 def test_no_import_cycles() -> None:
-    cycles = set(strongly_connected(_graph()))
-    new = cycles - set(CYCLES_BEING_REMOVED)
-    assert not new, f"import cycle(s): {[sorted(c) for c in new]}"
-    gone = set(CYCLES_BEING_REMOVED) - cycles
-    assert not gone, f"no longer cycles, remove from CYCLES_BEING_REMOVED: {[sorted(c) for c in gone]}"
+    cycles = strongly_connected(_graph())
+    assert not cycles, f"import cycle(s): {[sorted(c) for c in cycles]}"
 
 
 def test_nothing_imports_upward() -> None:
@@ -162,12 +150,10 @@ def test_nothing_imports_upward() -> None:
 
 def test_no_private_name_is_imported_from_another_module() -> None:
     modules = _modules()
-    private = {(name, target, imported) for name, path in modules.items()
-               for target, names in _imports(name, path, modules) for imported in names
-               if imported.startswith("_") and not imported.startswith("__")}
-    assert not private - PRIVATE_IMPORTS_BEING_REMOVED, sorted(private - PRIVATE_IMPORTS_BEING_REMOVED)
-    gone = PRIVATE_IMPORTS_BEING_REMOVED - private
-    assert not gone, f"remove from PRIVATE_IMPORTS_BEING_REMOVED: {sorted(gone)}"
+    private = sorted((name, target, imported) for name, path in modules.items()
+                     for target, names in _imports(name, path, modules) for imported in names
+                     if imported.startswith("_") and not imported.startswith("__"))
+    assert not private, private
 
 
 def test_every_imported_coolcolor_module_exists() -> None:

@@ -13,7 +13,8 @@ from coolcolor.daemon.testing import DaemonProcess, write_gray_sequence
 from coolcolor.model.checkpoint import load_components, weights_hash
 from coolcolor.model.resolve import TINY_PRESET, resolve_model
 from coolcolor.video.exr import read_ab_header
-from coolcolor.video.job import ColorizeJob, JobCancelled, JobEvents, run_colorize_job
+from coolcolor.video.job import ColorizeJob, JobCancelled, JobEvents
+from coolcolor.video.run import run_colorize_job
 
 DTYPES = ("fp32", "bf16", "fp16")
 

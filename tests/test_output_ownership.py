@@ -242,7 +242,8 @@ def test_a_holder_whose_file_was_taken_over_stops_and_leaves_the_new_file(tmp_pa
 
 
 def test_the_same_job_waiting_for_the_folder_can_be_cancelled_and_writes_nothing(tmp_path, tiny_pipe):
-    from coolcolor.video.job import ColorizeJob, JobCancelled, JobEvents, open_job, run_colorize_job
+    from coolcolor.video.job import ColorizeJob, JobCancelled, JobEvents, open_job
+    from coolcolor.video.run import run_colorize_job
 
     source = one_shot_sequence(tmp_path / "src", FRAMES)
     job = ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1)

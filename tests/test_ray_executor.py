@@ -1,7 +1,8 @@
-"""The Ray executor on a local cluster (127.0.0.1, started once for the module, tiny model, few frames).
+"""The Ray segment runner on a local cluster (127.0.0.1, started once for the module, tiny model, few frames).
 
-Faults are placed by events, never by sleeps: ``COOLCOLOR_RAY_FAULT`` makes a worker SIGKILL itself after writing
-the first frame of a window; the driver's points are ``coolcolor.faults``' (``frame_written``: its N-th frame_done).
+Faults are placed by events, never by sleeps, with ``coolcolor.faults``' one grammar (``COOLCOLOR_FAULT``): the
+driver sends its value with each task, so ``window_first_written:N`` makes a worker SIGKILL itself after writing
+the first frame of its N-th window; the driver's own points are the same (``frame_written``: its N-th frame_done).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ ray = pytest.importorskip("ray")
 from coolcolor import faults  # noqa: E402
 from coolcolor.errors import CoolColorError, InputError  # noqa: E402
 from coolcolor.video.exr import read_ab_exr, read_ab_header  # noqa: E402
-from coolcolor.video.job import ColorizeJob, JobCancelled, run_colorize_job, run_job  # noqa: E402
-from coolcolor.scaleout.ray_cluster import RAY_FAULT_ENV, RayExecutor, connect_ray, start_local_ray  # noqa: E402
-from test_video_job import Recorder, one_shot_sequence, two_shot_sequence  # noqa: E402
+from coolcolor.video.job import ColorizeJob, JobCancelled  # noqa: E402
+from coolcolor.video.run import run_colorize_job, run_job  # noqa: E402
+from coolcolor.scaleout.ray_cluster import RaySegmentRunner, connect_ray, start_local_ray  # noqa: E402
+from test_video_job import Recorder, graded_reference, one_shot_sequence, two_shot_sequence  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = range(1, 9)
@@ -46,7 +48,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def pool(cluster, model_dir):
-    executor = RayExecutor(model_dir, workers=2, max_task_retries=1)  # 2 tries: each kill costs a restart
+    executor = RaySegmentRunner(model_dir, workers=2, max_task_retries=1)  # 2 tries: each kill costs a restart
     yield executor
     executor.close()
 
@@ -86,7 +88,7 @@ def test_local_one_and_two_ray_workers_give_bit_identical_ab(tmp_path, cluster, 
         torch.set_num_threads(threads)
     assert local.ok and local.frames_written == list(range(1, 11))
 
-    one = RayExecutor(model_dir, workers=1)
+    one = RaySegmentRunner(model_dir, workers=1)
     try:
         on_one = run_job(ColorizeJob(output_dir=str(tmp_path / "ray1"), **settings), one)
     finally:
@@ -105,6 +107,36 @@ def test_local_one_and_two_ray_workers_give_bit_identical_ab(tmp_path, cluster, 
     assert on_two.timings["ray_tasks"] >= 5 and len({r["pid"] for r in pool.last_records}) == 2
 
 
+def test_a_reference_keyframe_gives_the_same_ab_on_ray_as_locally(tmp_path, model_dir, pool):
+    """Issue 25 on Ray: the workers get the driver's checked references and the shots' bounds, so a frame
+    reference of the first shot guides that shot only, as in a local run (the workers used to take the
+    whole job for one shot, and the second shot followed the first shot's graded frame too)."""
+    import torch
+
+    from coolcolor.model.pipeline import CoolColorPipeline
+
+    source = two_shot_sequence(tmp_path / "src", per_shot=8)
+    reference = graded_reference(tmp_path / "graded.0002.exr", 1)
+    settings = dict(source=source, keyframes=[12], steps=2, window=4, seed=5, prompt="a red ball",
+                    references=[{"frame": 2, "path": reference}])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray worker
+    try:
+        local = run_colorize_job(ColorizeJob(output_dir=str(tmp_path / "local"), **settings),
+                                 CoolColorPipeline.from_pretrained(model_dir, device="cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    on_ray = run_job(ColorizeJob(output_dir=str(tmp_path / "ray"), **settings), pool)
+    assert local.ok and on_ray.ok and on_ray.keyframes == local.keyframes
+    assert {local.keyframes[f] for f in range(1, 9)} == {2} and {local.keyframes[f] for f in range(9, 17)} == {12}
+    expected, got = _ab(tmp_path / "local"), _ab(tmp_path / "ray")
+    assert sorted(got) == sorted(expected) == list(range(1, 17))
+    for frame, ab in expected.items():
+        np.testing.assert_array_equal(got[frame], ab, err_msg=f"frame {frame}")
+    headers = [read_ab_exr(str(tmp_path / name / "ab.0013.exr"))[1] for name in ("local", "ray")]
+    assert headers[0]["references"] == headers[1]["references"]  # the driver's checked references, with sha256
+
+
 def test_windows_of_one_shot_spread_over_the_pool(tmp_path, pool):
     source = one_shot_sequence(tmp_path / "src", FRAMES)
     result = run_job(ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1, window=1),
@@ -115,13 +147,15 @@ def test_windows_of_one_shot_spread_over_the_pool(tmp_path, pool):
 
 
 def test_a_worker_killed_mid_task_is_retried_every_frame_once(tmp_path, pool, monkeypatch):
+    """Four windows on two workers, two queued on each: each worker dies after the first frame of its second
+    window; its restarted process counts from 1 again, so the retry of that window finishes."""
     source = one_shot_sequence(tmp_path / "src", FRAMES)
-    marker = tmp_path / "killed-once"
-    monkeypatch.setenv(RAY_FAULT_ENV, f"worker-kill-once:{marker}")
+    monkeypatch.setenv(faults.ENV, faults.spec("window_first_written", 2))
     events = Recorder()
     result = run_job(ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1, window=2),
                      pool, events)
-    assert marker.exists(), "the fault point was not reached"
+    assert len(pool.last_records) == 4
+    assert len({record["pid"] for record in pool.last_records}) == 4, "no worker was killed and restarted"
     assert result.ok and result.frames_written == list(FRAMES)
     assert sorted(events.done) == list(FRAMES)  # each frame announced exactly once
     assert sorted(_ab(tmp_path / "out")) == list(FRAMES)
@@ -129,21 +163,24 @@ def test_a_worker_killed_mid_task_is_retried_every_frame_once(tmp_path, pool, mo
 
 
 def test_a_window_that_keeps_killing_its_worker_fails_the_job_naming_it(tmp_path, pool, monkeypatch):
+    """Every window kills its worker after its first frame, every try (a restarted worker counts afresh):
+    the job fails naming the window whose tries ran out first."""
     source = one_shot_sequence(tmp_path / "src", FRAMES)
-    monkeypatch.setenv(RAY_FAULT_ENV, "worker-kill-window:5")
+    monkeypatch.setenv(faults.ENV, faults.spec("window_first_written", 1))
     out = tmp_path / "out"
     job = ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1, window=4)  # one window each
-    with pytest.raises(CoolColorError, match=r"window 5-8 \(keyframe 1\) failed on Ray after 2 tries"):
+    with pytest.raises(CoolColorError, match=r"window (1-4|5-8) \(keyframe 1\) failed on Ray after 2 tries") as caught:
         run_job(job, pool)
 
+    named = 1 if "window 1-4" in str(caught.value) else 5
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "failed" and "window 5-8" in manifest["error"]
-    assert read_ab_header(str(out / "ab.0005.exr")) is not None  # written (whole) before each kill
-    assert not (out / "ab.0006.exr").exists()
-    monkeypatch.delenv(RAY_FAULT_ENV)
+    assert manifest["status"] == "failed" and f"window {named}-{named + 3}" in manifest["error"]
+    assert read_ab_header(str(out / f"ab.{named:04d}.exr")) is not None  # written (whole) before each kill
+    assert not (out / "ab.0002.exr").exists() and not (out / "ab.0006.exr").exists()  # never past a kill
+    monkeypatch.delenv(faults.ENV)
     again = run_job(job, pool)
     assert again.ok and sorted(again.frames_skipped + again.frames_written) == list(FRAMES)
-    assert {5, 6, 7, 8} & set(again.frames_skipped) == {5} and {6, 7, 8} <= set(again.frames_written)
+    assert named in again.frames_skipped and set(again.frames_skipped) <= {1, 5}
     _no_temporaries(out)
 
 
@@ -192,14 +229,14 @@ def test_an_unreachable_address_is_one_clear_error():
 
 def test_a_cluster_without_the_resources_asked_for(cluster, model_dir):
     with pytest.raises(InputError, match=r"the Ray cluster has 4 CPU\(s\); 9 worker\(s\) need 9"):
-        RayExecutor(model_dir, workers=9)
+        RaySegmentRunner(model_dir, workers=9)
     with pytest.raises(InputError, match="no GPU"):
-        RayExecutor(model_dir, workers=1, device="cuda")
+        RaySegmentRunner(model_dir, workers=1, device="cuda")
 
 
 def test_a_model_path_missing_on_the_workers(cluster, tmp_path):
     with pytest.raises(InputError, match=r"cannot load the model: model folder not found: .*no-such-model"):
-        RayExecutor(str(tmp_path / "no-such-model"), workers=1)
+        RaySegmentRunner(str(tmp_path / "no-such-model"), workers=1)
 
 
 def test_an_output_folder_the_workers_do_not_share(tmp_path, pool, monkeypatch):
@@ -207,13 +244,13 @@ def test_an_output_folder_the_workers_do_not_share(tmp_path, pool, monkeypatch):
     workers are told to look for a probe the driver never wrote (as a worker on another machine, whose
     local disk has its own folder of that name, would find none): the job fails with that reason."""
     source = one_shot_sequence(tmp_path / "src", range(1, 3))
-    real_begin = RayExecutor._begin
+    real_begin = RaySegmentRunner._begin
 
     def probe_elsewhere(self, run):
         run_id, probe = real_begin(self, run)
         return run_id, probe + ".on-another-machine"
 
-    monkeypatch.setattr(RayExecutor, "_begin", probe_elsewhere)
+    monkeypatch.setattr(RaySegmentRunner, "_begin", probe_elsewhere)
     with pytest.raises(InputError, match=r"is not the driver's folder on Ray worker .*must be shared storage"):
         run_job(ColorizeJob(source=source, output_dir=str(tmp_path / "out"), keyframes=[1], steps=1), pool)
     assert list((tmp_path / "out").glob("ab.*.exr")) == []
@@ -222,7 +259,7 @@ def test_an_output_folder_the_workers_do_not_share(tmp_path, pool, monkeypatch):
 def test_the_daemon_executor_on_ray_cancels_and_resumes(tmp_path, cluster, model_dir):
     """``RayJobExecutor`` is what ``serve --ray`` hands the job board: load → run(job, events) → close.
     The board's cancel arrives as ``events.should_cancel()``; the Ray tasks stop, finished frames stay."""
-    from coolcolor.scaleout.ray_cluster import RayJobExecutor
+    from coolcolor.daemon.ray_executor import RayJobExecutor
 
     executor = RayJobExecutor(cluster, model=model_dir, workers=1)
     served = executor.load()

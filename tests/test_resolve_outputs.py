@@ -14,7 +14,8 @@ from coolcolor import color
 from coolcolor.errors import InputError
 from coolcolor.video.encoding import InputDecoder
 from coolcolor.video.exr import read_ab_exr, srgb_to_encoding
-from coolcolor.video.job import ColorizeJob, run_colorize_job
+from coolcolor.video.job import ColorizeJob
+from coolcolor.video.run import run_colorize_job
 
 
 def read_rgb(path: str) -> tuple[np.ndarray, list[str], str]:

@@ -11,7 +11,8 @@ import coolcolor.video.job as job_module
 from coolcolor.errors import InputError
 from coolcolor.video import cli as video_cli
 from coolcolor.video.exr import read_ab_exr
-from coolcolor.video.job import ColorizeJob, JobRun, LocalExecutor, open_job, run_colorize_job
+from coolcolor.video.job import ColorizeJob, open_job
+from coolcolor.video.run import JobRun, LocalSegmentRunner, run_colorize_job
 from coolcolor.video.plan import plan_job
 from coolcolor.video.segment import AbFolderSink, SegmentEvents, colorize_segment
 from test_video_job import FakePipeline, Recorder, one_shot_sequence
@@ -95,14 +96,14 @@ def test_windows_of_a_segment_run_in_any_order_give_the_same_pixels(tmp_path, ti
 
     shuffled = ColorizeJob(**{**job.to_dict(), "output_dir": str(tmp_path / "shuffled")})
     with open_job(shuffled) as opened:
-        executor = LocalExecutor(tiny_pipe)
-        run = JobRun(opened, Recorder(), executor.model_hash, executor.resolution)
+        runner = LocalSegmentRunner(tiny_pipe)
+        run = JobRun(opened, Recorder(), runner.model_hash, runner.resolution)
         run.prepare()
-        plan = plan_job(run, lambda shot: executor.choose_keyframe(run, shot))
+        plan = plan_job(run, lambda shot: runner.choose_keyframe(run, shot))
         windows = plan.windows(shuffled.window)
         assert [w.frames for w in windows] == [(1, 2), (3, 4), (5, 6)] and {w.keyframe for w in windows} == {2}
         context = run.segment_context(plan)
-        context.keyframe_cache = executor.keyframe_cache  # as every executor does: miss first, then hits
+        context.keyframe_cache = runner.keyframe_cache  # as every segment runner does: miss first, then hits
         for window in reversed(windows):  # last window first, each on its own
             colorize_segment(tiny_pipe, window, opened.read_gray, AbFolderSink(shuffled),
                              SegmentEvents(), context)

@@ -20,8 +20,8 @@ from coolcolor.video.job import (
     JobEvents,
     ab_frame_path,
     preview_frame_path,
-    run_colorize_job,
 )
+from coolcolor.video.run import run_colorize_job
 
 H, W = 48, 64
 
@@ -51,6 +51,13 @@ def two_shot_sequence(folder, first=1, per_shot=8) -> str:
         img = scene_a(i) if i < per_shot else scene_b(i)
         write_exr(folder / f"plate.{first + i:04d}.exr", img)
     return str(folder / "plate.####.exr")
+
+
+def graded_reference(path, frame_index: int, tint=(1.0, 0.55, 0.25)) -> str:
+    """A colour reference (graded frame) of ``two_shot_sequence``'s frame ``first + frame_index`` of its first
+    shot: that plate tinted, as a float EXR (read in the job's encoding, like the plate)."""
+    write_exr(path, np.stack([scene_a(frame_index) * c for c in tint], -1))
+    return str(path)
 
 
 def one_shot_sequence(folder, frames=range(1, 9)) -> str:

@@ -17,7 +17,8 @@ from coolcolor.errors import InputError
 from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.references import file_sha256
 from coolcolor.video.exr import read_ab_exr
-from coolcolor.video.job import ColorizeJob, job_key, run_colorize_job
+from coolcolor.video.job import ColorizeJob, job_key
+from coolcolor.video.run import run_colorize_job
 
 H, W = 40, 56
 

@@ -12,6 +12,11 @@ the file named by ``COOLCOLOR_FAULT_RESUME`` exists (or forever, until killed, w
 
 The code calls ``faults.hit("point")`` at each point. With ``COOLCOLOR_FAULT`` unset (production)
 ``hit`` returns after one comparison: the variable is read once, at import.
+
+A process the test does not start itself gets the same value from the one it does: a Ray driver sends
+its ``COOLCOLOR_FAULT`` (``current()``) with each task, and the worker ``arm``s it — the actors were
+started by the cluster, before the test armed anything. Each process counts its own hits; a worker that
+was killed and restarted counts from 1 again.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ POINTS: dict[str, str] = {
     "journal_commit": "inside a journal write transaction, before COMMIT",
     "frame_written": "after a frame's file is written and frame_done has been called (journaled by the daemon)",
     "train_step": "after an optimizer step of coolcolor train, before the step is logged or checkpointed",
+    "window_first_written": "colorize_segment (local, Ray worker, farm task): a window's first ab file is written, "
+                            "the window's other frames not yet",
 }
 ACTIONS = ("kill", "pause")
 
@@ -70,6 +77,26 @@ _RAW = os.environ.get(ENV) or None  # read once, at import
 _armed: dict[str, tuple[int, str]] | None = None
 _hits: Counter[str] = Counter()
 _lock = threading.Lock()
+
+
+def current() -> str:
+    """The ``COOLCOLOR_FAULT`` value of this process's environment now ("" when unset): what a driver
+    hands to the workers it sends tasks to."""
+    return os.environ.get(ENV, "")
+
+
+def arm(value: str) -> None:
+    """Arm this process with ``value`` (the ``COOLCOLOR_FAULT`` grammar) in place of what its environment
+    held at import: a Ray worker, with the value its driver sent. The same value again keeps the counts of
+    hits; another value starts them afresh; "" disarms. A malformed value raises CoolColorError."""
+    global _RAW, _armed
+    raw = value or None
+    with _lock:
+        if raw == _RAW:
+            return
+        armed = parse(raw) if raw else None
+        _RAW, _armed = raw, armed
+        _hits.clear()
 
 
 def hit(point: str) -> None:

@@ -135,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     executor = None  # None: the daemon makes a LocalExecutor for config.model once its socket is up
     if args.ray:
-        from coolcolor.scaleout.ray_cluster import RayJobExecutor
+        from coolcolor.daemon.ray_executor import RayJobExecutor
 
         executor = RayJobExecutor(args.ray, model, args.device, args.dtype, workers=args.ray_workers)
     daemon = Daemon(config, executor)

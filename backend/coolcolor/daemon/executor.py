@@ -7,8 +7,11 @@ The job board (``board.py``) decides what runs when, journals it and tells clien
 
 * ``LocalExecutor``: the model in this process, one job at a time (``capacity`` 1) through
   ``run_colorize_job`` — the same code path as ``coolcolor colorize``.
-* Another executor (a Ray actor pool, say) implements the same three methods and a ``capacity``
-  above 1; the board then runs that many jobs at once.
+* ``coolcolor.daemon.ray_executor.RayJobExecutor``: each job's windows on a Ray actor pool, one job at a
+  time. Another executor implements the same methods and may have a ``capacity`` above 1; the board then
+  runs that many jobs at once.
+
+An executor runs *jobs*; what runs a job's *segments* is a ``coolcolor.video.run.SegmentRunner``.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class LocalExecutor:
                     known_words=known_word_count(self.pipeline.tokenizer))
 
     def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
-        from coolcolor.video.job import run_colorize_job
+        from coolcolor.video.run import run_colorize_job
 
         if self.pipeline is None:
             raise RuntimeError("LocalExecutor.run before load()")
@@ -74,9 +77,12 @@ class LocalExecutor:
             return run_colorize_job(job, self.pipeline, events)
 
     def unknown_words(self, prompt: str) -> list[str]:
-        from coolcolor.model.prompt_words import unknown_words_of
+        """For the board's submit reply, before the job runs: found as the job's driver finds them
+        (``coolcolor.video.run.unknown_words``)."""
+        from coolcolor.model.prompt_words import prompt_reader
+        from coolcolor.video.run import unknown_words
 
-        return unknown_words_of(self.pipeline, prompt) if self.pipeline is not None else []
+        return unknown_words(prompt_reader(self.pipeline), prompt) if self.pipeline is not None else []
 
     def close(self) -> None:
         self.pipeline = None

@@ -95,8 +95,8 @@ def _unique(words: list[str]) -> list[str]:
 
 
 def unknown_words_of(model: Any, prompt: str) -> list[str]:
-    """``model.unknown_words(prompt)`` for a pipeline that can tell; [] for one that cannot (a stand-in
-    pipeline without a tokenizer): the job engine records whatever the model reports."""
+    """``model.unknown_words(prompt)`` for a model or daemon executor that can tell; [] for one that cannot
+    (a stand-in without a tokenizer). The daemon's board asks it once per job (its checked job keeps it)."""
     find = getattr(model, "unknown_words", None)
     return list(find(prompt)) if callable(find) else []
 
@@ -149,3 +149,25 @@ def prompt_words(tokenizer: Any, prompt: str, max_tokens: int | None = None) -> 
             read += 1
         used += _count(tokenizer, trail)
     return PromptWords(_unique(words), _unique(unknown), _unique(truncated), limit, read)
+
+
+@dataclass(frozen=True)
+class PromptReader:
+    """What a model reads of a prompt — its tokenizer and token limit — without the model: small and
+    picklable, so a Ray pool's driver, which holds no model, gets one from a worker and finds a job's
+    ignored words itself (``coolcolor.video.run.unknown_words``), as a local run does."""
+
+    tokenizer: Any
+    max_tokens: int
+
+    def ignored(self, prompt: str) -> list[str]:
+        """``PromptWords.ignored``: the words the model never sees, as ``CoolColorPipeline.unknown_words``."""
+        return prompt_words(self.tokenizer, prompt, self.max_tokens).ignored
+
+
+def prompt_reader(model: Any) -> PromptReader | None:
+    """The ``PromptReader`` of a pipeline; None for a stand-in without a tokenizer (it cannot tell)."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return None
+    return PromptReader(tokenizer, token_limit(tokenizer, getattr(model, "text_encoder", None)))

@@ -4,13 +4,19 @@
     coolcolor farm run-window PLAN.json --window KEYFRAME:FIRST-LAST      (what each farm task runs)
     coolcolor farm finish PLAN.json                                         (the last step: manifest)
 
+The farm is the third way the windows of a planned job are run, beside the two segment runners of
+``coolcolor.video.run`` (``LocalSegmentRunner`` in this process, ``RaySegmentRunner`` on a Ray pool).
+It is not a ``SegmentRunner`` itself: no process of ours waits for the windows — the farm's scheduler
+runs them, and the manifest is written by the template's last step.
+
 The job is planned here, once, exactly as ``coolcolor colorize`` plans it (shots, keyframes, windows).
 The template has one step per shot, one task per window (a STRING task parameter ``Window``), and a
 last step that depends on every shot and writes the manifest. Each task calls ``run-window``, which
 runs the engine's own ``colorize_segment`` on that window and writes its ab files atomically into the
 output folder; a task re-run skips frames already written by this job. The plan (``PLAN.json``:
-the job, its key, the model and its hash, the keyframes) lies next to the template, on shared
-storage, so every farm node reads the same one.
+the job, its key, the model and its hash, and the driver's segment context — keyframes, shot bounds,
+checked references, the prompt's ignored words) lies next to the template, on shared storage, so
+every farm node reads the same one and colorizes a window as a local run would.
 """
 
 from __future__ import annotations
@@ -98,8 +104,9 @@ def export_openjd(args: argparse.Namespace) -> int:
     import yaml
 
     from coolcolor.job_args import job_from_args
-    from coolcolor.video.job import ColorizeJob, JobEvents, JobRun, LocalExecutor, open_job
+    from coolcolor.video.job import ColorizeJob, JobEvents, open_job
     from coolcolor.video.plan import plan_job
+    from coolcolor.video.run import JobRun, LocalSegmentRunner, unknown_words
 
     # Every path absolute: OpenJD runs each task in a working folder of its own, where a path relative
     # to the folder of the export names nothing (source, output, OCIO config, CLIP model, model).
@@ -108,20 +115,24 @@ def export_openjd(args: argparse.Namespace) -> int:
     plan_path = os.path.splitext(template_path)[0] + ".plan.json"
     with open_job(job) as opened:
         pipeline = resolve_model(args.model, args.device, args.dtype).load_pipeline()
-        executor = LocalExecutor(pipeline)
-        run = JobRun(opened, JobEvents(), executor.model_hash, executor.resolution, "openjd")
+        runner = LocalSegmentRunner(pipeline)
+        run = JobRun(opened, JobEvents(), runner.model_hash, runner.resolution, "openjd",
+                     unknown_words(runner.prompt_reader, job.prompt))
         ownership = run.take_folder()  # held while planning, then reserved for the farm job until `farm finish`
         try:
             previous = run.prepare()
-            plan = plan_job(run, lambda shot: executor.choose_keyframe(run, shot), previous)
-            run.manifest.write("running", plan.shots)  # the plan, reused by `finish` (and any re-run)
+            plan = plan_job(run, lambda shot: runner.choose_keyframe(run, shot), previous)
+            run.write_manifest("running", plan.shots)  # the plan, reused by `finish` (and any re-run)
+            context = run.segment_context(plan)
         except BaseException:
             run.release_folder()
             raise
     model = _absolute_model(args.model)
     with open(plan_path, "w", encoding="utf-8") as fh:
         json.dump({"format": PLAN_FORMAT, "job": job.to_dict(), "job_key": run.key, "model": model,
-                   "dtype": args.dtype, "model_hash": run.model_hash, "keyframes": plan.keyframes}, fh, indent=2)
+                   "dtype": args.dtype, "model_hash": run.model_hash, "keyframes": plan.keyframes,
+                   "shots": [list(shot) for shot in context.shots or []], "unknown_words": context.unknown_words,
+                   "references": [r.to_dict() for r in context.checked_references()]}, fh, indent=2)
     shots = []
     for shot in plan.shots:
         windows = [_window_value(w.keyframe, w.frames) for s in plan.segments for w in s.windows(job.window)
@@ -175,7 +186,9 @@ def run_window(args: argparse.Namespace) -> int:
     from coolcolor.video.job import ColorizeJob, open_job
     from coolcolor.video.ownership import FolderOwnership, describe_job
     from coolcolor.video.plan import Segment
-    from coolcolor.video.segment import AbFolderSink, SegmentContext, SegmentEvents, ab_frame_path, colorize_segment
+    from coolcolor.references import CheckedReference
+    from coolcolor.video.job import ab_frame_path
+    from coolcolor.video.segment import AbFolderSink, SegmentContext, SegmentEvents, colorize_segment
 
     plan = _load_plan(args.plan)
     keyframe, frames = _parse_window(args.window)
@@ -201,8 +214,14 @@ def run_window(args: argparse.Namespace) -> int:
         pipeline = _pipeline_for(plan, args.device)
         from coolcolor.model.pipeline import KeyframeKVCache
 
-        context = SegmentContext(job, plan["job_key"], plan["model_hash"], plan["keyframes"],
-                                 keyframe_cache=KeyframeKVCache())
+        # the driver's context, as a local run's: a plan exported before it carried shots, references and
+        # ignored words reads as one shot, the references checked here, none ignored
+        references = plan.get("references")
+        context = SegmentContext(
+            job, plan["job_key"], plan["model_hash"], plan["keyframes"], keyframe_cache=KeyframeKVCache(),
+            unknown_words=list(plan.get("unknown_words") or []), decoder=opened.decoder,
+            references=None if references is None else [CheckedReference(**r) for r in references],
+            shots=[(first, last) for first, last in plan.get("shots") or []] or None)
         colorize_segment(pipeline, Segment(keyframe, todo), opened.read_gray, AbFolderSink(job), Report(), context)
     for frame, message in sorted(failed.items()):
         print(f"frame {frame}: {message}")
@@ -211,7 +230,8 @@ def run_window(args: argparse.Namespace) -> int:
 
 
 def finish_plan(args: argparse.Namespace) -> int:
-    from coolcolor.video.job import ColorizeJob, run_colorize_job
+    from coolcolor.video.job import ColorizeJob
+    from coolcolor.video.run import run_colorize_job
 
     from coolcolor.video.ownership import end_farm_reservation
 

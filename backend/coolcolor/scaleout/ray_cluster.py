@@ -1,8 +1,10 @@
 """Scale-out on Ray: the windows of a planned job run as tasks on a pool of Ray actors.
 
-The driver (``coolcolor.video.job.run_job``) validates, plans and writes the manifest exactly as for
-a local run; only the ``colorize`` step differs. Each actor loads the model once and keeps it
-(``num_gpus=1`` per actor on a GPU cluster, one CPU otherwise). The unit of work is a *window* of a
+``RaySegmentRunner`` is a ``coolcolor.video.run.SegmentRunner``: the driver (``run_job``) validates,
+plans and writes the manifest exactly as for a local run; only the ``colorize`` step differs, and each
+task gets the driver's segment context (key, keyframes, shot bounds, checked references, ignored
+words). Each actor loads the model once and keeps it (``num_gpus=1`` per actor on a GPU cluster, one
+CPU otherwise). The unit of work is a *window* of a
 segment: once a shot's keyframe is fixed its windows are independent (see ``video/plan.py``), so the
 whole pool works on one long shot. Actors read the source and write the ab EXRs straight into the
 output folder (shared storage, atomic writes) and return only small records — frame numbers, paths,
@@ -18,6 +20,12 @@ Cancel reaches running tasks through a control method that runs beside them (a c
 its own): a cancelled run's tasks stop at the next diffusion step, finish the writes already handed
 over and return what they wrote; tasks still queued return at once.
 
+Fault injection (tests): the driver sends its ``COOLCOLOR_FAULT`` with each task and the worker arms
+it (``coolcolor.faults.arm``), e.g. ``window_first_written:2`` kills a worker after the first frame of
+its second window; a restarted worker counts afresh.
+
+The daemon's job-level executor on this pool is ``coolcolor.daemon.ray_executor.RayJobExecutor``.
+
 Security: ``local:N`` starts Ray on 127.0.0.1 only. See docs/scale-out.md.
 """
 
@@ -25,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import time
 import uuid
@@ -34,20 +41,17 @@ from dataclasses import asdict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from coolcolor import faults
 from coolcolor.errors import CoolColorError, InputError
+from coolcolor.references import CheckedReference
 from coolcolor.video.exr import atomic_write, read_ab_header
 from coolcolor.video.ownership import require_owner
 from coolcolor.video.plan import JobPlan, Segment, ShotPlan, auto_keyframe
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcolor.video.job import ColorizeJob, JobEvents, JobResult, JobRun
+    from coolcolor.video.run import JobRun
     from coolcolor.video.shots import Shot
 
-#: Test-only fault points, ordered by events (never by time):
-#: ``worker-kill-once:MARKER`` — a worker SIGKILLs itself after writing the first frame of its first
-#: window, once per MARKER file; ``worker-kill-window:FRAME`` — the window holding FRAME kills its
-#: worker every time. The driver's own points are ``coolcolor.faults``' (``COOLCOLOR_FAULT``, e.g. ``frame_written``).
-RAY_FAULT_ENV = "COOLCOLOR_RAY_FAULT"
 #: Object store size for ``local:N`` clusters (bytes): frames never travel through it.
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024 * 1024
 WORKER_START_TIMEOUT_S = 600.0
@@ -55,7 +59,8 @@ CANCEL_DRAIN_TIMEOUT_S = 600.0
 PROBE_PREFIX = ".coolcolor-probe."
 
 
-def _ray() -> Any:
+def require_ray() -> Any:
+    """The ``ray`` module, or a one-line InputError naming what to install."""
     try:
         import ray
     except ImportError:
@@ -88,7 +93,7 @@ def start_local_ray(num_cpus: int, num_gpus: int = 0) -> str:
     off, as on macOS — so it is switched off for the start of this cluster (checked in the tests by
     the GCS address and every node's address).
     """
-    ray = _ray()
+    ray = require_ray()
     with _loopback_stays_loopback():
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                  _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
@@ -120,7 +125,7 @@ def connect_ray(address: str) -> int | None:
     ``HOST:PORT`` / ``ray://HOST:PORT``, or ``local:N`` (a new cluster of N CPU workers — or the
     machine's GPUs — on 127.0.0.1 only). Returns N for ``local:N``, else None. An already connected
     process (a test's cluster) is reused."""
-    ray = _ray()
+    ray = require_ray()
     workers: int | None = None
     if address.startswith("local:"):
         count = address[len("local:"):]
@@ -175,27 +180,6 @@ class _RecordingEvents:
             raise JobCancelled("cancelled")
 
 
-class _FaultSink:
-    """The ab folder sink with the test-only fault points of ``RAY_FAULT_ENV``."""
-
-    def __init__(self, inner: Any, fault: str, window: Segment) -> None:
-        self.inner, self.fault, self.window = inner, fault, window
-
-    def write(self, frame: int, ab: Any, rgb: Any, provenance: dict[str, Any]) -> str:
-        path = self.inner.write(frame, ab, rgb, provenance)
-        kind, _, arg = self.fault.partition(":")
-        if frame == self.window.frames[0]:
-            if kind == "worker-kill-window" and int(arg) in self.window.frames:
-                os.kill(os.getpid(), signal.SIGKILL)
-            if kind == "worker-kill-once":
-                try:
-                    os.close(os.open(arg, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    return path
-                os.kill(os.getpid(), signal.SIGKILL)
-        return path
-
-
 class ColorizeWorker:
     """One Ray actor: a loaded pipeline, the jobs it has opened, the cancelled runs."""
 
@@ -225,11 +209,12 @@ class ColorizeWorker:
         node = ray.get_runtime_context().get_node_id()[:8]
         if self.pipeline is None:
             return {"error": self.error, "node": node, "pid": os.getpid()}
-        from coolcolor.model.prompt_words import known_word_count
+        from coolcolor.model.prompt_words import known_word_count, prompt_reader
 
         return {"model_hash": self.pipeline.model_hash, "resolution": int(self.pipeline.resolution),
                 **self.resolved.describe(), "node": node, "pid": os.getpid(),
-                "known_words": known_word_count(self.pipeline.tokenizer)}
+                "known_words": known_word_count(self.pipeline.tokenizer),
+                "prompt_reader": prompt_reader(self.pipeline)}  # the driver finds a job's ignored words
 
     def _open(self, run_id: str, job_dict: dict[str, Any], probe: str) -> Any:
         """The job's source, opened once per worker and run; the output folder checked to be shared."""
@@ -272,12 +257,16 @@ class ColorizeWorker:
                              fail, scorer)
         return asdict(plan), new_failures
 
-    def colorize(self, run_id: str, job_dict: dict[str, Any], probe: str, key: str, keyframes: list[int],
+    def colorize(self, run_id: str, job_dict: dict[str, Any], probe: str, context: dict[str, Any],
                  window: dict[str, Any], fault: str = "") -> dict[str, Any]:
-        """Colorize one window; return the frames written (paths), the frames failed, timings."""
+        """Colorize one window; return the frames written (paths), the frames failed, timings.
+
+        ``context``: the driver's ``SegmentContext`` fields of the job (``_task_context``); ``fault``: the
+        driver's ``COOLCOLOR_FAULT``, armed here (it travels with the task, retries too)."""
         from coolcolor.video.job import JobCancelled
-        from coolcolor.model.prompt_words import unknown_words_of
         from coolcolor.video.segment import AbFolderSink, SegmentContext, colorize_segment
+
+        faults.arm(fault)
 
         segment = Segment(int(window["keyframe"]), tuple(int(f) for f in window["frames"]))
         events = _RecordingEvents(self, run_id)
@@ -287,29 +276,23 @@ class ColorizeWorker:
             record.update(written=[], failed={}, cancelled=True, timings={})
             return record
         opened = self._open(run_id, job_dict, probe)
+        key = context["key"]
         require_owner(opened.job.output_dir, key, f"Ray worker {socket.gethostname()} (pid {os.getpid()})")
-        context = SegmentContext(opened.job, key, self.pipeline.model_hash, keyframes,
-                                 keyframe_cache=self.keyframe_cache,
-                                 unknown_words=unknown_words_of(self.pipeline, opened.job.prompt))
-        sink: Any = AbFolderSink(opened.job)
-        if fault.startswith("worker-"):  # the driver's RAY_FAULT_ENV, sent with the task (retries too)
-            sink = _FaultSink(sink, fault, segment)
+        segment_context = SegmentContext(
+            opened.job, key, self.pipeline.model_hash, context["keyframes"], keyframe_cache=self.keyframe_cache,
+            unknown_words=context["unknown_words"], references=[CheckedReference(**r) for r in context["references"]],
+            shots=[(first, last) for first, last in context["shots"]], decoder=opened.decoder)
         try:
-            colorize_segment(self.pipeline, segment, opened.read_gray, sink, events, context)
+            colorize_segment(self.pipeline, segment, opened.read_gray, AbFolderSink(opened.job), events,
+                             segment_context)
         except JobCancelled:
             record["cancelled"] = True
-        context.timings["task_s"] = time.perf_counter() - t
-        record.update(written=events.written, failed=events.failed, timings=context.timings)
+        segment_context.timings["task_s"] = time.perf_counter() - t
+        record.update(written=events.written, failed=events.failed, timings=segment_context.timings)
         return record
 
     def cancel(self, run_id: str) -> None:
         self.cancelled.add(run_id)
-
-    def unknown_words(self, prompt: str) -> list[str]:
-        """What this worker's model ignores of ``prompt``: the driver holds no model, so it asks here."""
-        from coolcolor.model.prompt_words import unknown_words_of
-
-        return unknown_words_of(self.pipeline, prompt)
 
     def forget(self, run_id: str) -> None:
         self.cancelled.discard(run_id)
@@ -320,15 +303,14 @@ class ColorizeWorker:
     # What ``ray.method(concurrency_group="control")`` sets, without importing Ray here: cancel runs in
     # a thread of its own, beside a running colorize task, which polls the flag between steps.
     cancel.__ray_concurrency_group__ = "control"  # type: ignore[attr-defined]
-    unknown_words.__ray_concurrency_group__ = "control"  # type: ignore[attr-defined]  # answers beside a job
 
 
 def _actor_class() -> Any:
-    ray = _ray()
+    ray = require_ray()
     return ray.remote(concurrency_groups={"control": 1})(ColorizeWorker)
 
 
-# ----------------------------------------------------------------------------- the executor
+# ----------------------------------------------------------------------------- the segment runner
 
 
 def _cause(exc: BaseException) -> str:
@@ -340,17 +322,27 @@ def _cause(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-class RayExecutor:
-    """``Executor`` on a pool of Ray actors (see the module docstring). Connect first (``connect_ray``)."""
+def _task_context(run: JobRun, plan: JobPlan) -> dict[str, Any]:
+    """The driver's ``SegmentContext`` of the job (``JobRun.segment_context``) as plain data for a task:
+    the same key, keyframes, ignored words, checked references and shot bounds as a local run's."""
+    context = run.segment_context(plan)
+    return {"key": context.key, "keyframes": context.keyframes, "unknown_words": context.unknown_words,
+            "references": [r.to_dict() for r in context.checked_references()],
+            "shots": [list(shot) for shot in context.shots or []]}
+
+
+class RaySegmentRunner:
+    """A ``coolcolor.video.run.SegmentRunner`` on a pool of Ray actors (see the module docstring).
+    Connect first (``connect_ray``)."""
 
     name = "ray"
 
     def __init__(self, model: str | None = None, *, workers: int | None = None, device: str | None = None,
                  dtype: str | None = None, threads: int = 1, max_task_retries: int = 2,
                  in_flight_per_worker: int = 2) -> None:
-        ray = _ray()
+        ray = require_ray()
         if not ray.is_initialized():
-            raise CoolColorError("RayExecutor needs a Ray connection: call connect_ray first")
+            raise CoolColorError("RaySegmentRunner needs a Ray connection: call connect_ray first")
         resources = ray.cluster_resources()
         gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
         use_gpu = gpus >= 1 and device in (None, "cuda")
@@ -393,19 +385,11 @@ class RayExecutor:
                              "give every node the same checkpoint")
         self.model_hash = hashes.pop()
         self.resolution = int(infos[0]["resolution"])
+        self.prompt_reader = infos[0]["prompt_reader"]  # the same model everywhere (by hash): one reader
         self.worker_info = infos
         self.last_records = []
         self._run_id: str | None = None
         self._probe: str | None = None
-
-    def unknown_words(self, prompt: str) -> list[str]:
-        """The prompt's words the pool's model ignores (every worker holds the same model, by hash), for
-        the manifest and the daemon's submit reply (the job board keeps the answer per prompt)."""
-        ray = _ray()
-        try:
-            return list(ray.get(self.actors[0].unknown_words.remote(prompt), timeout=WORKER_START_TIMEOUT_S))
-        except ray.exceptions.RayError as exc:
-            raise CoolColorError(f"the Ray worker could not read the prompt: {_cause(exc)}") from None
 
     # ---------------------------------------------------------------- per run
     def _begin(self, run: JobRun) -> tuple[str, str]:
@@ -422,7 +406,7 @@ class RayExecutor:
         return self._run_id, self._probe
 
     def _end(self) -> None:
-        ray = _ray()
+        ray = require_ray()
         if self._run_id is not None:
             for actor in self.actors:
                 actor.forget.remote(self._run_id)
@@ -435,7 +419,7 @@ class RayExecutor:
         del ray
 
     def choose_keyframe(self, run: JobRun, shot: Shot) -> ShotPlan:
-        ray = _ray()
+        ray = require_ray()
         run_id, probe = self._begin(run)
         ref = self.actors[0].choose_keyframe.remote(run_id, run.job.to_dict(), probe, shot.first, shot.last,
                                                     dict(run.failed))
@@ -449,7 +433,7 @@ class RayExecutor:
         return ShotPlan(**plan)
 
     def _wait_one(self, run: JobRun, ref: Any) -> Any:
-        ray = _ray()
+        ray = require_ray()
         while True:
             ready, _ = ray.wait([ref], timeout=0.5)
             if ready:
@@ -461,10 +445,10 @@ class RayExecutor:
         queued so it never waits for the driver; records are applied as windows finish."""
         from coolcolor.video.job import JobCancelled
 
-        ray = _ray()
+        ray = require_ray()
         run_id, probe = self._begin(run)
-        job_dict, keyframes = run.job.to_dict(), plan.keyframes
-        fault = os.environ.get(RAY_FAULT_ENV, "")
+        job_dict, context = run.job.to_dict(), _task_context(run, plan)
+        fault = faults.current()
         queue = deque(plan.windows(run.job.window))
         pending: dict[Any, tuple[Segment, int]] = {}
         load = [0] * len(self.actors)
@@ -477,8 +461,7 @@ class RayExecutor:
                     for index, actor in enumerate(self.actors):
                         if queue and load[index] < depth:
                             window = queue.popleft()
-                            ref = actor.colorize.remote(run_id, job_dict, probe, run.key, keyframes,
-                                                        window.to_dict(), fault)
+                            ref = actor.colorize.remote(run_id, job_dict, probe, context, window.to_dict(), fault)
                             pending[ref] = (window, index)
                             load[index] += 1
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -498,7 +481,7 @@ class RayExecutor:
             self._end()
 
     def _result(self, ref: Any, window: Segment) -> dict[str, Any]:
-        ray = _ray()
+        ray = require_ray()
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
@@ -526,7 +509,7 @@ class RayExecutor:
 
     def _cancel_pending(self, run: JobRun, run_id: str, pending: dict[Any, tuple[Segment, int]]) -> None:
         """Stop this run's tasks (running ones at their next step), then report what they wrote."""
-        ray = _ray()
+        ray = require_ray()
         for actor in self.actors:
             actor.cancel.remote(run_id)
         deadline = time.monotonic() + CANCEL_DRAIN_TIMEOUT_S
@@ -543,7 +526,7 @@ class RayExecutor:
                         run.frame_done(int(frame), path)
 
     def close(self) -> None:
-        ray = _ray()
+        ray = require_ray()
         for actor in getattr(self, "actors", []):
             try:
                 ray.kill(actor)
@@ -554,48 +537,3 @@ class RayExecutor:
 
 def _frames(window: Segment) -> str:
     return f"{window.frames[0]}-{window.frames[-1]}" if len(window.frames) > 1 else str(window.frames[0])
-
-
-class RayJobExecutor:
-    """The daemon's executor on Ray (``coolcolor.daemon.executor.Executor``: ``load``/``run``/``close``).
-
-    ``coolcolor serve --ray ADDRESS`` uses it: the plugins talk to the daemon as before, the job board
-    journals and cancels as before, and each job's windows run on the actor pool. One job at a time
-    goes through the pool (``capacity`` 1): a job already spreads over every worker.
-    """
-
-    capacity = 1
-
-    def __init__(self, address: str, model: str | None = None, device: str | None = None,
-                 dtype: str | None = None, workers: int | None = None) -> None:
-        self.address, self.model, self.device, self.dtype, self.workers = address, model, device, dtype, workers
-        self.pool: RayExecutor | None = None
-        self._started_ray = False
-
-    def load(self) -> dict[str, Any]:
-        ray = _ray()
-        self._started_ray = not ray.is_initialized()
-        local_workers = connect_ray(self.address)
-        self.pool = RayExecutor(self.model, workers=self.workers or local_workers, device=self.device,
-                                dtype=self.dtype)
-        info = self.pool.worker_info[0]
-        return {"name": info.get("name"), "path": info.get("path"), "hash": self.pool.model_hash,
-                "device": f"ray:{self.pool.workers}x{info.get('device')}", "dtype": info.get("dtype"),
-                "resolution": self.pool.resolution, "known_words": info.get("known_words")}
-
-    def run(self, job: ColorizeJob, events: JobEvents) -> JobResult:
-        from coolcolor.video.job import run_job
-
-        if self.pool is None:
-            raise CoolColorError("RayJobExecutor.run before load()")
-        return run_job(job, self.pool, events)
-
-    def unknown_words(self, prompt: str) -> list[str]:
-        return self.pool.unknown_words(prompt) if self.pool is not None else []
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-        if self._started_ray:
-            _ray().shutdown()

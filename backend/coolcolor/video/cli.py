@@ -18,7 +18,8 @@ from coolcolor.cli_types import one_line, plain_text
 from coolcolor.job_args import add_job_arguments, job_from_args
 from coolcolor.model.prompt_words import ignored_words_warning
 from coolcolor.model.resolve import resolve_model
-from coolcolor.video.job import ColorizeJob, JobEvents, open_job, run_colorize_job
+from coolcolor.video.job import ColorizeJob, JobEvents, open_job
+from coolcolor.video.run import run_colorize_job, run_job, unknown_words
 
 _PHASES = {
     "validate": "checking the input",
@@ -171,19 +172,18 @@ def _warn(text: str | None) -> None:
 
 def _run_on_ray(args: argparse.Namespace, job: ColorizeJob, opened, events: JobEvents):
     """The same driver as a local run, with the windows on a Ray actor pool (scaleout/ray_cluster.py)."""
-    from coolcolor.video.job import run_job
-    from coolcolor.scaleout.ray_cluster import RayExecutor, connect_ray
+    from coolcolor.scaleout.ray_cluster import RaySegmentRunner, connect_ray
 
     local_workers = connect_ray(args.ray)
     import ray
 
     try:
-        executor = RayExecutor(args.model, workers=args.ray_workers or local_workers, device=args.device,
-                               dtype=args.dtype)
+        runner = RaySegmentRunner(args.model, workers=args.ray_workers or local_workers, device=args.device,
+                                  dtype=args.dtype)
         try:
-            _warn(ignored_words_warning(job.prompt, executor.unknown_words(job.prompt)))
-            return run_job(job, executor, events, opened=opened)
+            _warn(ignored_words_warning(job.prompt, unknown_words(runner.prompt_reader, job.prompt)))
+            return run_job(job, runner, events, opened=opened)
         finally:
-            executor.close()
+            runner.close()
     finally:
         ray.shutdown()

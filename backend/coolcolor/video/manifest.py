@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from coolcolor.video.exr import AB_CHANNELS, atomic_write
+from coolcolor.video.job import ColorizeJob
+from coolcolor.video.plan import ShotPlan
 from coolcolor_protocol.abfiles import AB_FILE_PATTERN, MANIFEST_NAME, PREVIEW_FILE_PATTERN
-
-if TYPE_CHECKING:  # pragma: no cover
-    from coolcolor.video.job import JobRun
-    from coolcolor.video.plan import ShotPlan
 
 MANIFEST_FORMAT = "coolcolor-job-manifest"
 MANIFEST_VERSION = 1
@@ -34,16 +32,43 @@ def load_manifest(output_dir: str) -> dict | None:
     return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
 
 
+@dataclass(frozen=True)
+class ManifestJob:
+    """What the manifest says of the job and its run that does not change while it runs."""
+
+    job: ColorizeJob
+    key: str  # job_key
+    source: dict[str, Any]  # SourceInfo.to_dict()
+    source_identity: dict[str, Any]
+    encoding: dict[str, Any]  # InputDecoder.describe()
+    references: list[dict[str, Any]]  # CheckedReference.to_dict() each: path and content sha256 (issue 25)
+    model_hash: str
+    resolution: int
+    executor: str  # which segment runner: "local", "ray", "openjd"
+    unknown_words: list[str]
+    frames_total: int
+
+
+class RunProgress(Protocol):
+    """How far the run got (the driver's ``JobRun`` is one)."""
+
+    started: float  # time.time() at the start
+    timings: dict[str, float]
+    written: list[int]  # this run's frames
+    skipped: list[int]  # an earlier run's
+    failed: dict[int, str]
+
+
 class ManifestWriter:
-    """Writes the manifest of one run from the run's own state (``JobRun``)."""
+    """Writes the manifest of one run: ``job`` fixed, the progress passed to each ``write``."""
 
-    def __init__(self, run: JobRun) -> None:
-        self.run = run
-        self.path = os.path.join(run.job.output_dir, MANIFEST_NAME)
+    def __init__(self, job: ManifestJob) -> None:
+        self.job = job
+        self.path = os.path.join(job.job.output_dir, MANIFEST_NAME)
 
-    def write(self, status: str, shots: list[ShotPlan] | None, error: str | None = None) -> None:
-        run = self.run
-        job, info = run.job, run.opened.info
+    def write(self, status: str, shots: list[ShotPlan] | None, run: RunProgress, error: str | None = None) -> None:
+        fixed, job = self.job, self.job.job
+        info = fixed.source
         colorize_s = run.timings.get("colorize_s", 0.0)
         timings = {k: round(v, 4) for k, v in run.timings.items()}
         timings["total_s"] = round(time.time() - run.started, 4)
@@ -56,23 +81,23 @@ class ManifestWriter:
             "status": status,
             "error": error,
             "job": job.to_dict(),
-            "job_key": run.key,
-            "source": info.to_dict(),
-            "source_identity": run.opened.identity,
-            "model": {"hash": run.model_hash, "resolution": int(run.resolution)},
-            "executor": run.executor_name,
+            "job_key": fixed.key,
+            "source": info,
+            "source_identity": fixed.source_identity,
+            "model": {"hash": fixed.model_hash, "resolution": int(fixed.resolution)},
+            "executor": fixed.executor,
             "prompt": job.prompt,
             "negative_prompt": job.negative_prompt,
-            "unknown_words": run.unknown_words,
+            "unknown_words": fixed.unknown_words,
             "seed": job.seed,
-            "encoding": run.opened.decoder.describe(),
+            "encoding": fixed.encoding,
             "keyframes": sorted({k for s in shots or [] for k in s.keyframes}),
-            "references": [r.to_dict() for r in run.opened.references],  # path and content sha256 (issue 25)
+            "references": fixed.references,
             "shots": [asdict(s) for s in shots] if shots is not None else None,
             "frames": {
-                "first": info.first,
-                "last": info.last,
-                "total": len(run.frames),
+                "first": info["first"],
+                "last": info["last"],
+                "total": fixed.frames_total,
                 "done": len(done),
                 "written_this_run": sorted(run.written),
                 "skipped_this_run": run.skipped,

@@ -1,6 +1,7 @@
 """Planning a job: shots, one keyframe per run of frames, and the segments left to colorize.
 
-The plan is made once, by the job's driver, whatever executes it. Its unit of work is a
+The plan is made once, by the job's driver (``coolcolor.video.run``), whatever runs the segments. It
+reads the run through ``PlanningRun``, the few things planning needs, not the driver's whole state. Its unit of work is a
 ``Segment``: a keyframe and frames that follow it. Once the keyframe is fixed, every window of a
 segment is independent of the others (each pipeline call recomputes the keyframe's K/V from the same
 gray keyframe and the same per-frame noise), so a segment can be cut into windows and the windows
@@ -13,16 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from coolcolor.video.job import ColorizeJob
 from coolcolor.video.shots import DEFAULT_MIN_SHOT_FRAMES, Shot, ShotDetector
 from coolcolor.video.sources import FrameReadError
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.model.pipeline import CoolColorPipeline
-    from coolcolor.video.job import ColorizeJob, JobRun
 
 
 @dataclass
@@ -51,7 +52,7 @@ class ShotPlan:
 
 @dataclass(frozen=True)
 class Segment:
-    """A keyframe and the frames (in order) colorized from it: the unit of work of every executor."""
+    """A keyframe and the frames (in order) colorized from it: the unit of work of every segment runner."""
 
     keyframe: int
     frames: tuple[int, ...]
@@ -99,6 +100,25 @@ def shots_from_manifest(previous: dict | None, key: str) -> list[ShotPlan] | Non
 AutoKeyframe = Callable[[Shot], ShotPlan]
 
 
+class PlanningRun(Protocol):
+    """What planning reads of a run and reports to it (the driver's ``JobRun`` is one)."""
+
+    job: ColorizeJob
+    key: str  # job_key: a stored plan is reused only for the same job
+    frames: list[int]
+    done: set[int]  # frames an earlier run finished
+    failed: dict[int, str]
+    timings: dict[str, float]
+
+    def phase(self, name: str) -> None: ...
+
+    def check_cancel(self) -> None: ...
+
+    def read_gray(self, frame: int) -> np.ndarray: ...
+
+    def fail(self, frame: int, message: str) -> None: ...
+
+
 def auto_keyframe(
     pipeline: CoolColorPipeline, job: ColorizeJob, read_gray: Callable[[int], np.ndarray], shot: Shot,
     failed: dict[int, str], fail: Callable[[int, str], None], scorer: Any = None,
@@ -134,11 +154,11 @@ def auto_keyframe(
     return ShotPlan(shot.first, shot.last, [ranking.chosen], "auto", ranking.to_dict())
 
 
-def plan_job(run: JobRun, choose_keyframe: AutoKeyframe, previous: dict | None = None) -> JobPlan:
+def plan_job(run: PlanningRun, choose_keyframe: AutoKeyframe, previous: dict | None = None) -> JobPlan:
     """Shots (one streaming pass over the gray frames), keyframes, then the segments still to do.
 
     ``choose_keyframe`` picks the keyframe of a shot that has no artist keyframe (it needs the model:
-    the local executor runs ``auto_keyframe`` in-process, the Ray executor on a worker). A plan stored
+    the local segment runner runs ``auto_keyframe`` in-process, the Ray one on a worker). A plan stored
     in ``previous`` (the manifest of an earlier run of the same job) is reused as it is.
     """
     shots = shots_from_manifest(previous, run.key)
@@ -164,8 +184,8 @@ def plan_job(run: JobRun, choose_keyframe: AutoKeyframe, previous: dict | None =
     return JobPlan(shots, segments, assignment)
 
 
-def _find_shots_and_keyframes(run: JobRun, choose_keyframe: AutoKeyframe) -> list[ShotPlan]:
-    run.events.phase("shots")
+def _find_shots_and_keyframes(run: PlanningRun, choose_keyframe: AutoKeyframe) -> list[ShotPlan]:
+    run.phase("shots")
     t = time.perf_counter()
     detector = ShotDetector(DEFAULT_MIN_SHOT_FRAMES)
     for f in run.frames:
@@ -177,7 +197,7 @@ def _find_shots_and_keyframes(run: JobRun, choose_keyframe: AutoKeyframe) -> lis
     shots: list[Shot] = detector.shots()
     run.timings["shots_s"] = time.perf_counter() - t
 
-    run.events.phase("keyframes")
+    run.phase("keyframes")
     t = time.perf_counter()
     artist = sorted({int(k) for k in run.job.keyframes})
     graded = sorted(r["frame"] for r in run.job.references if r["frame"] is not None)

@@ -1,4 +1,4 @@
-"""Colorizing one segment (a keyframe and its frames) — the code every executor runs.
+"""Colorizing one segment (a keyframe and its frames) — the code every segment runner runs.
 
 ``colorize_segment`` reads the gray frames, calls the pipeline ``window`` frames at a time with the
 segment's keyframe, and hands each frame's ab (and preview) to a ``FrameSink``. The default sink
@@ -16,23 +16,14 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
+from coolcolor import faults
 from coolcolor.video.exr import write_ab_exr, write_preview_png, write_resolve_outputs
+from coolcolor.video.job import ColorizeJob, ab_frame_path, preview_frame_path
 from coolcolor.video.sources import FrameReadError
-from coolcolor_protocol.abfiles import AB_FILE_PATTERN, PREVIEW_FILE_PATTERN, frame_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.model.pipeline import CoolColorPipeline
-    from coolcolor.video.job import ColorizeJob
     from coolcolor.video.plan import Segment
-
-
-def ab_frame_path(output_dir: str, frame: int) -> str:
-    """``output_dir/ab.{frame:04d}.exr`` — the daemon uses this too."""
-    return os.path.join(output_dir, frame_file(AB_FILE_PATTERN, frame))
-
-
-def preview_frame_path(output_dir: str, frame: int) -> str:
-    return os.path.join(output_dir, frame_file(PREVIEW_FILE_PATTERN, frame))
 
 
 class FrameSink(Protocol):
@@ -60,7 +51,7 @@ class AbFolderSink:
 
 
 class SegmentEvents:
-    """What ``colorize_segment`` reports; the local executor forwards it to ``JobEvents``."""
+    """What ``colorize_segment`` reports; the driver's ``JobRun`` forwards it to ``JobEvents``."""
 
     def frame_done(self, frame: int, path: str) -> None:
         """The frame's ab file is durably on disk."""
@@ -85,12 +76,14 @@ class SegmentContext:
     keyframes: list[int]  # every keyframe of the job (provenance)
     timings: dict[str, float] = field(default_factory=dict)
     # coolcolor.model.pipeline.KeyframeKVCache of this worker: the keyframe denoised once per worker, not once
-    # per window. Every executor passes one, so results stay bit-identical wherever a window runs.
+    # per window. Every segment runner passes one, so results stay bit-identical wherever a window runs.
     keyframe_cache: Any = None
-    unknown_words: list[str] = field(default_factory=list)  # prompt words the model ignores (provenance)
-    # The job's checked references (``open_job``); None: check them here from ``job.references`` (an
-    # executor that builds its context from the job alone). ``shots`` ((first, last) each) confines a frame
-    # reference to its shot; None: the job is one shot. ``decoder``: the job's InputDecoder (float references).
+    # prompt words the model ignores (provenance): the driver's, computed once per job (``run_job``)
+    unknown_words: list[str] = field(default_factory=list)
+    # The job's checked references (``open_job``; a Ray task and a farm task get the driver's): a file must
+    # still hold the content the job was opened with. None: check them here from ``job.references``.
+    # ``shots`` ((first, last) each) confines a frame reference to its shot; None: the job is one shot.
+    # ``decoder``: the job's InputDecoder (float references).
     references: list[Any] | None = None
     shots: list[tuple[int, int]] | None = None
     decoder: Any = None
@@ -249,14 +242,19 @@ class _WindowIO:
     def write(self, window: list[int], result: Any, provenance: list[dict[str, Any]]) -> None:
         for i, f in enumerate(window):
             rgb = result.rgb[i] if result.rgb is not None else None
-            self.pending.append((f, self.writer.submit(self._timed_write, f, result.ab[i], rgb, provenance[i])))
+            write = self.writer.submit(self._timed_write, f, result.ab[i], rgb, provenance[i], i == 0)
+            self.pending.append((f, write))
 
-    def _timed_write(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any]) -> str:
+    def _timed_write(self, frame: int, ab: np.ndarray, rgb: np.ndarray | None, provenance: dict[str, Any],
+                     first_of_window: bool) -> str:
         t = time.perf_counter()
         try:
-            return self.sink.write(frame, ab, rgb, provenance)
+            path = self.sink.write(frame, ab, rgb, provenance)
         finally:
             self.context.add_time("write_s", time.perf_counter() - t)
+        if first_of_window:
+            faults.hit("window_first_written")  # the rest of the window not yet written
+        return path
 
     def finish_writes(self) -> None:
         """Wait for every handed-over write, report each finished frame; then raise the first error."""
