@@ -16,7 +16,7 @@ from fakes.resolve import harness as h
 
 sys.path.insert(0, str(h.PLUGIN_DIR))
 from coolcolor_resolve import host  # noqa: E402
-from coolcolor_resolve.jobs import ClipJob, Settings, build_spec, job_key  # noqa: E402
+from coolcolor_resolve.jobs import ClipJob, Reference, Settings, build_spec, job_key  # noqa: E402
 
 TAG = json.dumps({"app": host.KEYFRAME_TAG, "v": 1})
 
@@ -576,11 +576,11 @@ def test_the_graded_frame_at_the_playhead_is_sent_as_the_reference_of_its_source
     plain = build_spec(clip, Settings(), [])
     assert job_key(plain) != colorize.key and plain.output_dir != colorize.spec.output_dir
     assert colorize.key == job_key(colorize.spec)
-    with open(ref["path"], "rb") as fh:
-        original = fh.read()
-    with open(ref["path"], "wb") as fh:  # a re-grade exported to the same path
-        fh.write(original[:-1] + bytes([original[-1] ^ 1]))
-    assert job_key(colorize.spec) != colorize.key
+    # another grade of the frame (its content hash, recorded at export) names another folder, so another request
+    regraded = build_spec(clip, Settings(), [], references=[
+        Reference(path=ref["path"], sha256="0" * 64, frame=1006, item_id=clip.item_id)])
+    assert regraded.references == colorize.spec.references
+    assert regraded.output_dir != colorize.spec.output_dir and job_key(regraded) != colorize.key
     assert app.thread_violations == []
 
 
