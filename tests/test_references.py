@@ -67,6 +67,14 @@ def test_a_reference_changes_the_other_frames_also_through_kv_alone(tiny_pipe, c
     assert np.abs(kv_only.ab[1:] - plain.ab[1:]).max() > 1e-2
 
 
+def test_one_step_with_a_frame_reference_denoises_that_step(tiny_pipe, clip3):
+    """The start skips round(0.7 × steps) steps, but never all of them: with one step the start stays put
+    (an IndexError past the schedule before) and the reference still steers the other frames."""
+    one = _run(tiny_pipe, clip3, references=[ReferenceImage(_colour(clip3[0]), 0)], num_inference_steps=1)
+    assert one.ab.shape == (3, 48, 64, 2) and np.isfinite(one.ab).all()
+    assert np.array_equal(one.ab[0], color.rgb_to_lab(_colour(clip3[0]))[..., 1:])
+
+
 def test_an_exemplar_of_another_size_steers_every_frame(tiny_pipe, clip3, plain):
     still = _colour(np.linspace(0.1, 0.9, 40 * 30, dtype=np.float32).reshape(30, 40))
     result = _run(tiny_pipe, clip3, references=[ReferenceImage(still, None)])

@@ -465,7 +465,8 @@ class CoolColorPipeline:
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        skip = int(round(start * len(timesteps)))
+        # at least one step is always denoised (one step: the start is not moved, the K/V steer alone)
+        skip = min(int(round(start * len(timesteps))), len(timesteps) - 1)
         if order and skip:
             placed = [r for r, ref in enumerate(references) if ref.frame is not None]
             if placed:
