@@ -47,6 +47,7 @@ from coolcolor.references import CheckedReference
 from coolcolor.video.exr import atomic_write, read_ab_header
 from coolcolor.video.ownership import require_owner
 from coolcolor.video.plan import JobPlan, Segment, ShotPlan, auto_keyframe
+from coolcolor.video.segment import SegmentEvents
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcolor.video.run import JobRun
@@ -156,7 +157,7 @@ def connect_ray(address: str) -> int | None:
 # ----------------------------------------------------------------------------- the actor
 
 
-class _RecordingEvents:
+class _RecordingEvents(SegmentEvents):
     """A worker's SegmentEvents: collects what the driver needs, polls this run's cancel flag."""
 
     def __init__(self, worker: ColorizeWorker, run_id: str) -> None:
@@ -387,7 +388,7 @@ class RaySegmentRunner:
         self.resolution = int(infos[0]["resolution"])
         self.prompt_reader = infos[0]["prompt_reader"]  # the same model everywhere (by hash): one reader
         self.worker_info = infos
-        self.last_records = []
+        self.last_records: list[dict[str, Any]] = []  # the last run's task records (bench, tests)
         self._run_id: str | None = None
         self._probe: str | None = None
 
@@ -453,7 +454,7 @@ class RaySegmentRunner:
         pending: dict[Any, tuple[Segment, int]] = {}
         load = [0] * len(self.actors)
         run.timings.setdefault("ray_tasks", 0)
-        self.last_records: list[dict[str, Any]] = []
+        self.last_records = []
         t0 = time.perf_counter()
         try:
             while queue or pending:
