@@ -615,12 +615,94 @@ def test_a_gallery_still_is_sent_as_an_exemplar_of_every_clip(tmp_path, submitte
     assert app.GetCurrentPage() == "edit" and app.thread_violations == []
 
 
+def test_fake_current_frame_export_follows_the_readme(tmp_path):
+    np = pytest.importorskip("numpy")
+    app, tl, item = one_clip(tmp_path)
+    project = app.GetProjectManager().GetCurrentProject()
+    graded = _tinted(tmp_path, 1004)
+    item.grade(1, graded)
+    tl.playhead = item.GetStart() + 1
+    out = tmp_path / "export"
+    out.mkdir()
+    app.gallery_panel_open = False  # not a condition: "worked in all four runs in both modes" [R-LIM]
+    assert not project.ExportCurrentFrameAsStill(str(out / "frame"))  # "must end in valid export file format"
+    assert not project.ExportCurrentFrameAsStill(str(out / "frame.drx"))
+    assert not project.ExportCurrentFrameAsStill(str(out / "missing" / "frame.png"))
+    assert os.listdir(out) == []
+    assert project.ExportCurrentFrameAsStill(str(out / "frame.png"))
+    assert os.listdir(out) == ["frame.png"]  # the image alone, under the name given
+    np.testing.assert_allclose(_decoded(out / "frame.png"), graded, atol=0.5 / 255)  # the frame as graded
+    tl.playhead = item.GetEnd() + 3  # "needs valid playhead position"
+    assert not project.ExportCurrentFrameAsStill(str(out / "none.png"))
+    tl.playhead = item.GetStart() + 1
+    app.frame_export_works = False  # "Returns True if successful, False otherwise"
+    assert not project.ExportCurrentFrameAsStill(str(out / "failed.png")) and os.listdir(out) == ["frame.png"]
+
+
+def test_with_the_gallery_closed_the_current_frame_export_gives_the_graded_frame(tmp_path, submitted):
+    """ExportStills writes nothing while the Gallery panel is closed [R-LIM]; the plugin then exports the current
+    frame (Project.ExportCurrentFrameAsStill) and sends it just the same."""
+    np = pytest.importorskip("numpy")
+    app, tl, item = one_clip(tmp_path, left=2, duration=6)  # media 1001-1010, the cut 1003-1008
+    graded = _tinted(tmp_path, 1006)
+    item.grade(3, graded)
+    app.gallery_panel_open = False
+    seen: dict = {}
+
+    def driver(disp):
+        tl.playhead = item.GetStart() + 3
+        disp.click("UseGraded")
+        seen["refs"] = list(disp.item("References").items)
+        seen["gallery"] = list(disp.item("GalleryStills").items)
+        disp.click("Colorize")
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["refs"] == ["plate graded frame (source frame 1006)"]
+    assert seen["gallery"] == ["Stills 1: CoolColor plate 1006"]  # grabbed and labelled all the same
+    [colorize] = submitted
+    [ref] = colorize.spec.references
+    assert ref["frame"] == 1006 and (colorize.spec.first, colorize.spec.last) == (1003, 1008)
+    folder = tmp_path / "out" / "references"
+    name = os.path.basename(ref["path"])
+    assert os.listdir(folder) == [name] and name == f"{host.file_sha256(ref['path'])[:16]}.png"  # named by content
+    np.testing.assert_allclose(_decoded(ref["path"]), graded, atol=0.5 / 255)
+    assert app.GetCurrentPage() == "edit" and app.thread_violations == []
+
+
+def test_the_current_frame_of_another_timeline_is_not_taken(tmp_path, submitted):
+    """ExportCurrentFrameAsStill exports the CURRENT timeline's frame: once the colorist has switched timelines,
+    it is not the dialog's clip, so with the Gallery closed nothing is sent."""
+    pytest.importorskip("numpy")
+    app, tl, item = one_clip(tmp_path)
+    item.grade(1, _tinted(tmp_path, 1004))
+    tl.playhead = item.GetStart() + 1
+    app.gallery_panel_open = False
+    seen: dict = {}
+
+    def driver(disp):
+        other = app.new_timeline("Timeline 2")  # now the current one, another clip under its playhead
+        shot = h.place(other, h.sequence_clip(app, media(tmp_path, name="other"), 1001, 10, name="other shot"),
+                       frames=10, left=0, duration=10)
+        other.playhead = shot.GetStart() + 1
+        assert app.GetProjectManager().GetCurrentProject().GetCurrentTimeline() is other
+        disp.click("UseGraded")
+        seen["last"] = h.controller().status_lines[-1]
+        disp.click("Close")
+
+    h.run_script(app, driver)
+    assert seen["last"].startswith("Resolve exported nothing for the still of plate: open the Gallery")
+    assert submitted == [] and h.controller().references == []
+    assert os.listdir(tmp_path / "out" / "references") == []
+
+
 def _refuse_grab(app, tl, item):  # "GrabStill failed" (davinci-resolve-mcp grab_and_export): None comes back
     tl.GrabStill = lambda: None
 
 
-def _close_gallery_panel(app, tl, item):
-    app.gallery_panel_open = False
+def _close_gallery_panel_and_fail_the_frame_export(app, tl, item):
+    app.gallery_panel_open = False  # ExportStills: nothing
+    app.frame_export_works = False  # and ExportCurrentFrameAsStill's documented False
 
 
 def _playhead_off_the_clip(app, tl, item):
@@ -635,8 +717,9 @@ def _plate_above(app, tl, item):
 @pytest.mark.parametrize("setup,message", [
     (_refuse_grab, "Resolve grabbed no still of plate (GrabStill needs the Color page and the clip under the "
                    "playhead)"),
-    (_close_gallery_panel, "Resolve exported nothing for the still of plate: open the Gallery on the Color page "
-                           "(Workspace ▸ Gallery) — ExportStills writes no file while it is closed — and try again"),
+    (_close_gallery_panel_and_fail_the_frame_export,
+     "Resolve exported nothing for the still of plate: open the Gallery on the Color page (Workspace ▸ Gallery) and "
+     "try again — ExportStills writes no file while it is closed, and ExportCurrentFrameAsStill wrote none either"),
     (_playhead_off_the_clip, "the playhead is on none of the selected clips: park it on the graded frame"),
     (_plate_above, "Resolve grabs the top video at the playhead, which is rgb plate, not plate: disable the tracks "
                    "above it and try again"),

@@ -33,7 +33,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Final, Iterator
 
 from coolcolor_protocol.jobspec import file_sha256
 
@@ -428,6 +428,10 @@ def place_plate(resolve: Resolve, timeline: Timeline, plate: MediaPoolItem, clip
 # the README does not give, and returns a bare False writing nothing unless the Gallery panel is open on the Color
 # page [R-LIM "GalleryStillAlbum.ExportStills (Gallery panel must be visible)"]; a GalleryStill "does not provide
 # any API functions" [README GalleryStill]: nothing ties a gallery still to a clip or a frame but its label.
+# ``Project.ExportCurrentFrameAsStill(filePath)`` "Exports current frame as still to supplied filePath. filePath must
+# end in valid export file format. Returns True if successful, False otherwise." [README Project]; it does not
+# need the Gallery panel ("worked in all four runs in both modes" where ExportStills wrote nothing in all four,
+# [R-LIM "GalleryStillAlbum.ExportStills"]).
 STILL_FORMAT: Final = "png"  # of the README's list, one the daemon reads as display sRGB (SPEC §3.4 references), lossless
 REFERENCE_FOLDER = "references"
 _STAGING_PREFIX = ".export-"
@@ -460,21 +464,20 @@ def gallery_stills(project: Project) -> list[GalleryStillEntry]:
     return out
 
 
-def export_still(album: GalleryStillAlbum, still: GalleryStill, folder: str, what: str) -> tuple[str, str]:
-    """Export one gallery still as ``STILL_FORMAT`` into ``folder``; return (path, sha256).
+def _export_into(folder: str, what: str, write: Callable[[str], Any]) -> tuple[str, str] | None:
+    """Have Resolve write an image into a fresh staging folder of ours (``write(staging)``) and keep it as
+    ``<sha256[:16]>.png`` in ``folder``: (path, sha256), or None when the call failed or wrote no image.
 
-    Resolve names the files itself (undocumented) and writes a .drx beside the image, so the export goes to a
-    fresh staging folder of ours, the one image found there is kept as ``<sha256[:16]>.png`` (the same pixels, the
-    same file: a re-grab of an unchanged grade is the same reference) and the staging folder is removed. Nothing
-    written is a HostError naming the Gallery panel, the documented cause."""
+    Resolve names exported stills itself (undocumented) and writes a .drx beside the image, so every export goes to
+    a staging folder, the one image found there is kept (the same pixels, the same file: a re-grab of an unchanged
+    grade is the same reference) and the staging folder is removed, whatever happened."""
     os.makedirs(folder, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder)
     try:
-        ok = album.ExportStills([still], staging, "coolcolor", STILL_FORMAT)
+        ok = write(staging)
         images = sorted(n for n in os.listdir(staging) if n.lower().endswith("." + STILL_FORMAT))
         if not ok or not images:
-            raise HostError(f"Resolve exported nothing for {what}: open the Gallery on the Color page (Workspace ▸ "
-                            "Gallery) — ExportStills writes no file while it is closed — and try again")
+            return None
         if len(images) > 1:
             raise HostError(f"Resolve exported {len(images)} images for {what} ({', '.join(images)}); expected one")
         staged = os.path.join(staging, images[0])
@@ -484,6 +487,21 @@ def export_still(album: GalleryStillAlbum, still: GalleryStill, folder: str, wha
         return path, sha
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_stills(album: GalleryStillAlbum, still: GalleryStill) -> Callable[[str], Any]:
+    return lambda staging: album.ExportStills([still], staging, "coolcolor", STILL_FORMAT)
+
+
+def export_still(album: GalleryStillAlbum, still: GalleryStill, folder: str, what: str) -> tuple[str, str]:
+    """Export one gallery still as ``STILL_FORMAT`` into ``folder``; return (path, sha256). Nothing written is a
+    HostError naming the Gallery panel, the documented cause (a chosen still has no other way out: the current
+    frame is not that still)."""
+    found = _export_into(folder, what, _export_stills(album, still))
+    if found is None:
+        raise HostError(f"Resolve exported nothing for {what}: open the Gallery on the Color page (Workspace ▸ "
+                        "Gallery) — ExportStills writes no file while it is closed — and try again")
+    return found
 
 
 @contextlib.contextmanager
@@ -509,7 +527,8 @@ def grab_graded_still(resolve: Resolve, project: Project, timeline: Timeline, it
                       folder: str, label: str) -> tuple[str, str]:
     """The frame at the playhead of ``item`` as the colorist graded it: ``GrabStill`` on the Color page (opened
     for the grab if another page is showing, and given back after), labelled ``label`` in the gallery so it can be
-    found and picked again, exported by ``export_still``. ``item`` must be the video Resolve grabs from (the top
+    found and picked again, exported with ``ExportStills`` — or, when that writes nothing (the Gallery panel is
+    closed), with ``Project.ExportCurrentFrameAsStill``. ``item`` must be the video Resolve grabs from (the top
     item under the playhead: a plate placed above it would be grabbed instead). Returns (path, sha256);
     HostError otherwise."""
     current = timeline.GetCurrentVideoItem()
@@ -525,4 +544,28 @@ def grab_graded_still(resolve: Resolve, project: Project, timeline: Timeline, it
             raise HostError(f"Resolve grabbed no still of {item.GetName()} (GrabStill needs the Color page and the "
                             "clip under the playhead)")
         album.SetLabel(still, label)
-        return export_still(album, still, folder, f"the still of {item.GetName()}")
+        what = f"the still of {item.GetName()}"
+        # The gallery still first: it is documented as the still "from the current video clip" — the clip, as
+        # graded — and is the path davinci-resolve-mcp calls "the most reliable way to get a color-graded frame
+        # preview" (docs/SKILL.md, grab_and_export), while ExportCurrentFrameAsStill's "current frame" is the
+        # timeline's composited frame (davinci-resolve-mcp tests/live_drp_roundtrip_verification.py) whose grade
+        # is advised, not measured [R-LIM "TimelineItem.SetCDL"]. ExportStills writes nothing while the Gallery
+        # panel is closed, which no call can see or change; then the current frame, which needs no panel and was
+        # measured four for four [R-LIM "GalleryStillAlbum.ExportStills"], is the same frame: the playhead is on
+        # ``item``, the top video there (checked above), on the Color page. The still stays in the gallery,
+        # labelled, either way.
+        found = _export_into(folder, what, _export_stills(album, still))
+        if found is None and _is_current(project, timeline):
+            found = _export_into(folder, what, lambda staging: project.ExportCurrentFrameAsStill(
+                os.path.join(staging, f"frame.{STILL_FORMAT}")))
+        if found is None:
+            raise HostError(f"Resolve exported nothing for {what}: open the Gallery on the Color page (Workspace ▸ "
+                            "Gallery) and try again — ExportStills writes no file while it is closed, and "
+                            "ExportCurrentFrameAsStill wrote none either")
+        return found
+
+
+def _is_current(project: Project, timeline: Timeline) -> bool:
+    """``ExportCurrentFrameAsStill`` exports the current timeline's frame: only the dialog's timeline will do."""
+    current = project.GetCurrentTimeline()
+    return bool(current) and str(current.GetUniqueId()) == str(timeline.GetUniqueId())

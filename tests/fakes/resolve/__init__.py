@@ -9,7 +9,9 @@ Sources, cited per behaviour below:
 - [RES] the host API notes in docs/hosts.md ("Host API notes"), cited by the id that heads each note (A3, R2, …).
 - Gallery stills, beyond the README: davinci-resolve-mcp's CHANGELOG (live-verified exports) and ``src/server.py``
   ``gallery_stills(grab_and_export)``; roger-magnusson's "Grab Stills at Markers" Lua script (public, MIT). Both
-  are cited where used; what neither settles is marked [U] (docs/hosts.md R5).
+  are cited where used; what neither settles is marked [U] (docs/hosts.md R5). ``Project.ExportCurrentFrameAsStill``,
+  beyond the README: davinci-resolve-mcp's docs/reference/headless-cli.md, api-coverage.md and
+  tests/live_drp_roundtrip_verification.py, cited in ``FakeProject.ExportCurrentFrameAsStill``.
 
 What a test drives: ``FakeResolve(version=..., studio=...)``; timelines of ``FakeTimelineItem`` built with
 ``add_clip``; ``ui.driver`` — a function the fake's ``RunLoop`` calls with the dispatcher, which clicks buttons
@@ -627,6 +629,9 @@ class FakeMediaPool(ResolveObject):
 STILL_EXPORT_FORMATS = ("dpx", "cin", "tif", "jpg", "png", "ppm", "bmp", "xpm", "drx")
 """[README GalleryStillAlbum ExportStills]: "using file format 'format' (supported formats: dpx, cin, tif, jpg, png,
 ppm, bmp, xpm, drx)"."""
+FRAME_EXPORT_FORMATS = tuple(f for f in STILL_EXPORT_FORMATS if f != "drx")
+"""Project.ExportCurrentFrameAsStill's "valid export file format": not listed in the README; the fake takes the
+image formats ExportStills lists ([U]; only PNG is measured, davinci-resolve-mcp docs/reference/headless-cli.md)."""
 PAGES = ("media", "photo", "cut", "edit", "fusion", "color", "fairlight", "deliver")
 """[README Resolve OpenPage]: "Input can be one of ("media", "photo", "cut", "edit", "fusion", "color",
 "fairlight", "deliver")"."""
@@ -784,7 +789,7 @@ class FakeGallery(ResolveObject):
 
 class FakeProject(ResolveObject):
     """[README Project]: GetMediaPool, GetGallery, GetCurrentTimeline, GetName, GetUniqueId ("Returns a unique ID for the
-    project item": unique across projects, so across fake apps too)."""
+    project item": unique across projects, so across fake apps too), ExportCurrentFrameAsStill."""
 
     def __init__(self, app: FakeResolve, name: str):
         self._app = app
@@ -809,6 +814,41 @@ class FakeProject(ResolveObject):
 
     def GetUniqueId(self) -> str:
         return self._id
+
+    def ExportCurrentFrameAsStill(self, filePath: str) -> bool:
+        """[README Project]: "ExportCurrentFrameAsStill(filePath) --> Bool # Exports current frame as still to
+        supplied filePath. filePath must end in valid export file format. Returns True if successful, False
+        otherwise." What the README leaves open, and how the fake settles it:
+        - which formats are valid is not listed: the fake takes the image formats of ExportStills' list
+          (``FRAME_EXPORT_FORMATS``, [U]); PNG is measured: "Returns True and writes a real PNG" (davinci-resolve-mcp
+          docs/reference/headless-cli.md, "Everything that works headless").
+        - the Gallery panel does not matter: "Project.ExportCurrentFrameAsStill worked in all four runs in both
+          modes", where ExportStills wrote nothing in all four [R-LIM "GalleryStillAlbum.ExportStills"], which
+          advises "Use Project.ExportCurrentFrameAsStill for pixels (verified in both modes, four for four)".
+        - the frame: the current timeline's, at the playhead; davinci-resolve-mcp uses it to export "the composited
+          frame" and see what is on screen (tests/live_drp_roundtrip_verification.py, after ``OpenPage("color")``
+          and ``SetCurrentTimecode``). The grade is in it: [R-LIM "TimelineItem.SetCDL (write-only, no GetCDL)"]
+          "Prove the applied look with a rendered frame (gallery_stills grab_and_export or
+          Project.ExportCurrentFrameAsStill)" — advice, not a recorded measurement, so [U]. The fake gives the top
+          video item's frame as graded (test side: ``item.grade``), as ``GrabStill`` does; lower tracks are not
+          composited, and its size is the item's frame ([U]: the README gives no resolution).
+        - no video under the playhead: False ([U]; "needs valid playhead position", davinci-resolve-mcp
+          docs/reference/api-coverage.md, Project #39). The page is not a condition ([U]: which page the measured
+          runs were on is not recorded).
+        - into an existing folder only, the image alone ([U]: davinci-resolve-mcp checks "parent_dir_exists" before
+          the call; no companion file is reported).
+        Test side: ``app.frame_export_works = False`` makes it return False writing nothing — a False the README
+        allows, for causes it does not name."""
+        app = self._app
+        timeline = self._timeline
+        ext = filePath.rsplit(".", 1)[-1].lower() if "." in os.path.basename(filePath) else ""
+        if not app.frame_export_works or timeline is None or ext not in FRAME_EXPORT_FORMATS:
+            return False
+        item = timeline.GetCurrentVideoItem()
+        if item is None or not os.path.isdir(os.path.dirname(filePath) or "."):
+            return False
+        _write_image(filePath, item._frame_rgb(timeline.playhead - item.GetStart()))
+        return True
 
 
 class FakeProjectManager(ResolveObject):
@@ -864,6 +904,7 @@ class FakeResolve(ResolveObject):
         self._studio = studio
         self._page = page
         self.gallery_panel_open = True  # test side: ExportStills works only with it open [R-LIM]; not readable
+        self.frame_export_works = True  # test side: False makes Project.ExportCurrentFrameAsStill fail (README allows)
         self._ids = 0
         self._project = FakeProject(self, "Project")
         self._pm = FakeProjectManager(self)
