@@ -397,9 +397,11 @@ def test_a_comp_resolve_cannot_build_falls_back_to_the_plate_and_restores_the_ar
 
 
 # ---------------------------------------------------------------- references (issue 25)
-def test_the_graded_frame_at_the_playhead_is_that_frames_output(env, daemon):
+@pytest.mark.parametrize("gallery_open", [True, False], ids=["gallery-open", "gallery-closed"])
+def test_the_graded_frame_at_the_playhead_is_that_frames_output(env, daemon, gallery_open):
     """The colorist grades source frame 1005 on the Color page; "Use the graded frame at the playhead" grabs and
-    exports it; the daemon's ab for 1005 is the exported still's a*, b* to half-float precision."""
+    exports it (with the Gallery panel closed ExportStills writes nothing and the current frame is exported
+    instead); the daemon's ab for 1005 is the exported still's a*, b* to half-float precision."""
     from coolcolor import color
     from coolcolor.references import file_sha256
     from coolcolor.video.exr import read_ab_exr
@@ -407,6 +409,7 @@ def test_the_graded_frame_at_the_playhead_is_that_frames_output(env, daemon):
     app, tl, [item] = scene(env)  # media 1001-1010, the cut 1003-1008
     plate = read_pixels(str(env / "media0" / "plate0.1005.png"))[..., 0]
     item.grade(2, np.clip(np.stack([plate * c + 0.05 for c in (1.0, 0.55, 0.25)], -1), 0, 1))
+    app.gallery_panel_open = gallery_open
     done = []
 
     def driver(disp):
