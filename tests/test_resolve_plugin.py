@@ -691,7 +691,9 @@ def test_the_current_frame_of_another_timeline_is_not_taken(tmp_path, submitted)
         disp.click("Close")
 
     h.run_script(app, driver)
-    assert seen["last"].startswith("Resolve exported nothing for the still of plate: open the Gallery")
+    assert seen["last"] == ("Resolve exported nothing for the still of plate: open the Gallery on the Color page "
+                            "(Workspace ▸ Gallery) and try again — ExportStills writes no file while it is closed, "
+                            "and the current frame is of another timeline than Timeline 1")
     assert submitted == [] and h.controller().references == []
     assert os.listdir(tmp_path / "out" / "references") == []
 

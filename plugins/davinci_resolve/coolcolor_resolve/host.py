@@ -555,9 +555,14 @@ def grab_graded_still(resolve: Resolve, project: Project, timeline: Timeline, it
         # ``item``, the top video there (checked above), on the Color page. The still stays in the gallery,
         # labelled, either way.
         found = _export_into(folder, what, _export_stills(album, still))
-        if found is None and _is_current(project, timeline):
-            found = _export_into(folder, what, lambda staging: project.ExportCurrentFrameAsStill(
-                os.path.join(staging, f"frame.{STILL_FORMAT}")))
+        if found is not None:
+            return found
+        if not _is_current(project, timeline):
+            raise HostError(f"Resolve exported nothing for {what}: open the Gallery on the Color page (Workspace ▸ "
+                            "Gallery) and try again — ExportStills writes no file while it is closed, and the "
+                            f"current frame is of another timeline than {timeline.GetName()}")
+        found = _export_into(folder, what, lambda staging: project.ExportCurrentFrameAsStill(
+            os.path.join(staging, f"frame.{STILL_FORMAT}")))
         if found is None:
             raise HostError(f"Resolve exported nothing for {what}: open the Gallery on the Color page (Workspace ▸ "
                             "Gallery) and try again — ExportStills writes no file while it is closed, and "
