@@ -547,7 +547,7 @@ def grab_graded_still(resolve: Resolve, project: Project, timeline: Timeline, it
         what = f"the still of {item.GetName()}"
         # The gallery still first: it is documented as the still "from the current video clip" — the clip, as
         # graded — and is the path davinci-resolve-mcp calls "the most reliable way to get a color-graded frame
-        # preview" (docs/SKILL.md, grab_and_export), while ExportCurrentFrameAsStill's "current frame" is the
+        # preview" (its SKILL.md, grab_and_export), while ExportCurrentFrameAsStill's "current frame" is the
         # timeline's composited frame (davinci-resolve-mcp tests/live_drp_roundtrip_verification.py) whose grade
         # is advised, not measured [R-LIM "TimelineItem.SetCDL"]. ExportStills writes nothing while the Gallery
         # panel is closed, which no call can see or change; then the current frame, which needs no panel and was
