@@ -38,9 +38,8 @@ from diffusers import AutoencoderKL
 
 from coolcolor import color, faults
 from coolcolor.errors import CheckpointError, InputError, describe_os_error
-from coolcolor.model.checkpoint import (CONFIG_NAME, Components, check_sd15_layout, encode_gray_latents,
-                                        load_components, save_components, weights_hash)
-from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, check_guide_fits, decode, new_decoder_guide
+from coolcolor.model.checkpoint import encode_gray_latents, save_components, weights_hash
+from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, decode, new_decoder_guide
 from coolcolor.model.presets import preset_components
 from coolcolor.model.resolve import PRESET_PREFIX, resolve_model_source
 from coolcolor.model.unet import merge_gray
@@ -53,6 +52,7 @@ from coolcolor.train.equivariance import ef_loss, in_frame_mask, lambda_at, rand
 from coolcolor.train.loader import resolve_workers, step_batches
 from coolcolor.train.model import architecture, architecture_signature, grow_vocabulary, new_components, new_vae
 from coolcolor.train.optim import build_optimizer, check_optimizer
+from coolcolor.train.trained import load_guide, load_init_checkpoint, load_vae
 from coolcolor.world.spec import WorldSpec
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class Trainer:
         c = self.config
         self.guide: DecoderGuide | None = None
         if c.stage == "vae":
-            self.vae = _load_vae(Path(c.vae_from)) if c.vae_from else new_vae(architecture(c.architecture), c.seed)
+            self.vae = load_vae(Path(c.vae_from)) if c.vae_from else new_vae(architecture(c.architecture), c.seed)
             self.components = None
             self.trainable: list[torch.nn.Module] = [self.vae]
             if c.vae_train == "decoder":
@@ -152,7 +152,7 @@ class Trainer:
                 self.trainable = [self.vae.decoder, self.vae.post_quant_conv]
             if c.decoder_guide:
                 # Continue the start's guide if it has one; a new guide decodes exactly like no guide.
-                self.guide = _load_guide(Path(c.vae_from), self.vae) or new_decoder_guide(self.vae, c.seed)
+                self.guide = load_guide(Path(c.vae_from), self.vae) or new_decoder_guide(self.vae, c.seed)
                 self.trainable.append(self.guide)
         else:
             if c.init_from.startswith(PRESET_PREFIX):  # random weights: for measuring cost (bench_train_step)
@@ -160,15 +160,15 @@ class Trainer:
                 self.components = preset_components(c.init_from.removeprefix(PRESET_PREFIX))
                 self.base_recipe = self.components.config.recipe
             elif c.init_from:
-                self.components = _load_init(Path(c.init_from))
+                self.components = load_init_checkpoint(Path(c.init_from))
                 self.base_recipe = self.components.config.recipe
             else:
                 if not c.vae_from:
                     raise InputError("unet stage: give vae_from (a finished VAE-stage run) or init_from (a checkpoint)")
-                vae = _load_vae(Path(c.vae_from))
+                vae = load_vae(Path(c.vae_from))
                 self.components = new_components(c.architecture, vae, c.resolution, c.seed)
                 # A decoder trained with a guide decodes right only with it: the run's checkpoints carry it along.
-                self.components.decoder_guide = _load_guide(Path(c.vae_from), vae)
+                self.components.decoder_guide = load_guide(Path(c.vae_from), vae)
                 if self.components.decoder_guide is not None:
                     self.components.decoder_guide.eval().requires_grad_(False)
             comp = self.components
@@ -640,56 +640,3 @@ def set_scaling_factor(vae: AutoencoderKL, source, resolution: int, device: torc
     factor = float(1.0 / z.std())
     vae.register_to_config(scaling_factor=factor)
     return factor
-
-
-def _vae_folder(path: Path) -> Path:
-    """Where the VAE of ``path`` is: a finished VAE-stage run folder's ``final/vae``, a model's ``vae/``, or
-    a ``vae`` folder itself."""
-    for candidate in (path / "final" / "vae", path / "vae", path):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise CheckpointError(f"vae_from {path}: no finished VAE there (expected {path}/final/vae/config.json)")
-
-
-def _load_vae(path: Path) -> AutoencoderKL:
-    folder = _vae_folder(path)
-    try:
-        return AutoencoderKL.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"VAE folder {folder}: cannot load ({exc})") from exc
-
-
-def _load_guide(path: Path, vae: AutoencoderKL) -> DecoderGuide | None:
-    """The decoder guide saved beside the VAE ``_load_vae`` loads from ``path`` (its sibling
-    ``decoder_guide/``), if there is one."""
-    folder = _vae_folder(path).parent / GUIDE_PART
-    if not (folder / "config.json").is_file():
-        return None
-    try:
-        guide = DecoderGuide.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"decoder guide {folder}: cannot load ({exc})") from exc
-    check_guide_fits(guide, vae, str(folder))
-    return guide
-
-
-def _load_init(folder: Path) -> Components:
-    """The checkpoint a fine-tune starts from. A Stable Diffusion folder is named as one, with the command
-    that converts it (or, for another architecture, what makes it not SD-1.5), rather than as a checkpoint
-    that lacks coolcolor.json."""
-    if folder.is_dir() and not (folder / CONFIG_NAME).is_file() and (folder / "model_index.json").is_file():
-        try:
-            check_sd15_layout(folder)
-        except CheckpointError as exc:
-            raise CheckpointError(f"init_from {folder} is neither a CoolColor checkpoint nor a Stable Diffusion 1.5 "
-                                  f"folder to convert: {exc}") from exc
-        raise CheckpointError(f"init_from {folder} is a Stable Diffusion 1.5 folder, not a CoolColor checkpoint; "
-                              f"convert it first with `coolcolor init --from-sd15 {folder} OUT` and train with "
-                              "init_from=OUT")
-    return load_components(folder)
-
-
-def load_trained(path: str | Path) -> Components:
-    """A trained run's model (``OUTPUT/final`` or a checkpoint folder)."""
-    p = Path(path)
-    return load_components(p / "final" if (p / "final" / "coolcolor.json").is_file() else p)
