@@ -48,6 +48,7 @@ from coolcolor.train.config import TrainConfig
 from coolcolor.real.source import RealSource
 from coolcolor.train.data import FolderSource, MixedSource, WorldSource, blip_captioner
 from coolcolor.train.distributed import Shard, processes_for
+from coolcolor.train.ema import WeightEMA
 from coolcolor.train.equivariance import ef_loss, in_frame_mask, lambda_at, random_affine
 from coolcolor.train.loader import resolve_workers, step_batches
 from coolcolor.train.model import architecture, architecture_signature, grow_vocabulary, new_components, new_vae
@@ -201,9 +202,9 @@ class Trainer:
         # what the forward passes call: DDP wrappers with several processes, the modules themselves in one
         self.forward_modules, self.optimizer = self.dist.prepare(self.trainable, self.optimizer)
         # EMA of the UNet's trained weights (fp32, beside them on the device); the final model is the average
-        self.ema: dict[str, torch.Tensor] | None = None
+        self.ema: WeightEMA | None = None
         if c.ema_decay and self.components is not None:
-            self.ema = {n: p.detach().clone() for n, p in self.components.unet.named_parameters() if p.requires_grad}
+            self.ema = WeightEMA(self.components.unet, c.ema_decay)
         self._validation_items: list[validation.ValidationItem] | None = None
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
 
@@ -249,7 +250,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "config": self.config.to_dict(), "signature": self.signature(),
-            "ema": self._ema_state(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "processes": self.dist.processes, "global_batch": self.config.batch_size * self.dist.processes,
             "lora": lora.trainable_state(self.components.unet) if self.lora_base else None,
             "lora_base": self.lora_base,
@@ -325,12 +326,7 @@ class Trainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
-            saved_ema = state.get("ema")
-            if saved_ema is None or set(saved_ema) != set(self.ema):
-                raise CheckpointError(f"{latest}: the checkpoint holds no EMA of this UNet's weights; use a new "
-                                      "output folder")
-            for name, tensor in saved_ema.items():
-                self.ema[name].copy_(tensor)
+            self.ema.load_state_dict(state.get("ema"), str(latest))
         self.step = int(state["step"])
         if self.dist.is_main:
             self._truncate_log()
@@ -488,23 +484,10 @@ class Trainer:
         else:
             self.optimizer.step()
         if self.ema is not None:
-            self._update_ema()
+            self.ema.update(self.step)
         self.step += 1
         faults.hit("train_step")
         return {k: float(v.detach()) for k, v in out.items()}
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        """ema ← d·ema + (1 − d)·θ with d = min(ema_decay, (1 + k)/(10 + k)) at the k-th update (k = step):
-        diffusers' EMAModel warm-up, so early averages are not dominated by the random start."""
-        assert self.ema is not None and self.components is not None
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        names = list(self.ema)
-        params = dict(self.components.unet.named_parameters())
-        torch._foreach_lerp_([self.ema[n] for n in names], [params[n].detach() for n in names], 1 - decay)
-
-    def _ema_state(self) -> dict[str, torch.Tensor] | None:
-        return None if self.ema is None else {n: t.detach().to("cpu").clone() for n, t in self.ema.items()}
 
     def run(self, progress: bool = True) -> Path:
         """Train (resuming from the run folder's latest checkpoint) and write ``OUTPUT/final``.
@@ -587,7 +570,7 @@ class Trainer:
         assert self.components is not None
         if self._validation_items is None:
             self._validation_items = validation.validation_set(self.config)
-        unet = lora.plain_unet(self.components.unet, self.ema)
+        unet = lora.plain_unet(self.components.unet, None if self.ema is None else self.ema.averages)
         return validation.write_validation(self.out, self.step, self.components, unet, self._validation_items,
                                            self.config.validation_steps, self.ema is not None, self.device)
 
@@ -602,11 +585,8 @@ class Trainer:
             set_scaling_factor(self.vae, self._source(), self.config.resolution, self.device)
         for m in self.trainable:
             m.eval().requires_grad_(False)
-        if self.ema is not None and self.components is not None:  # the final model is the average
-            with torch.no_grad():
-                params = dict(self.components.unet.named_parameters())
-                for name, average in self.ema.items():
-                    params[name].copy_(average)
+        if self.ema is not None:  # the final model is the average
+            self.ema.copy_to()
         with _whole_or_nothing(tmp, f"final model {final}", self.checkpoints()):
             self._save_model(tmp, final=True)
         if final.exists():
