@@ -103,7 +103,7 @@ def test_lora_with_ema_resumes_exactly_and_refuses_another_base(tmp_path, model_
     straight = Trainer(tiny_config(tmp_path / "a", **kw))
     straight.run(progress=False)
     names = [n for n, _ in straight.components.unet.named_parameters()]
-    assert set(straight.ema) == {n for n in names if ".lora_" in n} | {"conv_in.weight", "conv_in.bias"}
+    assert set(straight.ema.averages) == {n for n in names if ".lora_" in n} | {"conv_in.weight", "conv_in.bias"}
     Trainer(tiny_config(tmp_path / "b", steps=2, **kw)).run(progress=False)
     resumed = Trainer(tiny_config(tmp_path / "b", **kw))
     resumed.run(progress=False)
@@ -111,7 +111,7 @@ def test_lora_with_ema_resumes_exactly_and_refuses_another_base(tmp_path, model_
     a, b = final_unet(tmp_path / "a"), final_unet(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
     # the final model is the average, merged from the EMA adapters; the last checkpoint holds the last ones
-    ema_unet = plain_unet(straight.components.unet, straight.ema).state_dict()
+    ema_unet = plain_unet(straight.components.unet, straight.ema.averages).state_dict()
     last = load_file(tmp_path / "a" / "checkpoints" / "step-0000003" / UNET_FILE)
     q = "mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight"
     assert torch.equal(a[q], ema_unet[q]) and not torch.equal(a[q], last[q])

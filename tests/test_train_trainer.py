@@ -348,7 +348,8 @@ def test_ema_of_the_unet_weights_is_the_final_model_and_resumes_exactly(tmp_path
     after = dict(trainer.components.unet.named_parameters())
     decay = min(0.9, 1 / 10)  # the first update: diffusers' warm-up (1 + 0) / (10 + 0)
     for name in ("conv_in.weight", "mid_block.attentions.0.proj_in.weight"):
-        assert torch.allclose(trainer.ema[name], decay * before[name] + (1 - decay) * after[name].detach(), atol=1e-7)
+        expected = decay * before[name] + (1 - decay) * after[name].detach()
+        assert torch.allclose(trainer.ema.averages[name], expected, atol=1e-7)
 
     def final_unet(run: Path) -> dict[str, torch.Tensor]:
         return load_file(run / "final" / "unet" / "diffusion_pytorch_model.safetensors")
@@ -361,7 +362,7 @@ def test_ema_of_the_unet_weights_is_the_final_model_and_resumes_exactly(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)  # the resumed run's average is the straight run's
     raw = load_file(tmp_path / "a" / "checkpoints" / "step-0000003" / "unet" / "diffusion_pytorch_model.safetensors")
     assert not torch.equal(raw["conv_in.weight"], a["conv_in.weight"])  # the final model is the average, not θ
-    assert torch.equal(a["conv_in.weight"], straight.ema["conv_in.weight"])
+    assert torch.equal(a["conv_in.weight"], straight.ema.averages["conv_in.weight"])
     assert CoolColorPipeline.from_pretrained(tmp_path / "a" / "final").config.recipe["ema_decay"] == 0.9
     with pytest.raises(InputError, match="ema_decay must be in"):
         unet_config(tmp_path / "c", vae_dir, ema_decay=1.0).validate()

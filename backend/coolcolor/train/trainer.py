@@ -38,9 +38,8 @@ from diffusers import AutoencoderKL
 
 from coolcolor import color, faults
 from coolcolor.errors import CheckpointError, InputError, describe_os_error
-from coolcolor.model.checkpoint import (CONFIG_NAME, Components, check_sd15_layout, encode_gray_latents,
-                                        load_components, save_components, weights_hash)
-from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, check_guide_fits, decode, new_decoder_guide
+from coolcolor.model.checkpoint import encode_gray_latents, save_components, weights_hash
+from coolcolor.model.decoder_guide import GUIDE_PART, DecoderGuide, decode, new_decoder_guide
 from coolcolor.model.presets import preset_components
 from coolcolor.model.resolve import PRESET_PREFIX, resolve_model_source
 from coolcolor.model.unet import merge_gray
@@ -49,10 +48,12 @@ from coolcolor.train.config import TrainConfig
 from coolcolor.real.source import RealSource
 from coolcolor.train.data import FolderSource, MixedSource, WorldSource, blip_captioner
 from coolcolor.train.distributed import Shard, processes_for
+from coolcolor.train.ema import WeightEMA
 from coolcolor.train.equivariance import ef_loss, in_frame_mask, lambda_at, random_affine
 from coolcolor.train.loader import resolve_workers, step_batches
 from coolcolor.train.model import architecture, architecture_signature, grow_vocabulary, new_components, new_vae
 from coolcolor.train.optim import build_optimizer, check_optimizer
+from coolcolor.train.trained import load_guide, load_init_checkpoint, load_vae
 from coolcolor.world.spec import WorldSpec
 
 logger = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Trainer:
         c = self.config
         self.guide: DecoderGuide | None = None
         if c.stage == "vae":
-            self.vae = _load_vae(Path(c.vae_from)) if c.vae_from else new_vae(architecture(c.architecture), c.seed)
+            self.vae = load_vae(Path(c.vae_from)) if c.vae_from else new_vae(architecture(c.architecture), c.seed)
             self.components = None
             self.trainable: list[torch.nn.Module] = [self.vae]
             if c.vae_train == "decoder":
@@ -152,7 +153,7 @@ class Trainer:
                 self.trainable = [self.vae.decoder, self.vae.post_quant_conv]
             if c.decoder_guide:
                 # Continue the start's guide if it has one; a new guide decodes exactly like no guide.
-                self.guide = _load_guide(Path(c.vae_from), self.vae) or new_decoder_guide(self.vae, c.seed)
+                self.guide = load_guide(Path(c.vae_from), self.vae) or new_decoder_guide(self.vae, c.seed)
                 self.trainable.append(self.guide)
         else:
             if c.init_from.startswith(PRESET_PREFIX):  # random weights: for measuring cost (bench_train_step)
@@ -160,15 +161,15 @@ class Trainer:
                 self.components = preset_components(c.init_from.removeprefix(PRESET_PREFIX))
                 self.base_recipe = self.components.config.recipe
             elif c.init_from:
-                self.components = _load_init(Path(c.init_from))
+                self.components = load_init_checkpoint(Path(c.init_from))
                 self.base_recipe = self.components.config.recipe
             else:
                 if not c.vae_from:
                     raise InputError("unet stage: give vae_from (a finished VAE-stage run) or init_from (a checkpoint)")
-                vae = _load_vae(Path(c.vae_from))
+                vae = load_vae(Path(c.vae_from))
                 self.components = new_components(c.architecture, vae, c.resolution, c.seed)
                 # A decoder trained with a guide decodes right only with it: the run's checkpoints carry it along.
-                self.components.decoder_guide = _load_guide(Path(c.vae_from), vae)
+                self.components.decoder_guide = load_guide(Path(c.vae_from), vae)
                 if self.components.decoder_guide is not None:
                     self.components.decoder_guide.eval().requires_grad_(False)
             comp = self.components
@@ -201,9 +202,9 @@ class Trainer:
         # what the forward passes call: DDP wrappers with several processes, the modules themselves in one
         self.forward_modules, self.optimizer = self.dist.prepare(self.trainable, self.optimizer)
         # EMA of the UNet's trained weights (fp32, beside them on the device); the final model is the average
-        self.ema: dict[str, torch.Tensor] | None = None
+        self.ema: WeightEMA | None = None
         if c.ema_decay and self.components is not None:
-            self.ema = {n: p.detach().clone() for n, p in self.components.unet.named_parameters() if p.requires_grad}
+            self.ema = WeightEMA(self.components.unet, c.ema_decay)
         self._validation_items: list[validation.ValidationItem] | None = None
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
 
@@ -249,7 +250,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "config": self.config.to_dict(), "signature": self.signature(),
-            "ema": self._ema_state(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "processes": self.dist.processes, "global_batch": self.config.batch_size * self.dist.processes,
             "lora": lora.trainable_state(self.components.unet) if self.lora_base else None,
             "lora_base": self.lora_base,
@@ -325,12 +326,7 @@ class Trainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
-            saved_ema = state.get("ema")
-            if saved_ema is None or set(saved_ema) != set(self.ema):
-                raise CheckpointError(f"{latest}: the checkpoint holds no EMA of this UNet's weights; use a new "
-                                      "output folder")
-            for name, tensor in saved_ema.items():
-                self.ema[name].copy_(tensor)
+            self.ema.load_state_dict(state.get("ema"), str(latest))
         self.step = int(state["step"])
         if self.dist.is_main:
             self._truncate_log()
@@ -488,23 +484,10 @@ class Trainer:
         else:
             self.optimizer.step()
         if self.ema is not None:
-            self._update_ema()
+            self.ema.update(self.step)
         self.step += 1
         faults.hit("train_step")
         return {k: float(v.detach()) for k, v in out.items()}
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        """ema ← d·ema + (1 − d)·θ with d = min(ema_decay, (1 + k)/(10 + k)) at the k-th update (k = step):
-        diffusers' EMAModel warm-up, so early averages are not dominated by the random start."""
-        assert self.ema is not None and self.components is not None
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        names = list(self.ema)
-        params = dict(self.components.unet.named_parameters())
-        torch._foreach_lerp_([self.ema[n] for n in names], [params[n].detach() for n in names], 1 - decay)
-
-    def _ema_state(self) -> dict[str, torch.Tensor] | None:
-        return None if self.ema is None else {n: t.detach().to("cpu").clone() for n, t in self.ema.items()}
 
     def run(self, progress: bool = True) -> Path:
         """Train (resuming from the run folder's latest checkpoint) and write ``OUTPUT/final``.
@@ -587,7 +570,7 @@ class Trainer:
         assert self.components is not None
         if self._validation_items is None:
             self._validation_items = validation.validation_set(self.config)
-        unet = lora.plain_unet(self.components.unet, self.ema)
+        unet = lora.plain_unet(self.components.unet, None if self.ema is None else self.ema.averages)
         return validation.write_validation(self.out, self.step, self.components, unet, self._validation_items,
                                            self.config.validation_steps, self.ema is not None, self.device)
 
@@ -602,11 +585,8 @@ class Trainer:
             set_scaling_factor(self.vae, self._source(), self.config.resolution, self.device)
         for m in self.trainable:
             m.eval().requires_grad_(False)
-        if self.ema is not None and self.components is not None:  # the final model is the average
-            with torch.no_grad():
-                params = dict(self.components.unet.named_parameters())
-                for name, average in self.ema.items():
-                    params[name].copy_(average)
+        if self.ema is not None:  # the final model is the average
+            self.ema.copy_to()
         with _whole_or_nothing(tmp, f"final model {final}", self.checkpoints()):
             self._save_model(tmp, final=True)
         if final.exists():
@@ -640,56 +620,3 @@ def set_scaling_factor(vae: AutoencoderKL, source, resolution: int, device: torc
     factor = float(1.0 / z.std())
     vae.register_to_config(scaling_factor=factor)
     return factor
-
-
-def _vae_folder(path: Path) -> Path:
-    """Where the VAE of ``path`` is: a finished VAE-stage run folder's ``final/vae``, a model's ``vae/``, or
-    a ``vae`` folder itself."""
-    for candidate in (path / "final" / "vae", path / "vae", path):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise CheckpointError(f"vae_from {path}: no finished VAE there (expected {path}/final/vae/config.json)")
-
-
-def _load_vae(path: Path) -> AutoencoderKL:
-    folder = _vae_folder(path)
-    try:
-        return AutoencoderKL.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"VAE folder {folder}: cannot load ({exc})") from exc
-
-
-def _load_guide(path: Path, vae: AutoencoderKL) -> DecoderGuide | None:
-    """The decoder guide saved beside the VAE ``_load_vae`` loads from ``path`` (its sibling
-    ``decoder_guide/``), if there is one."""
-    folder = _vae_folder(path).parent / GUIDE_PART
-    if not (folder / "config.json").is_file():
-        return None
-    try:
-        guide = DecoderGuide.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"decoder guide {folder}: cannot load ({exc})") from exc
-    check_guide_fits(guide, vae, str(folder))
-    return guide
-
-
-def _load_init(folder: Path) -> Components:
-    """The checkpoint a fine-tune starts from. A Stable Diffusion folder is named as one, with the command
-    that converts it (or, for another architecture, what makes it not SD-1.5), rather than as a checkpoint
-    that lacks coolcolor.json."""
-    if folder.is_dir() and not (folder / CONFIG_NAME).is_file() and (folder / "model_index.json").is_file():
-        try:
-            check_sd15_layout(folder)
-        except CheckpointError as exc:
-            raise CheckpointError(f"init_from {folder} is neither a CoolColor checkpoint nor a Stable Diffusion 1.5 "
-                                  f"folder to convert: {exc}") from exc
-        raise CheckpointError(f"init_from {folder} is a Stable Diffusion 1.5 folder, not a CoolColor checkpoint; "
-                              f"convert it first with `coolcolor init --from-sd15 {folder} OUT` and train with "
-                              "init_from=OUT")
-    return load_components(folder)
-
-
-def load_trained(path: str | Path) -> Components:
-    """A trained run's model (``OUTPUT/final`` or a checkpoint folder)."""
-    p = Path(path)
-    return load_components(p / "final" if (p / "final" / "coolcolor.json").is_file() else p)
