@@ -61,3 +61,4 @@ def test_copy_to_puts_the_averages_into_the_module_and_leaves_frozen_weights():
     ema.copy_to()
     assert torch.equal(module[0].weight, ema.averages["0.weight"])
     assert torch.equal(module[1].weight, frozen)
+

@@ -157,3 +157,22 @@ def test_adamw8bit_without_bitsandbytes_is_one_line_before_anything_is_written(t
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "optimizer adamw8bit needs bitsandbytes" in err and "coolcolor[gpu-train]" in err
     assert not out.exists()
+
+
+def test_lora_adapters_start_from_the_run_seed_not_the_callers_random_state():
+    """PEFT draws lora_A from torch's global generator: two runs with the same seed must start alike, whatever
+    ran before them, and the caller's stream must not move (a resumed or a validation-on run depends on it)."""
+    pytest.importorskip("peft")
+    from coolcolor.model.presets import preset_components
+    from coolcolor.train.lora import add_lora
+
+    starts = []
+    for before in (1, 2):
+        torch.manual_seed(before)
+        unet = preset_components("tiny").unet
+        state = torch.get_rng_state()
+        add_lora(unet, 4, seed=7)
+        assert torch.equal(torch.get_rng_state(), state)
+        starts.append({n: p.detach().clone() for n, p in unet.named_parameters() if "lora_A" in n})
+    assert starts[0] and starts[0].keys() == starts[1].keys()
+    assert all(torch.equal(starts[0][n], starts[1][n]) for n in starts[0])

@@ -28,16 +28,23 @@ _BASE = ".base_layer."
 _LORA_MARK = (".lora_A.", ".lora_B.")
 
 
-def add_lora(unet: UNet2DConditionModel, rank: int) -> list[torch.nn.Parameter]:
+def add_lora(unet: UNet2DConditionModel, rank: int, seed: int = 0) -> list[torch.nn.Parameter]:
     """Inject rank-``rank`` adapters in place; freeze everything but them and ``conv_in``. Returns the
-    trainable parameters (what the optimizer gets)."""
+    trainable parameters (what the optimizer gets).
+
+    PEFT draws the adapters' start values (``lora_A``) from torch's global generator; they are drawn here
+    from ``seed`` with that generator forked, so a run is reproducible across processes and the caller's
+    random stream is left as it was."""
     try:
         from peft import LoraConfig
     except ImportError as exc:
         raise InputError(f"lora_rank needs PEFT ({exc}); pip install peft") from exc
     unet.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
-                                target_modules=list(TARGET_MODULES)), ADAPTER)
+    devices = [unet.device.index or 0] if unet.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
+                                    target_modules=list(TARGET_MODULES)), ADAPTER)
     unet.conv_in.requires_grad_(True)  # F_in
     return [p for p in unet.parameters() if p.requires_grad]
 

@@ -192,7 +192,7 @@ class Trainer:
         self.lora_base: str | None = None
         if c.lora_rank and self.components is not None:
             self.lora_base = weights_hash(self.components.unet)
-            lora.add_lora(self.components.unet, c.lora_rank)
+            lora.add_lora(self.components.unet, c.lora_rank, seed=c.seed)
         if self.grad_ckpt and self.components is not None:
             self.components.unet.enable_gradient_checkpointing()
             if self.components.text_encoder in self.trainable:
