@@ -15,14 +15,10 @@ import pytest
 
 from coolcolor import cli
 from coolcolor.video.exr import read_ab_exr
-from test_video_job import graded_reference, two_shot_sequence
+from test_video_job import ab_by_frame, graded_reference, torch_threads, two_shot_sequence
 
 openjd_model = pytest.importorskip("openjd.model")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _ab(folder: Path) -> dict[int, np.ndarray]:
-    return {int(p.name[3:7]): read_ab_exr(str(p))[0] for p in sorted(folder.glob("ab.*.exr"))}
 
 
 def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, model_dir, capsys, monkeypatch):
@@ -77,15 +73,9 @@ def test_export_openjd_template_checks_and_runs_to_the_same_frames(tmp_path, mod
     assert not (tmp_path / "farm_out" / OWNER_FILE).exists()  # `finish` ended the farm job's hold
 
     # The same job run locally (one torch thread, as the farm tasks) gives the same bytes.
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         assert cli.main(["colorize", *common, "-o", str(tmp_path / "local")]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    farm, local = _ab(tmp_path / "farm_out"), _ab(tmp_path / "local")
+    farm, local = ab_by_frame(tmp_path / "farm_out"), ab_by_frame(tmp_path / "local")
     assert sorted(farm) == sorted(local) == list(range(1, 17))
     for frame in local:
         np.testing.assert_array_equal(farm[frame], local[frame])
@@ -96,17 +86,13 @@ def test_farm_tasks_follow_a_reference_keyframe_as_a_local_run_does(tmp_path, mo
     """Issue 25 on the farm: the plan carries the driver's shot bounds, checked references and ignored words,
     so each task colorizes its window as ``coolcolor colorize`` does — the graded frame 2 guides its own shot
     only (the tasks used to take the whole job for one shot) — and stamps the same provenance."""
-    import torch
-
     source = two_shot_sequence(tmp_path / "src", per_shot=8)
     reference = graded_reference(tmp_path / "graded.0002.exr", 1)
     common = [source, "--keyframe", "12", "--reference", f"2={reference}", "--steps", "2", "--window", "4",
               "--seed", "5", "--prompt", "a red astronaut ball", "--model", model_dir]
     template = tmp_path / "farm" / "job.yaml"
     template.parent.mkdir()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as a farm task's process (OMP_NUM_THREADS=1)
-    try:
+    with torch_threads(1):  # as a farm task's process (OMP_NUM_THREADS=1)
         assert cli.main(["farm", "export-openjd", *common, "-o", str(tmp_path / "farm_out"),
                          "--template", str(template)]) == 0
         import yaml
@@ -119,9 +105,7 @@ def test_farm_tasks_follow_a_reference_keyframe_as_a_local_run_does(tmp_path, mo
             assert cli.main(["farm", "run-window", plan, "--window", window]) == 0
         assert cli.main(["farm", "finish", plan]) == 0
         assert cli.main(["colorize", *common, "-o", str(tmp_path / "local")]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    farm, local = _ab(tmp_path / "farm_out"), _ab(tmp_path / "local")
+    farm, local = ab_by_frame(tmp_path / "farm_out"), ab_by_frame(tmp_path / "local")
     assert sorted(farm) == sorted(local) == list(range(1, 17))
     for frame in local:
         np.testing.assert_array_equal(farm[frame], local[frame], err_msg=f"frame {frame}")

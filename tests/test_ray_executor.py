@@ -24,7 +24,14 @@ from coolcolor.video.exr import read_ab_exr, read_ab_header  # noqa: E402
 from coolcolor.video.job import ColorizeJob, JobCancelled  # noqa: E402
 from coolcolor.video.run import run_colorize_job, run_job  # noqa: E402
 from coolcolor.scaleout.ray_cluster import RaySegmentRunner, connect_ray, start_local_ray  # noqa: E402
-from test_video_job import Recorder, graded_reference, one_shot_sequence, two_shot_sequence  # noqa: E402
+from test_video_job import (  # noqa: E402
+    Recorder,
+    ab_by_frame,
+    graded_reference,
+    one_shot_sequence,
+    torch_threads,
+    two_shot_sequence,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = range(1, 9)
@@ -53,10 +60,6 @@ def pool(cluster, model_dir):
     executor.close()
 
 
-def _ab(folder: Path) -> dict[int, np.ndarray]:
-    return {int(p.name[3:7]): read_ab_exr(str(p))[0] for p in sorted(folder.glob("ab.*.exr"))}
-
-
 def _no_temporaries(folder: Path) -> None:
     assert [p.name for p in folder.iterdir() if ".tmp" in p.name or p.name.startswith(".coolcolor-probe")] == []
 
@@ -73,19 +76,13 @@ def test_the_cluster_listens_on_loopback_only(cluster):
 
 def test_local_one_and_two_ray_workers_give_bit_identical_ab(tmp_path, cluster, model_dir, request):
     """Same job + seed → the same bytes of a*, b* wherever the windows ran; two workers share one shot."""
-    import torch
-
     from coolcolor.model.pipeline import CoolColorPipeline
 
     source = two_shot_sequence(tmp_path / "src", per_shot=5)  # two shots: one artist, one automatic keyframe
     settings = dict(source=source, keyframes=[2], steps=2, window=2, seed=7, prompt="a red ball")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each Ray worker
-    try:
+    with torch_threads(1):  # as each Ray worker
         local = run_colorize_job(ColorizeJob(output_dir=str(tmp_path / "local"), **settings),
                                  CoolColorPipeline.from_pretrained(model_dir, device="cpu"))
-    finally:
-        torch.set_num_threads(threads)
     assert local.ok and local.frames_written == list(range(1, 11))
 
     one = RaySegmentRunner(model_dir, workers=1)
@@ -97,9 +94,9 @@ def test_local_one_and_two_ray_workers_give_bit_identical_ab(tmp_path, cluster, 
     on_two = run_job(ColorizeJob(output_dir=str(tmp_path / "ray2"), **settings), pool)
 
     assert on_one.keyframes == on_two.keyframes == local.keyframes
-    expected = _ab(tmp_path / "local")
+    expected = ab_by_frame(tmp_path / "local")
     for name in ("ray1", "ray2"):
-        got = _ab(tmp_path / name)
+        got = ab_by_frame(tmp_path / name)
         assert sorted(got) == sorted(expected)
         for frame, ab in expected.items():
             np.testing.assert_array_equal(got[frame], ab, err_msg=f"{name} frame {frame}")
@@ -111,25 +108,19 @@ def test_a_reference_keyframe_gives_the_same_ab_on_ray_as_locally(tmp_path, mode
     """Issue 25 on Ray: the workers get the driver's checked references and the shots' bounds, so a frame
     reference of the first shot guides that shot only, as in a local run (the workers used to take the
     whole job for one shot, and the second shot followed the first shot's graded frame too)."""
-    import torch
-
     from coolcolor.model.pipeline import CoolColorPipeline
 
     source = two_shot_sequence(tmp_path / "src", per_shot=8)
     reference = graded_reference(tmp_path / "graded.0002.exr", 1)
     settings = dict(source=source, keyframes=[12], steps=2, window=4, seed=5, prompt="a red ball",
                     references=[{"frame": 2, "path": reference}])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each Ray worker
-    try:
+    with torch_threads(1):  # as each Ray worker
         local = run_colorize_job(ColorizeJob(output_dir=str(tmp_path / "local"), **settings),
                                  CoolColorPipeline.from_pretrained(model_dir, device="cpu"))
-    finally:
-        torch.set_num_threads(threads)
     on_ray = run_job(ColorizeJob(output_dir=str(tmp_path / "ray"), **settings), pool)
     assert local.ok and on_ray.ok and on_ray.keyframes == local.keyframes
     assert {local.keyframes[f] for f in range(1, 9)} == {2} and {local.keyframes[f] for f in range(9, 17)} == {12}
-    expected, got = _ab(tmp_path / "local"), _ab(tmp_path / "ray")
+    expected, got = ab_by_frame(tmp_path / "local"), ab_by_frame(tmp_path / "ray")
     assert sorted(got) == sorted(expected) == list(range(1, 17))
     for frame, ab in expected.items():
         np.testing.assert_array_equal(got[frame], ab, err_msg=f"frame {frame}")
@@ -158,7 +149,7 @@ def test_a_worker_killed_mid_task_is_retried_every_frame_once(tmp_path, pool, mo
     assert len({record["pid"] for record in pool.last_records}) == 4, "no worker was killed and restarted"
     assert result.ok and result.frames_written == list(FRAMES)
     assert sorted(events.done) == list(FRAMES)  # each frame announced exactly once
-    assert sorted(_ab(tmp_path / "out")) == list(FRAMES)
+    assert sorted(ab_by_frame(tmp_path / "out")) == list(FRAMES)
     _no_temporaries(tmp_path / "out")
 
 
@@ -194,7 +185,7 @@ def test_a_killed_driver_rerun_dispatches_only_the_missing_frames(tmp_path, clus
                "--model", model_dir, "--ray", cluster, "--ray-workers", "1"]
     died = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert died.returncode == -9, died.stderr[-2000:]
-    before = sorted(_ab(out))
+    before = sorted(ab_by_frame(out))
     assert 2 <= len(before) < len(FRAMES)
     events = Recorder()
     again = run_job(ColorizeJob(source=source, output_dir=str(out), keyframes=[1], steps=1, window=2), pool, events)
@@ -209,7 +200,7 @@ def test_cancel_stops_the_ray_tasks_keeps_finished_frames_and_a_rerun_resumes(tm
     events = Recorder(cancel_after=1)
     with pytest.raises(JobCancelled):
         run_job(job, pool, events)
-    kept = sorted(_ab(tmp_path / "out"))
+    kept = sorted(ab_by_frame(tmp_path / "out"))
     assert sorted(events.done) == kept and 1 <= len(kept) < len(FRAMES)
     again = run_job(job, pool)
     assert again.frames_skipped == kept and sorted(again.frames_written) == [f for f in FRAMES if f not in kept]
@@ -274,7 +265,7 @@ def test_the_daemon_executor_on_ray_cancels_and_resumes(tmp_path, cluster, model
         board = Recorder(cancel_after=2)
         with pytest.raises(JobCancelled):
             executor.run(job, board)
-        kept = sorted(_ab(tmp_path / "out"))
+        kept = sorted(ab_by_frame(tmp_path / "out"))
         assert sorted(board.done) == kept and 2 <= len(kept) < len(FRAMES)
         again = executor.run(job, Recorder())
         assert again.frames_skipped == kept and sorted(again.frames_skipped + again.frames_written) == list(FRAMES)
@@ -363,7 +354,7 @@ def test_a_ray_run_owns_its_folder_until_killed_then_the_same_job_takes_over(tmp
         thread.start()
         assert waiting.wait(600), outcome
         assert not events.done  # it waits: nothing computed while the folder is held
-        finished_before_kill = set(_ab(out))
+        finished_before_kill = set(ab_by_frame(out))
         driver.kill()
         assert driver.wait(60) == -9
     finally:

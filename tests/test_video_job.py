@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import numpy as np
@@ -58,6 +61,24 @@ def graded_reference(path, frame_index: int, tint=(1.0, 0.55, 0.25)) -> str:
     shot: that plate tinted, as a float EXR (read in the job's encoding, like the plate)."""
     write_exr(path, np.stack([scene_a(frame_index) * c for c in tint], -1))
     return str(path)
+
+
+def ab_by_frame(folder: Path) -> dict[int, np.ndarray]:
+    """The a*, b* of every ``ab.NNNN.exr`` in ``folder``, by frame number."""
+    return {int(p.name[3:7]): read_ab_exr(str(p))[0] for p in sorted(Path(folder).glob("ab.*.exr"))}
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (a Ray worker or a farm task runs one); restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def one_shot_sequence(folder, frames=range(1, 9)) -> str:
@@ -217,20 +238,14 @@ def test_another_cpu_thread_count_changes_ab_by_at_most_one_sixteenth(tmp_path, 
     round differently with more threads, which moves an ab value by one half-float step (0.031 at
     |ab| 32–64 on the issue's clip, 0.0625 at |ab| 64–128 here). The README states this bound; it holds
     on a clip with a cut and an uneven last window."""
-    import torch
-
     source = two_shot_sequence(tmp_path / "src", per_shot=5)  # windows of 2, 2, 1 in each shot
     settings = dict(source=source, keyframes=[2], steps=2, window=2, seed=7, prompt="a red ball")
-    threads = torch.get_num_threads()
     ab = {}
-    try:
-        for count in (1, 3):
-            torch.set_num_threads(count)
-            out = tmp_path / f"threads{count}"
+    for count in (1, 3):
+        out = tmp_path / f"threads{count}"
+        with torch_threads(count):
             assert run_colorize_job(ColorizeJob(output_dir=str(out), **settings), tiny_pipe).ok
-            ab[count] = {p.name: read_ab_exr(str(p))[0] for p in sorted(out.glob("ab.*.exr"))}
-    finally:
-        torch.set_num_threads(threads)
+        ab[count] = ab_by_frame(out)
     assert sorted(ab[1]) == sorted(ab[3]) and len(ab[1]) == 10
     worst = max(float(np.abs(ab[1][name] - ab[3][name]).max()) for name in ab[1])
     assert worst <= 1 / 16, f"{worst} exceeds the README's bound"
