@@ -137,6 +137,19 @@ def extend_word_tokenizer(tokenizer: PreTrainedTokenizerFast, words: list[str]) 
     return _word_level(vocab, tokenizer.model_max_length)
 
 
+def _untrained(preset: str, resolution: int, seed: int, unet: UNet2DConditionModel, vae: AutoencoderKL,
+               text_encoder: CLIPTextModel, tokenizer: PreTrainedTokenizerFast) -> Components:
+    """A preset's random modules as Components: inference mode, and a recipe that says they are untrained."""
+    for module in (unet, vae, text_encoder):
+        module.eval().requires_grad_(False)
+    config = CoolColorConfig(
+        resolution=resolution,
+        recipe={"state": "untrained", "preset": preset, "seed": seed},
+        provenance={"built_by": f"coolcolor.model.presets.{preset}_components"},
+    )
+    return Components(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD15_SCHEDULER_CONFIG), config)
+
+
 def tiny_components(seed: int = 0) -> Components:
     """A complete CoolColor model small enough for a 20-step sample of a few 64×64 frames in seconds."""
     torch.manual_seed(seed)
@@ -158,14 +171,7 @@ def tiny_components(seed: int = 0) -> Components:
             **TINY_TEXT_CONFIG,
         )
     )
-    for module in (unet, vae, text_encoder):
-        module.eval().requires_grad_(False)
-    config = CoolColorConfig(
-        resolution=TINY_RESOLUTION,
-        recipe={"state": "untrained", "preset": "tiny", "seed": seed},
-        provenance={"built_by": "coolcolor.model.presets.tiny_components"},
-    )
-    return Components(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD15_SCHEDULER_CONFIG), config)
+    return _untrained("tiny", TINY_RESOLUTION, seed, unet, vae, text_encoder, tokenizer)
 
 
 def sd15_components(seed: int = 0) -> Components:
@@ -187,14 +193,7 @@ def sd15_components(seed: int = 0) -> Components:
         text_encoder = CLIPTextModel(CLIPTextConfig(
             **SD15_TEXT_CONFIG, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id))
-    for module in (unet, vae, text_encoder):
-        module.eval().requires_grad_(False)
-    config = CoolColorConfig(
-        resolution=SD15_RESOLUTION,
-        recipe={"state": "untrained", "preset": "sd15", "seed": seed},
-        provenance={"built_by": "coolcolor.model.presets.sd15_components"},
-    )
-    return Components(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD15_SCHEDULER_CONFIG), config)
+    return _untrained("sd15", SD15_RESOLUTION, seed, unet, vae, text_encoder, tokenizer)
 
 
 # The model specs ``preset:NAME`` (coolcolor.model.resolve) and what builds each.
