@@ -16,7 +16,7 @@ from fakes.resolve import harness as h
 
 sys.path.insert(0, str(h.PLUGIN_DIR))
 from coolcolor_resolve import host  # noqa: E402
-from coolcolor_resolve.jobs import ClipJob, Reference, Settings, build_spec, job_key  # noqa: E402
+from coolcolor_resolve.jobs import ClipJob, Reference, Settings, build_spec, submit_key  # noqa: E402
 
 TAG = json.dumps({"app": host.KEYFRAME_TAG, "v": 1})
 
@@ -363,12 +363,12 @@ def test_build_spec_and_key(tmp_path):
     assert (spec.first, spec.last, spec.keyframes, spec.rgb_plate, spec.resolve_sidecar) == (1001, 1010, [1004],
                                                                                            True, False)
     again = build_spec(clip, Settings(prompt="a", handles=5, result="plate"), [1004])
-    assert job_key(again) == job_key(spec) and again.output_dir == spec.output_dir  # unchanged → same job
+    assert submit_key(again) == submit_key(spec) and again.output_dir == spec.output_dir  # unchanged → same job
     other = build_spec(clip, Settings(prompt="b", handles=5, result="plate"), [1004])
-    assert job_key(other) != job_key(spec) and other.output_dir != spec.output_dir
+    assert submit_key(other) != submit_key(spec) and other.output_dir != spec.output_dir
     preview = build_spec(clip, Settings(prompt="a"), [1004], preview_frame=1004)
     assert (preview.first, preview.last, preview.keyframes, preview.preview) == (1004, 1004, [1004], True)
-    job = ClipJob(clip, spec, job_key(spec), "colorize", state="queued", queue_position=2)
+    job = ClipJob(clip, spec, submit_key(spec), "colorize", state="queued", queue_position=2)
     assert job.line() == "plate: queued (position 2)"
     job.state, job.frames_done, job.frames_total, job.eta_s = "running", 3, 10, 12.4
     assert job.line() == "plate: 3/10 frames, ETA 12 s"
@@ -419,7 +419,7 @@ def test_unknown_prompt_words_are_shown(tmp_path):
         ctl = dialog.ACTIVE
         clip = next(iter(ctl.clips.values()))
         spec = build_spec(clip, Settings(prompt="a zorblax tram"), [])
-        ctl.jobs.append(ClipJob(clip, spec, job_key(spec), "colorize", state="queued", queue_position=1,
+        ctl.jobs.append(ClipJob(clip, spec, submit_key(spec), "colorize", state="queued", queue_position=1,
                                 unknown_words=["zorblax"]))
         ctl.refresh_progress()
         seen["words"] = disp.item("UnknownWords").Text
@@ -574,13 +574,13 @@ def test_the_graded_frame_at_the_playhead_is_sent_as_the_reference_of_its_source
     # the reference's content is the job's identity: without it, or with another grade, another job
     clip = host.clip_source(item)
     plain = build_spec(clip, Settings(), [])
-    assert job_key(plain) != colorize.key and plain.output_dir != colorize.spec.output_dir
-    assert colorize.key == job_key(colorize.spec)
+    assert submit_key(plain) != colorize.key and plain.output_dir != colorize.spec.output_dir
+    assert colorize.key == submit_key(colorize.spec)
     # another grade of the frame (its content hash, recorded at export) names another folder, so another request
     regraded = build_spec(clip, Settings(), [], references=[
         Reference(path=ref["path"], sha256="0" * 64, frame=1006, item_id=clip.item_id)])
     assert regraded.references == colorize.spec.references
-    assert regraded.output_dir != colorize.spec.output_dir and job_key(regraded) != colorize.key
+    assert regraded.output_dir != colorize.spec.output_dir and submit_key(regraded) != colorize.key
     assert app.thread_violations == []
 
 

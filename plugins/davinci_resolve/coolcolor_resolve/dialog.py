@@ -15,7 +15,7 @@ from coolcolor_protocol import abfiles
 from coolcolor_resolve import comp as comp_file
 from coolcolor_resolve import host, prefs
 from coolcolor_resolve.host import ClipSource, GalleryStillEntry, HostError, Keyframe
-from coolcolor_resolve.jobs import (ClipJob, Daemon, Reference, Settings, build_spec, frame_path, job_key,
+from coolcolor_resolve.jobs import (ClipJob, Daemon, Reference, Settings, build_spec, frame_path, submit_key,
                                    provenance_comment, reference_folder)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -330,7 +330,7 @@ class Controller:
             except HostError as exc:
                 self.say(str(exc))
                 continue
-            jobs.append(ClipJob(clip, spec, job_key(spec), "colorize"))
+            jobs.append(ClipJob(clip, spec, submit_key(spec), "colorize"))
         self._submit(jobs)
 
     def on_preview(self, ev: Any) -> None:
@@ -349,7 +349,7 @@ class Controller:
                 except HostError as exc:
                     self.say(str(exc))
                     continue
-                jobs.append(ClipJob(clip, spec, job_key(spec), "preview"))
+                jobs.append(ClipJob(clip, spec, submit_key(spec), "preview"))
         if not jobs and not self.clips:
             raise HostError("no clip to preview: " + ("; ".join(self.refused) or "nothing selected"))
         self._submit(jobs)

@@ -135,7 +135,7 @@ def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60] or "clip"
 
 
-def job_key(spec: JobSpec) -> str:
+def submit_key(spec: JobSpec) -> str:
     """Idempotency key of the whole request (``coolcolor_protocol.identity``): an unchanged clip and settings
     give the same key (the daemon answers with the existing job), any change a new one."""
     return idempotency_key("resolve", spec.to_dict())
